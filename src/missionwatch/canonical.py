@@ -1,0 +1,153 @@
+"""Canonical bytes (RFC 8785, JSON Canonicalization Scheme) and record hashes.
+
+`canonical_bytes` is the one function every signature and hash in missionwatch
+goes through. It has a fast path built on the standard library's C JSON
+encoder, which produces exactly the RFC 8785 bytes for the values receipts are
+made of (strings, booleans, null, safe integers, and floats whose shortest
+round-trip form is positional). Anything else (exponent-form floats, integers
+past 2**53, keys outside the Basic Multilingual Plane) takes the reference
+implementation, the `rfc8785` package. A property test proves both paths give
+identical bytes on arbitrary JSON values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import rfc8785
+
+__all__ = [
+    "CanonicalizationError",
+    "canonical_bytes",
+    "loads_canonical",
+    "record_hash",
+    "strip_envelope",
+]
+
+_MAX_SAFE_INT = 2**53 - 1
+_encode = json.JSONEncoder(
+    ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
+).encode
+
+
+class CanonicalizationError(ValueError):
+    """The value has no RFC 8785 form (NaN, infinity, a lone surrogate, an unsafe integer)."""
+
+
+class _NeedsReference(Exception):
+    pass
+
+
+def _prepare(value: Any) -> Any:
+    """Return `value` with integral floats turned into ints, or raise _NeedsReference."""
+    t = type(value)
+    if t is str or t is bool or value is None:
+        return value
+    if t is int:
+        if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+            return value
+        raise _NeedsReference
+    if t is float:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise CanonicalizationError("NaN and infinity have no JSON form")
+        if value.is_integer():
+            if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+                return int(value)
+            raise _NeedsReference
+        a = abs(value)
+        if 1e-4 <= a < 1e16:
+            # Python's repr and ECMAScript's Number::toString agree here:
+            # shortest round-trip digits, positional notation.
+            return value
+        raise _NeedsReference
+    if t is dict:
+        out = {}
+        for k, v in value.items():
+            if type(k) is not str:
+                raise CanonicalizationError("object keys must be strings")
+            if not k.isascii() and any(ord(c) > 0xFFFF for c in k):
+                raise _NeedsReference  # RFC 8785 sorts by UTF-16 code units
+            out[k] = _prepare(v)
+        return out
+    if t is list or t is tuple:
+        return [_prepare(v) for v in value]
+    raise CanonicalizationError(f"{t.__name__} is not a JSON value")
+
+
+class _Plain(dict):  # type: ignore[type-arg]
+    """A dict parsed by `loads_canonical` whose values the C encoder already writes as RFC 8785."""
+
+    __slots__ = ()
+
+
+def _parse_float(text: str) -> float | int:
+    value = float(text)
+    if value.is_integer() and -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+        return int(value)  # RFC 8785 writes 10.0 as 10; so does an int
+    a = abs(value)
+    if not (1e-4 <= a < 1e16) or value != value:
+        raise _NeedsReference
+    return value
+
+
+def _parse_int(text: str) -> int:
+    value = int(text)
+    if not -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+        raise _NeedsReference
+    return value
+
+
+_fast_decoder = json.JSONDecoder(
+    parse_float=_parse_float, parse_int=_parse_int, object_hook=None,
+    parse_constant=lambda c: (_ for _ in ()).throw(_NeedsReference()),
+)
+
+
+def loads_canonical(text: str) -> Any:
+    """json.loads for records that will be canonicalized: when every number in an ASCII
+    text is one whose Python and RFC 8785 forms agree, the top-level dict comes back
+    marked so `canonical_bytes` can skip its walk. Integral floats become ints (the
+    same JSON number). Otherwise this is plain json.loads."""
+    if text.isascii():
+        try:
+            value = _fast_decoder.decode(text)
+        except _NeedsReference:
+            return json.loads(text)
+        if type(value) is dict:
+            return _Plain(value)
+        return value
+    return json.loads(text)
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """RFC 8785 canonical UTF-8 bytes of a JSON value."""
+    if type(value) is _Plain:
+        return _encode(value).encode("utf-8")
+    try:
+        prepared = _prepare(value)
+        return _encode(prepared).encode("utf-8")
+    except _NeedsReference:
+        pass
+    except UnicodeEncodeError as exc:
+        raise CanonicalizationError("string holds a lone surrogate") from exc
+    try:
+        return bytes(rfc8785.dumps(value))
+    except CanonicalizationError:
+        raise
+    except Exception as exc:  # the reference library's own error types
+        raise CanonicalizationError(str(exc) or type(exc).__name__) from exc
+
+
+def strip_envelope(record: dict[str, Any]) -> dict[str, Any]:
+    """The record without its `signature` and `hash` fields: what is hashed and signed."""
+    if "signature" not in record and "hash" not in record:
+        return record
+    body = {k: v for k, v in record.items() if k != "signature" and k != "hash"}
+    return _Plain(body) if type(record) is _Plain else body
+
+
+def record_hash(record: dict[str, Any]) -> str:
+    """`sha256:<hex>` of the canonical bytes of the record less `signature` and `hash`."""
+    return "sha256:" + hashlib.sha256(canonical_bytes(strip_envelope(record))).hexdigest()

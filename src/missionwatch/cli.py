@@ -1,0 +1,214 @@
+"""The `missionwatch` command line. Thin: every command body parses its
+arguments, calls the library, and prints. Exit codes: 0 ran, 1 a check failed
+(verify, spec check), 2 unusable arguments or an invalid spec."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from .signing import KeyError_, Keyring, Signer, load_private_key
+from .spec import SpecError, SpecRegistry, load_spec
+
+app = typer.Typer(
+    name="missionwatch",
+    help="Mission-level behavioural monitor for AI agents: ledger action receipts, judge fairness "
+    "and strategy shifts per cohort, emit signed strategy receipts, escalations and pause signals.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+spec_app = typer.Typer(help="Work with detector specs (detectors/*.toml).", no_args_is_help=True)
+app.add_typer(spec_app, name="spec")
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def default_specs_dir() -> Path:
+    """./detectors if present, else the detectors/ of the source tree this package runs from."""
+    here = Path("detectors")
+    if here.is_dir():
+        return here
+    return Path(__file__).resolve().parents[2] / "detectors"
+
+
+def _load_specs(specs: Path | None) -> SpecRegistry:
+    try:
+        return SpecRegistry.load_dir(specs or default_specs_dir())
+    except SpecError as exc:
+        raise _fail(str(exc)) from None
+
+
+SpecsOpt = Annotated[Path | None, typer.Option("--specs", help="Directory of detector specs (*.toml). "
+                                               "Default: ./detectors.")]
+
+
+@app.command()
+def replay(
+    input: Annotated[Path, typer.Argument(help="JSON Lines file of in records, one per line.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory to write events.jsonl, "
+                                          "rejected.jsonl and ledger.duckdb into.")],
+    specs: SpecsOpt = None,
+    keys: Annotated[Path | None, typer.Option("--keys", help="Keyring JSON of the keys allowed to sign "
+                                              "input (gate and reviewer roles).")] = None,
+    signing_key: Annotated[Path | None, typer.Option(
+        "--signing-key", help="Monitor private key (PEM, PKCS#8); its key_id is the file name without "
+        ".pem. Default: an ephemeral key, its public half written to DIR/monitor-key.json.")] = None,
+    allow_unsigned: Annotated[bool, typer.Option(
+        "--allow-unsigned", help="Accept input records that carry no signature (a bad signature is "
+        "still rejected).")] = False,
+) -> None:
+    """Run the monitoring core over a file, in file order, as the streaming service would."""
+    from .monitor import Monitor
+    from .replay import replay_file, write_monitor_key
+
+    if not input.is_file():
+        raise _fail(f"{input}: no such input file")
+    registry = _load_specs(specs)
+    try:
+        keyring = Keyring.load(keys) if keys else Keyring()
+        signer = load_private_key(signing_key) if signing_key else None
+    except KeyError_ as exc:
+        raise _fail(str(exc)) from None
+    if out_dir.exists() and not out_dir.is_dir():
+        raise _fail(f"{out_dir}: exists and is not a directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if signer is None:
+        signer = Signer.generate("monitor-ephemeral")
+        write_monitor_key(signer, out_dir / "monitor-key.json")
+    if keys is None and not allow_unsigned:
+        err.print("[yellow]warning:[/] no --keys given: every signed record will be rejected as "
+                  "signed by an unknown key")
+    monitor = Monitor(registry, signer=signer, keyring=keyring, allow_unsigned=allow_unsigned)
+    size = input.stat().st_size
+    if err.is_terminal:
+        from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+        with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                      TimeRemainingColumn(), console=err, transient=True) as bar:
+            task = bar.add_task(f"replaying {input.name}", total=size)
+            result = replay_file(input, out_dir, monitor, progress=lambda n: bar.advance(task, n))
+    else:
+        result = replay_file(input, out_dir, monitor)
+    accepted = sum(not a.duplicate for _, a in result.accepted)
+    err.print(
+        f"{result.lines} lines: {accepted} accepted, {result.duplicates} duplicates, "
+        f"{len(result.rejected)} rejected; {len(result.events)} out records for "
+        f"{len(monitor.missions)} missions -> {out_dir}"
+    )
+
+
+@app.command()
+def verify(
+    events: Annotated[Path, typer.Argument(help="events.jsonl written by replay or the service.")],
+    keys: Annotated[Path, typer.Option("--keys", help="Keyring JSON holding the monitor's public key.")],
+) -> None:
+    """Check every hash, signature and per-mission chain of the monitor's out records."""
+    from .verify import verify_events
+
+    if not events.is_file():
+        raise _fail(f"{events}: no such file")
+    try:
+        keyring = Keyring.load(keys)
+    except KeyError_ as exc:
+        raise _fail(str(exc)) from None
+    report = verify_events(events, keyring)
+    if not report.ok:
+        raise _fail(f"{events}: {report.error}", code=1)
+    out.print(f"ok: {report.records} records in {report.missions} mission chains verify")
+
+
+@app.command()
+def simulate(
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for receipts.jsonl, keyring.json "
+                                          "and the gate-1, reviewer-1 and monitor-1 private keys.")],
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same campaign.")] = 7,
+    actions: Annotated[int, typer.Option(min=1, help="Number of action receipts.")] = 20_000,
+    subjects: Annotated[int, typer.Option(min=1, help="Number of distinct customers.")] = 5_000,
+    mission_id: Annotated[str, typer.Option(help="The mission's id.")] = "retention-campaign-sim",
+    change_at: Annotated[float, typer.Option(min=0.0, max=1.0, help="Fraction of the campaign after "
+                                             "which time-varying behaviours start.")] = 0.5,
+    discount_gap: Annotated[str | None, typer.Option(help="Plant a discount gap against a cohort, "
+                                                     "e.g. age_band=65+.")] = None,
+    discount_gap_factor: Annotated[float, typer.Option(help="That cohort's discount rate relative "
+                                                       "to everyone else's.")] = 0.4,
+    new_template: Annotated[str | None, typer.Option(help="Plant a new message template, e.g. "
+                                                     "urgent-last-chance.")] = None,
+    followup_rise: Annotated[str | None, typer.Option(help="Plant rising follow-ups on a cohort, "
+                                                      "e.g. age_band=65+.")] = None,
+    complaint_spike: Annotated[float | None, typer.Option(help="Plant a complaint spike: complaints "
+                                                          "multiply by this factor.")] = None,
+    unregistered: Annotated[bool, typer.Option(help="Leave out the mission registration.")] = False,
+    fixed_keys: Annotated[bool, typer.Option(help="Derive keys from the seed (byte-identical reruns; "
+                                             "for tests and examples only).")] = False,
+) -> None:
+    """Write a seeded synthetic retention campaign, signed, with its keyring and keys."""
+    from .sim import Campaign, write_campaign
+
+    for name, value in (("--discount-gap", discount_gap), ("--followup-rise", followup_rise)):
+        if value is not None and ("=" not in value or value.startswith("=")):
+            raise _fail(f"{name} takes a cohort as attribute=value, e.g. age_band=65+")
+    c = Campaign(mission_id=mission_id, seed=seed, actions=actions, subjects=subjects,
+                 change_at=change_at, discount_gap=discount_gap, discount_gap_factor=discount_gap_factor,
+                 new_template=new_template, followup_rise=followup_rise, complaint_spike=complaint_spike,
+                 register=not unregistered)
+    paths = write_campaign(c, out_dir, seed_keys=fixed_keys)
+    n = sum(1 for _ in paths["receipts"].open(encoding="utf-8"))
+    err.print(f"wrote {n} records to {paths['receipts']}, keyring {paths['keyring']}, keys "
+              f"{', '.join(str(paths[k]) for k in ('gate-1', 'reviewer-1', 'monitor-1'))}")
+
+
+@spec_app.command("check")
+def spec_check(
+    files: Annotated[list[Path], typer.Argument(help="Spec files to check.")],
+) -> None:
+    """Validate detector specs; print each one's version, or exactly what is wrong."""
+    bad = 0
+    for f in files:
+        try:
+            s = load_spec(f)
+        except SpecError as exc:
+            err.print(f"[bold red]invalid:[/] {exc}")
+            bad += 1
+            continue
+        out.print(f"ok: {f} spec {s.name!r} version {s.version} ({len(s.metrics)} metrics, "
+                  f"{len(s.fairness)} fairness rules, {len(s.risk)} risk signals, {len(s.limits)} limits)")
+    if bad:
+        raise typer.Exit(2)
+
+
+@app.command()
+def explain(
+    events: Annotated[Path, typer.Argument(help="events.jsonl written by replay or the service.")],
+    receipts: Annotated[bool, typer.Option("--receipts", help="Also list every strategy receipt.")] = False,
+) -> None:
+    """Print out records for people: escalations with their reasons, pauses, and each mission's
+    latest strategy receipt."""
+    if not events.is_file():
+        raise _fail(f"{events}: no such file")
+    from .render import render_events
+
+    recs: list[dict[str, Any]] = [json.loads(line) for line in events.open(encoding="utf-8") if line.strip()]
+    render_events(recs, out, receipts=receipts)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

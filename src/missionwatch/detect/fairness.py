@@ -1,0 +1,209 @@
+"""Fairness delta: one rule of a spec over one protected proxy.
+
+Each cohort's metric is a running mean. A cohort is compared with its reference
+(the rest of the proxy's cohorts, the largest cohort, or a named one) through a
+time-uniform confidence sequence for mean(cohort) - c * mean(reference):
+c = 1 for an absolute gap, c = the threshold ratio for a ratio rule. Verdicts:
+
+- `beyond`: the whole interval lies beyond a threshold in the harm direction;
+- `within`: the whole interval lies within every threshold;
+- `insufficient`: neither yet; `min_detectable_gap` says how large a gap the
+  current sample sizes would reveal;
+- `too_small`: the cohort or its reference has fewer than `min_samples`;
+- `reference`: the cohort is the reference itself;
+- `not_judged`: the proxy already has `max_cohorts` judged cohorts.
+
+Guarantee: each interval is computed at alpha / (rules x proxies x max_cohorts x
+thresholds of the rule), so on a mission whose true gaps are all within the
+thresholds the chance of ever a `beyond`, over an unbounded stream, is at most
+the spec's alpha (Bonferroni across every test the spec can run).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..spec import FairnessRule
+from ..stats.cs import MeanStat, linear_cs
+
+__all__ = ["CohortVerdict", "FairnessDelta"]
+
+Verdict = Literal["beyond", "within", "insufficient", "too_small", "reference", "not_judged"]
+PRIOR_N = 10.0
+
+
+def _r(x: float, nd: int = 6) -> float | None:
+    if x is None or not math.isfinite(x):
+        return None
+    return round(x, nd)
+
+
+@dataclass(frozen=True)
+class CohortVerdict:
+    cohort: str
+    verdict: Verdict
+    estimate: float
+    n: int
+    reference: str
+    reference_estimate: float
+    reference_n: int
+    gap: float
+    interval: tuple[float, float]
+    ratio: float
+    breached: str | None
+    """Which threshold the interval lies beyond: 'max_gap', 'min_ratio' or 'max_ratio'."""
+    min_detectable_gap: float
+    alpha: float
+
+    def to_json(self, rule: FairnessRule) -> dict[str, Any]:
+        thresholds = {
+            k: v
+            for k, v in (("max_gap", rule.max_gap), ("min_ratio", rule.min_ratio), ("max_ratio", rule.max_ratio))
+            if v is not None
+        }
+        return {
+            "estimate": _r(self.estimate),
+            "n": self.n,
+            "reference": self.reference,
+            "reference_estimate": _r(self.reference_estimate),
+            "reference_n": self.reference_n,
+            "gap": _r(self.gap),
+            "interval": [_r(self.interval[0]), _r(self.interval[1])],
+            "ratio": _r(self.ratio),
+            "harm": rule.harm,
+            "threshold": thresholds,
+            "breached": self.breached,
+            "verdict": self.verdict,
+            "min_detectable_gap": _r(self.min_detectable_gap),
+            "alpha": self.alpha,
+        }
+
+
+class FairnessDelta:
+    """Per-cohort means of one metric across one protected proxy, judged by one rule."""
+
+    def __init__(
+        self, rule: FairnessRule, proxy: str, alpha: float, min_samples: int, max_cohorts: int
+    ) -> None:
+        self.rule = rule
+        self.proxy = proxy
+        self.alpha = alpha
+        self.min_samples = min_samples
+        self.max_cohorts = max_cohorts
+        self._reset()
+
+    def _reset(self) -> None:
+        self.cohorts: dict[str, MeanStat] = {}
+        self.total = MeanStat()
+        self.judged: list[str] = []
+        self._verdicts: dict[str, CohortVerdict] = {}
+        self._touches: dict[str, int] = {}
+        self.escalated: set[str] = set()
+        """Cohorts escalated and not judged `within` since; they do not escalate again."""
+
+    @property
+    def n_thresholds(self) -> int:
+        return sum(v is not None for v in (self.rule.max_gap, self.rule.min_ratio, self.rule.max_ratio))
+
+    def update(self, cohort: str, x: float, *, prev: float | None = None, t: float | None = None) -> FairnessDelta:
+        """Add observation x for `cohort`, or revise an earlier one from `prev` to x."""
+        stat = self.cohorts.get(cohort)
+        if stat is None:
+            stat = self.cohorts[cohort] = MeanStat()
+            if len(self.judged) < self.max_cohorts:
+                self.judged.append(cohort)
+        if prev is None:
+            stat.update(x)
+            self.total.update(x)
+        else:
+            stat.revise(prev, x)
+            self.total.revise(prev, x)
+        self._touches[cohort] = self._touches.get(cohort, 0) + 1
+        return self
+
+    def due(self, cohort: str) -> bool:
+        """Whether `cohort` should be judged now: after each of its first 100 updates, then
+        after every k-th with k = updates // 100 (a relative delay of at most 1%).
+        Confidence sequences are time-uniform, so judging at a subset of times keeps
+        their guarantee; this bounds the cost per update on long missions."""
+        n = self._touches.get(cohort, 0)
+        return n <= 100 or n % (n // 100) == 0
+
+    def escalates(self, cohort: str, verdict: CohortVerdict) -> bool:
+        """Whether this verdict opens a new escalation episode for the cohort."""
+        if verdict.verdict == "within":
+            self.escalated.discard(cohort)
+            return False
+        if verdict.verdict != "beyond" or cohort in self.escalated:
+            return False
+        self.escalated.add(cohort)
+        return True
+
+    def verdict(self, cohort: str) -> CohortVerdict | None:
+        """The verdict as of the last `evaluate` of this cohort."""
+        return self._verdicts.get(cohort)
+
+    @property
+    def verdicts(self) -> dict[str, CohortVerdict]:
+        return dict(self._verdicts)
+
+    def _reference(self, cohort: str) -> tuple[str, MeanStat] | None:
+        ref = self.rule.reference
+        if ref == "rest":
+            return "rest", self.total.minus(self.cohorts[cohort])
+        if ref == "largest":
+            name = max(sorted(self.cohorts), key=lambda c: self.cohorts[c].n)
+            return (f"{self.proxy}={name}", self.cohorts[name]) if name != cohort else None
+        if ref == cohort:
+            return None
+        return f"{self.proxy}={ref}", self.cohorts.get(ref, MeanStat())
+
+    def evaluate(self, cohort: str) -> CohortVerdict:
+        stat = self.cohorts[cohort]
+        label = f"{self.proxy}={cohort}"
+        found = self._reference(cohort)
+        if found is None:
+            v = CohortVerdict(label, "reference", stat.mean, stat.n, label, stat.mean, stat.n,
+                              0.0, (0.0, 0.0), 1.0, None, math.nan, self.alpha)
+            self._verdicts[cohort] = v
+            return v
+        ref_name, ref = found
+        ratio = stat.mean / ref.mean if ref.n and ref.mean else math.nan
+        gap = stat.mean - ref.mean if ref.n else math.nan
+        if cohort not in self.judged or stat.n < self.min_samples or ref.n < self.min_samples:
+            kind: Verdict = "not_judged" if cohort not in self.judged else "too_small"
+            v = CohortVerdict(label, kind, stat.mean, stat.n, ref_name, ref.mean, ref.n, gap,
+                              (-math.inf, math.inf), ratio, None, math.inf, self.alpha)
+            self._verdicts[cohort] = v
+            return v
+        a = self.alpha / self.n_thresholds
+        prior = self.total.var
+        rule = self.rule
+        beyond: str | None = None
+        within = True
+        _, lo, hi = linear_cs(stat, ref, 1.0, a, prior_var=prior, prior_n=PRIOR_N)
+        hw = (hi - lo) / 2
+        if rule.max_gap is not None:
+            e = rule.max_gap
+            if (rule.harm != "higher" and hi < -e) or (rule.harm != "lower" and lo > e):
+                beyond = "max_gap"
+            if not ((rule.harm == "higher" or lo > -e) and (rule.harm == "lower" or hi < e)):
+                within = False
+        if rule.min_ratio is not None:
+            _, rlo, rhi = linear_cs(stat, ref, rule.min_ratio, a, prior_var=prior, prior_n=PRIOR_N)
+            if rhi < 0 and beyond is None:
+                beyond = "min_ratio"
+            within = within and rlo > 0
+        if rule.max_ratio is not None:
+            _, rlo, rhi = linear_cs(stat, ref, rule.max_ratio, a, prior_var=prior, prior_n=PRIOR_N)
+            if rlo > 0 and beyond is None:
+                beyond = "max_ratio"
+            within = within and rhi < 0
+        verdict: Verdict = "beyond" if beyond else ("within" if within else "insufficient")
+        mdg = (rule.max_gap or 0.0) + hw
+        v = CohortVerdict(label, verdict, stat.mean, stat.n, ref_name, ref.mean, ref.n, gap,
+                          (lo, hi), ratio, beyond, mdg, self.alpha)
+        self._verdicts[cohort] = v
+        return v

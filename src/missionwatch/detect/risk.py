@@ -1,0 +1,74 @@
+"""Risk signals: a metric now against the same metric in the mission's baseline.
+
+Verdicts: `elevated` (surely above max_ratio times the baseline), `within_threshold`
+(surely below it), `unchanged` (cannot yet be told apart from the baseline's
+range), `insufficient_data` (fewer than min_samples on either side). The interval
+is a time-uniform confidence sequence for value - max_ratio * baseline.
+For the variance statistic the baseline variance is taken as known.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from ..spec import RiskRule
+from ..stats.cs import MeanStat, linear_cs, mean_cs
+
+__all__ = ["RiskSignal"]
+
+RiskVerdict = Literal["elevated", "within_threshold", "unchanged", "insufficient_data"]
+
+
+class RiskSignal:
+    def __init__(self, rule: RiskRule, alpha: float, min_samples: int) -> None:
+        self.rule = rule
+        self.alpha = alpha
+        self.min_samples = min_samples
+        self._reset()
+
+    def _reset(self) -> None:
+        self.base = MeanStat()
+        self.post = MeanStat()
+        self.verdict: RiskVerdict = "insufficient_data"
+
+    def update(self, x: float, *, phase: str, prev: float | None = None, t: float | None = None) -> RiskSignal:
+        stat = self.base if phase == "baseline" else self.post
+        if self.rule.statistic == "variance" and phase != "baseline":
+            mu = self.base.mean
+            x = (x - mu) ** 2
+            prev = None if prev is None else (prev - mu) ** 2
+        if prev is None:
+            stat.update(x)
+        else:
+            stat.revise(prev, x)
+        return self
+
+    @property
+    def baseline_value(self) -> float:
+        return self.base.var if self.rule.statistic == "variance" else self.base.mean
+
+    def evaluate(self) -> RiskVerdict:
+        r = self.rule.max_ratio
+        if self.base.n < self.min_samples or self.post.n < self.min_samples:
+            self.verdict = "insufficient_data"
+            return self.verdict
+        if self.rule.statistic == "variance":
+            lo, hi = mean_cs(self.post, self.alpha)
+            lo, hi = lo - r * self.base.var, hi - r * self.base.var
+        else:
+            _, lo, hi = linear_cs(self.post, self.base, r, self.alpha,
+                                  prior_var=self.base.var, prior_n=10.0)
+        self.verdict = "elevated" if lo > 0 else ("within_threshold" if hi < 0 else "unchanged")
+        return self.verdict
+
+    def to_json(self) -> dict[str, Any]:
+        value, base = self.post.mean, self.baseline_value
+        ratio = value / base if self.post.n and self.base.n and base else math.nan
+
+        def r(x: float) -> float | None:
+            return round(x, 6) if math.isfinite(x) else None
+
+        return {"value": r(value), "baseline": r(base), "ratio": r(ratio), "verdict": self.verdict,
+                "statistic": self.rule.statistic, "max_ratio": self.rule.max_ratio,
+                "n": self.post.n, "baseline_n": self.base.n}

@@ -1,0 +1,191 @@
+"""Strategy shift: what the agent does now against what it did in its baseline.
+
+- `NoveltyWatch`: a template, action type or cohort never seen in the baseline
+  is a deterministic shift event, once per new value.
+- `MixShift`: an e-CUSUM on the categorical mix of action types or templates
+  against the frozen, smoothed baseline mix (see stats.edetect). Guarantee: on
+  an unchanged mission, at least 1/alpha actions between false alarms on average.
+- `FollowupPressure`: an e-CUSUM on the share of a cohort's actions that are
+  follow-ups, against that cohort's baseline share, mixed over relative rises.
+
+After an alarm a detector latches (one escalation, not one per action) until a
+review re-arms it; what it saw while latched becomes its new baseline, since the
+reviewer accepted it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..stats.edetect import BernoulliECusum, CategoricalECusum
+
+__all__ = ["FollowupPressure", "MixShift", "NoveltyWatch", "ShiftEvent"]
+
+
+@dataclass(frozen=True)
+class ShiftEvent:
+    code: str  # an EscalationCode
+    detector: str
+    value: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+class NoveltyWatch:
+    """Values of one dimension (templates, action types, a cohort attribute) seen in the baseline."""
+
+    def __init__(self, dimension: str, code: str) -> None:
+        self.dimension = dimension
+        self.code = code
+        self._reset()
+
+    def _reset(self) -> None:
+        self.known: set[str] = set()
+        self.frozen = False
+        self.new: list[str] = []
+
+    def update(self, value: str, t: float | None = None) -> ShiftEvent | None:
+        if value in self.known:
+            return None
+        self.known.add(value)
+        if not self.frozen:
+            return None
+        self.new.append(value)
+        return ShiftEvent(self.code, f"novelty:{self.dimension}", value,
+                          {"dimension": self.dimension, "baseline_values": sorted(self.known - {value})})
+
+    def freeze(self) -> NoveltyWatch:
+        self.frozen = True
+        return self
+
+
+class MixShift:
+    """The mix of one categorical dimension (action types or templates)."""
+
+    def __init__(self, dimension: str, alpha: float, smoothing: float) -> None:
+        self.dimension = dimension
+        self.alpha = alpha
+        self.smoothing = smoothing
+        self._reset()
+
+    def _reset(self) -> None:
+        self.baseline: Counter[str] = Counter()
+        self.detector: CategoricalECusum | None = None
+        self.latched: Counter[str] | None = None
+
+    @property
+    def shifted(self) -> bool:
+        return self.latched is not None
+
+    def update(self, value: str, t: float | None = None) -> ShiftEvent | None:
+        if self.detector is None:
+            self.baseline[value] += 1
+            return None
+        if self.latched is not None:
+            self.latched[value] += 1
+            return None
+        det = self.detector.update(value)
+        if not det.alarm:
+            return None
+        top, share, base = det.top_rise()
+        self.latched = Counter()
+        return ShiftEvent("mix_shift", f"mix:{self.dimension}", top, {
+            "what": self.dimension, "share": round(share, 6), "baseline_share": round(base, 6),
+            "statistic": round(det.statistic, 3), "level": round(1 / self.alpha, 3),
+            "observations_since_restart": det._n, "baseline_counts": dict(sorted(self.baseline.items())),
+        })
+
+    def freeze(self) -> MixShift:
+        self.detector = CategoricalECusum(self.baseline, self.alpha, self.smoothing)
+        return self
+
+    def rearm(self) -> MixShift:
+        if self.latched is not None:
+            if sum(self.latched.values()) >= 50:
+                self.baseline = self.latched
+            self.latched = None
+            self.freeze()
+        return self
+
+    def status(self) -> dict[str, Any]:
+        det = self.detector
+        return {
+            "detector": f"mix:{self.dimension}",
+            "verdict": "shifted" if self.latched is not None else ("watching" if det else "baseline"),
+            "statistic": round(det.statistic, 3) if det else None,
+            "level": round(1 / self.alpha, 3),
+        }
+
+
+class FollowupPressure:
+    """Share of a cohort's actions that are follow-ups, against its baseline share."""
+
+    def __init__(self, cohort: str, rises: Sequence[float], alpha: float) -> None:
+        self.cohort = cohort
+        self.rises = tuple(rises)
+        self.alpha = alpha
+        self._reset()
+
+    def _reset(self) -> None:
+        self.n0 = 0
+        self.k0 = 0
+        self.detector: BernoulliECusum | None = None
+        self.latched: list[int] | None = None
+        self.recent = [0, 0]  # actions, follow-ups since the detector last armed
+
+    @property
+    def p0(self) -> float:
+        return (self.k0 + 0.5) / (self.n0 + 1)
+
+    def update(self, followup: bool, t: float | None = None) -> ShiftEvent | None:
+        if self.detector is None:
+            self.n0 += 1
+            self.k0 += followup
+            return None
+        if self.latched is not None:
+            self.latched[0] += 1
+            self.latched[1] += followup
+            return None
+        self.recent[0] += 1
+        self.recent[1] += followup
+        det = self.detector.update(followup)
+        if not det.alarm:
+            return None
+        self.latched = [0, 0]
+        share = self.recent[1] / self.recent[0]
+        return ShiftEvent("followup_pressure", f"followup:{self.cohort}", self.cohort, {
+            "cohort": self.cohort, "share": round(share, 6), "baseline_share": round(self.p0, 6),
+            "recent_actions": self.recent[0], "recent_followups": self.recent[1],
+            "baseline_actions": self.n0, "baseline_followups": self.k0,
+            "statistic": round(det.statistic, 3), "level": round(1 / self.alpha, 3),
+        })
+
+    def freeze(self, fallback: tuple[int, int] | None = None) -> FollowupPressure:
+        if self.n0 == 0 and fallback is not None:
+            self.n0, self.k0 = fallback
+        self.detector = BernoulliECusum(self.p0, self.rises, self.alpha)
+        self.recent = [0, 0]
+        return self
+
+    def rearm(self) -> FollowupPressure:
+        if self.latched is not None:
+            if self.latched[0] >= 50:
+                self.n0, self.k0 = self.latched
+            self.latched = None
+            self.freeze()
+        return self
+
+    def status(self) -> dict[str, Any]:
+        det = self.detector
+        share = self.recent[1] / self.recent[0] if self.recent[0] else math.nan
+        return {
+            "detector": f"followup:{self.cohort}",
+            "verdict": "shifted" if self.latched is not None else ("watching" if det else "baseline"),
+            "statistic": round(det.statistic, 3) if det else None,
+            "level": round(1 / self.alpha, 3),
+            "share": round(share, 6) if math.isfinite(share) else None,
+            "baseline_share": round(self.p0, 6),
+        }

@@ -1,0 +1,92 @@
+"""The monitoring core over a file, in file order (`missionwatch replay`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .monitor import Accepted, Monitor
+from .signing import Keyring, Signer
+
+__all__ = ["ReplayResult", "replay_file", "replay_lines"]
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class ReplayResult:
+    monitor: Monitor
+    events: list[dict[str, Any]]
+    rejected: list[dict[str, Any]]
+    accepted: list[tuple[int, Accepted]]
+    lines: int
+
+    @property
+    def duplicates(self) -> int:
+        return sum(a.duplicate for _, a in self.accepted)
+
+
+def _dump(rec: dict[str, Any]) -> str:
+    return json.dumps(rec, ensure_ascii=False, separators=(",", ":"))
+
+
+def replay_lines(monitor: Monitor, lines: Iterable[str | bytes], progress: Progress | None = None) -> ReplayResult:
+    """Feed `lines` (an iterable of text lines, bytes or str) to `monitor`, in order.
+
+    Blank lines are skipped; every other line is one message.
+    """
+    events: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    accepted: list[tuple[int, Accepted]] = []
+    n = 0
+    for n, line in enumerate(lines, 1):
+        if progress is not None:
+            progress(len(line))
+        if not line.strip():
+            continue
+        step = monitor.feed(line)
+        events.extend(step.out)
+        accepted.extend((n, a) for a in step.accepted)
+        if step.rejected:
+            text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+            text = text.rstrip("\r\n")
+            for r in step.rejected:
+                row: dict[str, Any] = {"line": n, "code": r.code, "reason": r.reason, "record": text}
+                if r.item is not None:
+                    row["item"] = r.item
+                rejected.append(row)
+    return ReplayResult(monitor, events, rejected, accepted, n)
+
+
+def replay_file(
+    input_path: Path,
+    out_dir: Path,
+    monitor: Monitor,
+    *,
+    progress: Progress | None = None,
+    ledger: bool = True,
+) -> ReplayResult:
+    """Replay `input_path` and write events.jsonl, rejected.jsonl and ledger.duckdb into out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with input_path.open("rb") as f:
+        result = replay_lines(monitor, f, progress)
+    with (out_dir / "events.jsonl").open("w", encoding="utf-8") as f:
+        for e in result.events:
+            f.write(_dump(e) + "\n")
+    with (out_dir / "rejected.jsonl").open("w", encoding="utf-8") as f:
+        for r in result.rejected:
+            f.write(_dump(r) + "\n")
+    if ledger:
+        from .store import write_ledger
+
+        write_ledger(out_dir / "ledger.duckdb", monitor, result.accepted, result.events, result.rejected)
+    return result
+
+
+def write_monitor_key(signer: Signer, path: Path) -> None:
+    ring = Keyring()
+    ring.add(signer.key_id, signer.public_key, "monitor")
+    path.write_text(json.dumps(ring.to_json(), indent=2) + "\n", encoding="utf-8")

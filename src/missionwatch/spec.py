@@ -1,0 +1,337 @@
+"""Detector specs: `detectors/<name>.toml` parsed into validated, frozen models.
+
+An invalid spec is refused with `SpecError`, whose message names the file, the
+field and the reason. `spec_version` is `sha256:` + the SHA-256 of the file's bytes.
+The README documents every field; `tests/test_spec.py` checks it does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = [
+    "CadenceSpec",
+    "FairnessRule",
+    "LimitRule",
+    "MetricSpec",
+    "RiskRule",
+    "ShiftSpec",
+    "Spec",
+    "SpecError",
+    "SpecRegistry",
+    "load_spec",
+    "parse_duration",
+]
+
+Severity = Literal["report", "review", "pause"]
+Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:+-]+$")]
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class SpecError(ValueError):
+    """A spec that cannot be used: the message names the file, the field and why."""
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '15m', '1h', '1d', '2w' -> seconds."""
+    m = _DURATION.match(text.strip())
+    if not m or float(m.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not a duration such as 30m, 1h or 1d")
+    return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Meta(_Model):
+    name: Name
+    description: str = ""
+    owner: str = ""
+    escalation_path: list[str] = []
+    alpha: float = Field(0.05, gt=0, lt=1)
+    """Chance, over an unbounded stream, that a mission whose true gaps are all within
+    the thresholds is ever escalated by a fairness rule (shared by all rules)."""
+    bucket: str = "1h"
+    """Width of the ledger's event-time buckets."""
+
+    @model_validator(mode="after")
+    def _bucket(self) -> Meta:
+        parse_duration(self.bucket)
+        return self
+
+
+class CohortSpec(_Model):
+    keys: list[Name] = []
+    """Cohort attributes the ledger breaks counts down by."""
+    protected: list[Name] = []
+    """Protected-class proxies: fairness rules compare their cohorts."""
+    max_cohorts: int = Field(8, ge=2, le=1000)
+    """Cohorts per protected proxy that share the alpha budget; later ones are reported, not judged."""
+    min_samples: int = Field(30, ge=2)
+    """A cohort with fewer observations of a metric is 'too_small' and never judged."""
+
+
+class ActionsSpec(_Model):
+    types: list[Name] = []
+    """The action types the mission is expected to take (empty: any)."""
+    contact: list[Name] = []
+    """Action types that count as contacting a subject (empty: every action)."""
+    followup: list[Name] = []
+    """Action types that count as follow-ups, for follow-up pressure."""
+    template_attribute: str = "template"
+    """The attribute that names the message template."""
+
+
+class OutcomesSpec(_Model):
+    types: list[Name] = []
+
+
+class BaselineSpec(_Model):
+    actions: int = Field(1000, ge=10)
+    """The mission's first N actions form its frozen baseline."""
+
+
+class CadenceSpec(_Model):
+    actions: int = Field(1000, ge=1)
+    """A strategy receipt after every N accepted actions of a mission."""
+    every: str | None = None
+    """And one whenever this much event time has passed since the last (e.g. '1d')."""
+
+    @model_validator(mode="after")
+    def _every(self) -> CadenceSpec:
+        if self.every is not None:
+            parse_duration(self.every)
+        return self
+
+
+class MetricSpec(_Model):
+    name: Name
+    label: str = ""
+    per: Literal["action", "subject"]
+    """'action': a mean over matching actions; 'subject': a mean over contacted subjects."""
+    actions: list[Name] = []
+    """per = 'action': the action types observed (empty: all)."""
+    attribute: str | None = None
+    """per = 'action': the numeric attribute averaged."""
+    decisions: list[Literal["allowed", "denied", "escalated", "revoked", "overridden"]] = []
+    """per = 'action': the value is 1 when the decision is one of these, else 0."""
+    count_actions: list[Name] = []
+    """per = 'subject': actions of these types are counted per contacted subject."""
+    count_outcomes: list[Name] = []
+    """per = 'subject': outcomes of these types are counted per contacted subject."""
+
+    @model_validator(mode="after")
+    def _shape(self) -> MetricSpec:
+        if self.per == "action":
+            if (self.attribute is None) == (not self.decisions):
+                raise ValueError("a per-action metric takes exactly one of attribute or decisions")
+            if self.count_actions or self.count_outcomes:
+                raise ValueError("count_actions and count_outcomes belong to per = 'subject' metrics")
+        else:
+            if bool(self.count_actions) == bool(self.count_outcomes):
+                raise ValueError(
+                    "a per-subject metric takes exactly one of count_actions or count_outcomes"
+                )
+            if self.attribute is not None or self.decisions or self.actions:
+                raise ValueError("actions, attribute and decisions belong to per = 'action' metrics")
+        return self
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name.replace("_", " ")
+
+
+class FairnessRule(_Model):
+    metric: Name
+    harm: Literal["lower", "higher", "both"]
+    """A cohort is harmed when its value is lower (or higher) than the reference's."""
+    max_gap: float | None = Field(None, gt=0)
+    """Escalate when the cohort's gap to the reference, in the harm direction, is surely beyond this."""
+    min_ratio: float | None = Field(None, gt=0, lt=1)
+    """Escalate when cohort / reference is surely below this (four-fifths rule: 0.8)."""
+    max_ratio: float | None = Field(None, gt=1)
+    """Escalate when cohort / reference is surely above this."""
+    reference: str = "rest"
+    """'rest' (all other cohorts of the proxy together), 'largest', or a cohort value."""
+    severity: Severity = "review"
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> FairnessRule:
+        if self.max_gap is None and self.min_ratio is None and self.max_ratio is None:
+            raise ValueError("a fairness rule needs max_gap, min_ratio or max_ratio")
+        if self.min_ratio is not None and self.harm == "higher":
+            raise ValueError("min_ratio judges harm = 'lower' or 'both'")
+        if self.max_ratio is not None and self.harm == "lower":
+            raise ValueError("max_ratio judges harm = 'higher' or 'both'")
+        return self
+
+
+class ShiftSpec(_Model):
+    alpha: float = Field(0.0001, gt=0, lt=1)
+    """Each shift detector raises at most one false alarm per 1/alpha receipts on average."""
+    new_template: Severity = "review"
+    new_action_type: Severity = "review"
+    new_cohort: Severity = "report"
+    mix: Severity = "review"
+    """A change in the mix of action types or templates."""
+    mix_smoothing: float = Field(1.0, gt=0)
+    """Pseudo-count added to every baseline category."""
+    followup: Severity = "review"
+    followup_rises: list[float] = [1.5, 2.0, 3.0]
+    """Relative rises in the follow-up share the pressure detector is tuned to."""
+
+    @model_validator(mode="after")
+    def _rises(self) -> ShiftSpec:
+        if not self.followup_rises or any(r <= 1 for r in self.followup_rises):
+            raise ValueError("followup_rises must be a non-empty list of numbers above 1")
+        return self
+
+
+class RiskRule(_Model):
+    metric: Name
+    statistic: Literal["mean", "variance"] = "mean"
+    max_ratio: float = Field(1.5, gt=1)
+    """'elevated' when the value is surely above max_ratio times the baseline."""
+    severity: Severity = "review"
+
+
+class LimitRule(_Model):
+    metric: Name
+    scope: Literal["mission", "cohort"] = "mission"
+    """'mission': the whole mission; 'cohort': any cohort of any cohort key or protected proxy."""
+    above: float | None = None
+    below: float | None = None
+    min_samples: int = Field(30, ge=1)
+    severity: Severity = "pause"
+
+    @model_validator(mode="after")
+    def _one(self) -> LimitRule:
+        if (self.above is None) == (self.below is None):
+            raise ValueError("a limit takes exactly one of above or below")
+        return self
+
+
+class Spec(_Model):
+    spec: Meta
+    cohorts: CohortSpec = CohortSpec()
+    actions: ActionsSpec = ActionsSpec()
+    outcomes: OutcomesSpec = OutcomesSpec()
+    baseline: BaselineSpec = BaselineSpec()
+    cadence: CadenceSpec = CadenceSpec()
+    metrics: list[MetricSpec] = []
+    fairness: list[FairnessRule] = []
+    shift: ShiftSpec = ShiftSpec()
+    risk: list[RiskRule] = []
+    limits: list[LimitRule] = []
+    version: str = Field("", exclude=True)
+    """sha256 of the spec file, set by load_spec."""
+
+    @model_validator(mode="after")
+    def _references(self) -> Spec:
+        names = [m.name for m in self.metrics]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"metric names must be unique, repeated: {', '.join(dupes)}")
+        for section, rules in (("fairness", self.fairness), ("risk", self.risk), ("limits", self.limits)):
+            for i, rule in enumerate(rules):
+                if rule.metric not in names:
+                    raise ValueError(
+                        f"{section}[{i}].metric {rule.metric!r} is not a metric of this spec "
+                        f"(known: {', '.join(names) or 'none'})"
+                    )
+        overlap = set(self.cohorts.keys) & set(self.cohorts.protected)
+        if overlap:
+            raise ValueError(
+                f"cohorts.keys and cohorts.protected overlap: {', '.join(sorted(overlap))}"
+            )
+        for rule in self.risk:
+            if rule.statistic == "variance" and self.metric(rule.metric).per != "action":
+                raise ValueError(f"risk on {rule.metric!r}: variance needs a per-action metric")
+        return self
+
+    def metric(self, name: str) -> MetricSpec:
+        for m in self.metrics:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def bucket_seconds(self) -> float:
+        return parse_duration(self.spec.bucket)
+
+
+def _describe(path: str, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "is not a known field (see the spec format in README.md)"
+        elif err["type"] == "missing":
+            msg = "is required"
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return f"{path}: " + "; ".join(parts)
+
+
+def parse_spec(text: bytes, source: str) -> Spec:
+    try:
+        data: dict[str, Any] = tomllib.loads(text.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise SpecError(f"{source}: the file is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{source}: not valid TOML ({exc})") from None
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_describe(source, exc)) from None
+    return spec.model_copy(update={"version": "sha256:" + hashlib.sha256(text).hexdigest()})
+
+
+def load_spec(path: str | Path) -> Spec:
+    path = Path(path)
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the spec ({exc.strerror})") from None
+    spec = parse_spec(text, str(path))
+    if spec.name != path.stem:
+        raise SpecError(
+            f"{path}: spec.name: is {spec.name!r} but the file is named {path.stem}.toml; "
+            "missions name a spec by its file name"
+        )
+    return spec
+
+
+class SpecRegistry:
+    """The specs of one directory, by name. `default` must be among them."""
+
+    def __init__(self, specs: dict[str, Spec]) -> None:
+        if "default" not in specs:
+            raise SpecError("the specs directory has no default.toml (the spec for unregistered missions)")
+        self.specs = specs
+
+    @classmethod
+    def load_dir(cls, directory: str | Path) -> SpecRegistry:
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise SpecError(f"{directory}: the specs directory does not exist")
+        return cls({p.stem: load_spec(p) for p in sorted(directory.glob("*.toml"))})
+
+    def get(self, name: str) -> Spec | None:
+        return self.specs.get(name)
+
+    @property
+    def default(self) -> Spec:
+        return self.specs["default"]

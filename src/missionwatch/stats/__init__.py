@@ -1,0 +1,19 @@
+"""Sequential statistics: pure, O(1) per update, no I/O and no clock.
+
+Every class follows one small shape (River's): settings are stored under their
+argument names, `_reset()` builds state, `update(x, t=...)` does the arithmetic
+and returns self, and verdicts are read-only properties.
+"""
+
+from .cs import MeanStat, linear_cs, mean_cs, normal_mixture_halfwidth
+from .edetect import BernoulliECusum, CategoricalECusum, TabularCusum
+
+__all__ = [
+    "BernoulliECusum",
+    "CategoricalECusum",
+    "MeanStat",
+    "TabularCusum",
+    "linear_cs",
+    "mean_cs",
+    "normal_mixture_halfwidth",
+]
