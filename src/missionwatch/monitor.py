@@ -24,17 +24,22 @@ from pydantic import BaseModel, ValidationError
 
 from .canonical import CanonicalizationError, canonical_bytes, loads_canonical, strip_envelope
 from .codes import EscalationCode, RejectionCode, escalation_reason, reject_reason
-from .detect import FairnessDelta, FollowupPressure, HardLimit, MixShift, NoveltyWatch, RiskSignal, ShiftEvent
+from .detect import (
+    FairnessDelta,
+    FollowupPressure,
+    HardLimit,
+    MixShift,
+    NoveltyWatch,
+    RiskSignal,
+    ShiftEvent,
+)
 from .detect.fairness import CohortVerdict
 from .ledger import NONE, Ledger
 from .records import (
     IN_SCHEMAS,
     OUT_SCHEMAS,
-    SCHEMA_ACTION,
     SCHEMA_BATCH,
     SCHEMA_ESCALATION,
-    SCHEMA_MISSION,
-    SCHEMA_OUTCOME,
     SCHEMA_STRATEGY,
     ActionRecord,
     BatchEnvelope,
@@ -103,6 +108,10 @@ class Subject:
     contacted: bool = False
     phase: str = "baseline"
     counts: dict[str, int] = field(default_factory=dict)
+    last_phase: str | None = None
+    """Phase of the subject's latest contact."""
+    post_first_t: float | None = None
+    """Event time of its first contact after the baseline: outcomes before it follow baseline actions."""
 
 
 @dataclass
@@ -188,8 +197,8 @@ class MissionState:
         for d in plan.dims:
             self.novelty[f"cohort:{d}"] = NoveltyWatch(d, "new_cohort")
         s = spec.shift
-        self.mix = {"action_type": MixShift("action_type", s.alpha, s.mix_smoothing),
-                    "template": MixShift("template", s.alpha, s.mix_smoothing)}
+        self.mix = {"action_type": MixShift("action_type", s.alpha, s.mix_rises),
+                    "template": MixShift("template", s.alpha, s.mix_rises)}
         self.followups: dict[str, FollowupPressure] = {}
         self.shift_events: list[dict[str, Any]] = []
         # strategy-receipt window
@@ -493,9 +502,10 @@ class Monitor:
                 v = coh.get(fd.proxy, NONE)
                 fd.update(v, x, prev=prev, t=t)
                 touched.add((fd, v))
-            for rs in ms.risk.get(m.name, ()):
-                rs.update(x, phase=ph, prev=prev, t=t)
-                touched_risk.add(rs)
+            if m.per == "action":
+                for rs in ms.risk.get(m.name, ()):
+                    rs.update(x, phase=ph, prev=prev, t=t)
+                    touched_risk.add(rs)
             for hl in ms.limits.get(m.name, ()):
                 scopes = ["mission"] if hl.rule.scope == "mission" else [
                     f"{d}={coh.get(d, NONE)}" for d in plan.dims]
@@ -521,6 +531,16 @@ class Monitor:
             subj.phase = phase
             for m in plan.subject_metrics:
                 observe(m, subj.cohort, phase, subj.counts.get(m.name, 0), None)
+        if not plan.contact or a.action_type in plan.contact:
+            if phase == "post" and subj.post_first_t is None:
+                subj.post_first_t = t
+            subj.last_phase = phase
+            for m in plan.subject_metrics:
+                for rs in ms.risk.get(m.name, ()):
+                    rs.update(0.0, phase=phase, t=t)
+                    touched_risk.add(rs)
+        for m in plan.count_actions.get(a.action_type, ()):
+            self._risk_event(ms, subj, m.name, phase, touched_risk)
 
         # strategy shift
         nov = ms.novelty
@@ -547,6 +567,19 @@ class Monitor:
         ms.window_mix[a.action_type + (f"+{template}" if template else "")] += 1
         self._judge(ms, a.receipt_id, t, touched, touched_risk, breaches,
                     [e for e in events if e is not None], step)
+
+    @staticmethod
+    def _risk_event(ms: MissionState, subj: Subject, metric: str, phase: str | None,
+                    touched: set[RiskSignal]) -> None:
+        """Count one event of a per-subject metric toward `phase` (that of the action it
+        follows): risk signals measure such events per contact action of each phase."""
+        if phase is None or subj.last_phase is None:
+            return
+        if phase == "post" and subj.post_first_t is None:
+            phase = "baseline"
+        for rs in ms.risk.get(metric, ()):
+            rs.update(1.0, phase=phase, prev=0.0)
+            touched.add(rs)
 
     def _freeze(self, ms: MissionState) -> None:
         ms.frozen = True
@@ -583,7 +616,12 @@ class Monitor:
         touched: set[tuple[FairnessDelta, str]] = set()
         touched_risk: set[RiskSignal] = set()
         breaches: list[tuple[HardLimit, Any]] = []
+        if subj.post_first_t is not None and t >= subj.post_first_t:
+            follows: str | None = "post"
+        else:
+            follows = "baseline" if subj.contacted else None
         for m in ms.plan.count_outcomes.get(o.outcome_type, ()):
+            self._risk_event(ms, subj, m.name, follows, touched_risk)
             k = subj.counts.get(m.name, 0)
             subj.counts[m.name] = k + 1
             if not subj.contacted:
@@ -592,9 +630,6 @@ class Monitor:
                 v = subj.cohort.get(fd.proxy, NONE)
                 fd.update(v, k + 1, prev=k, t=t)
                 touched.add((fd, v))
-            for rs in ms.risk.get(m.name, ()):
-                rs.update(k + 1, phase=subj.phase, prev=k, t=t)
-                touched_risk.add(rs)
             for hl in ms.limits.get(m.name, ()):
                 scopes = ["mission"] if hl.rule.scope == "mission" else [
                     f"{d}={subj.cohort.get(d, NONE)}" for d in ms.plan.dims]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,18 +43,19 @@ def render_events(events: Sequence[dict[str, Any]], console: Console, *, receipt
                       f"spec {e['spec']}")
         if e.get("cohorts_affected"):
             console.print(f"  cohorts affected: {', '.join(e['cohorts_affected'])}")
-        table = Table("metric", "cohort", "estimate", "n", "reference", "gap", "interval", "verdict",
-                      title="fairness (latest receipt)", title_justify="left")
+        beyond = Table("metric", "cohort", "value", "n", "reference", "gap [interval]",
+                       title="cohorts judged beyond a threshold", title_justify="left")
         for metric, cells in e.get("fairness", {}).items():
+            verdicts = Counter(c["verdict"] for c in cells.values())
+            console.print(f"  {metric}: " + ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items())))
             for cohort, c in cells.items():
-                if c["verdict"] in ("too_small", "reference", "not_judged"):
-                    continue
-                lo, hi = c["interval"]
-                style = {"beyond": "bold red", "within": "green"}.get(c["verdict"], "")
-                table.add_row(metric, cohort, _f(c["estimate"]), str(c["n"]), _f(c["reference_estimate"]),
-                              _f(c["gap"]), f"[{_f(lo)}, {_f(hi)}]", f"[{style}]{c['verdict']}[/]" if style
-                              else c["verdict"])
-        console.print(table)
+                if c["verdict"] == "beyond":
+                    lo, hi = c["interval"]
+                    beyond.add_row(metric, cohort, _f(c["estimate"]), str(c["n"]),
+                                   f"{_f(c['reference_estimate'])} ({c['reference']})",
+                                   f"{_f(c['gap'])} [{_f(lo)}, {_f(hi)}]")
+        if beyond.row_count:
+            console.print(beyond)
         risks = e.get("risk_signals", {})
         if risks:
             console.print("  risk signals: " + "; ".join(

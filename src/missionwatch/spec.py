@@ -182,16 +182,18 @@ class ShiftSpec(_Model):
     new_cohort: Severity = "report"
     mix: Severity = "review"
     """A change in the mix of action types or templates."""
-    mix_smoothing: float = Field(1.0, gt=0)
-    """Pseudo-count added to every baseline category."""
+    mix_rises: list[float] = [1.5, 2.0, 3.0]
+    """Relative rises in an action type's or template's share the mix detectors are tuned to."""
     followup: Severity = "review"
     followup_rises: list[float] = [1.5, 2.0, 3.0]
     """Relative rises in the follow-up share the pressure detector is tuned to."""
 
     @model_validator(mode="after")
     def _rises(self) -> ShiftSpec:
-        if not self.followup_rises or any(r <= 1 for r in self.followup_rises):
-            raise ValueError("followup_rises must be a non-empty list of numbers above 1")
+        for name in ("followup_rises", "mix_rises"):
+            rises = getattr(self, name)
+            if not rises or any(r <= 1 for r in rises):
+                raise ValueError(f"{name} must be a non-empty list of numbers above 1")
         return self
 
 

@@ -1,5 +1,12 @@
 """Risk signals: a metric now against the same metric in the mission's baseline.
 
+A per-action metric compares actions taken in the baseline with actions taken
+since. A per-subject metric is measured here per contact action: events
+(counted actions, outcomes) per contact action of each phase, an outcome
+counting toward the baseline when it occurred before its subject's first
+contact after the baseline (it follows a baseline action), else toward now. Outcomes still on their way make the recent phase look lower than it
+is: the lag errs toward missing a rise, never toward a false alarm.
+
 Verdicts: `elevated` (surely above max_ratio times the baseline), `within_threshold`
 (surely below it), `unchanged` (cannot yet be told apart from the baseline's
 range), `insufficient_data` (fewer than min_samples on either side). The interval

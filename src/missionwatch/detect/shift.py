@@ -2,9 +2,10 @@
 
 - `NoveltyWatch`: a template, action type or cohort never seen in the baseline
   is a deterministic shift event, once per new value.
-- `MixShift`: an e-CUSUM on the categorical mix of action types or templates
-  against the frozen, smoothed baseline mix (see stats.edetect). Guarantee: on
-  an unchanged mission, at least 1/alpha actions between false alarms on average.
+- `MixShift`: e-CUSUM rise detectors on the share of each action type or
+  template, against the upper bound of its baseline share (see stats.edetect).
+  Guarantee: on an unchanged mission whose true shares are within their
+  baseline bounds, at least 1/alpha actions between false alarms on average.
 - `FollowupPressure`: an e-CUSUM on the share of a cohort's actions that are
   follow-ups, against that cohort's baseline share, mixed over relative rises.
 
@@ -21,7 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..stats.edetect import BernoulliECusum, CategoricalECusum
+from ..stats.cs import wilson_upper
+from ..stats.edetect import BernoulliECusum
 
 __all__ = ["FollowupPressure", "MixShift", "NoveltyWatch", "ShiftEvent"]
 
@@ -63,43 +65,66 @@ class NoveltyWatch:
 
 
 class MixShift:
-    """The mix of one categorical dimension (action types or templates)."""
+    """The mix of one categorical dimension (action types or templates).
 
-    def __init__(self, dimension: str, alpha: float, smoothing: float) -> None:
+    One rise detector per baseline category (is its share rising above the
+    baseline's upper bound?), each at alpha / categories, so the mix as a whole
+    keeps the false-alarm budget. A category never seen in the baseline is the
+    NoveltyWatch's business.
+    """
+
+    def __init__(self, dimension: str, alpha: float, rises: Sequence[float]) -> None:
         self.dimension = dimension
         self.alpha = alpha
-        self.smoothing = smoothing
+        self.rises = tuple(rises)
         self._reset()
 
     def _reset(self) -> None:
         self.baseline: Counter[str] = Counter()
-        self.detector: CategoricalECusum | None = None
+        self.detectors: dict[str, BernoulliECusum] | None = None
         self.latched: Counter[str] | None = None
+        self.recent: Counter[str] = Counter()
+        self.recent_n = 0
 
     @property
     def shifted(self) -> bool:
         return self.latched is not None
 
     def update(self, value: str, t: float | None = None) -> ShiftEvent | None:
-        if self.detector is None:
+        if self.detectors is None:
             self.baseline[value] += 1
             return None
         if self.latched is not None:
             self.latched[value] += 1
             return None
-        det = self.detector.update(value)
-        if not det.alarm:
+        self.recent[value] += 1
+        self.recent_n += 1
+        fired = None
+        for cat, det in self.detectors.items():
+            det.update(cat == value)
+            if fired is None and det.alarm:
+                fired = cat
+        if fired is None:
             return None
-        top, share, base = det.top_rise()
+        det = self.detectors[fired]
+        n0 = sum(self.baseline.values())
         self.latched = Counter()
-        return ShiftEvent("mix_shift", f"mix:{self.dimension}", top, {
-            "what": self.dimension, "share": round(share, 6), "baseline_share": round(base, 6),
-            "statistic": round(det.statistic, 3), "level": round(1 / self.alpha, 3),
-            "observations_since_restart": det._n, "baseline_counts": dict(sorted(self.baseline.items())),
+        return ShiftEvent("mix_shift", f"mix:{self.dimension}", fired, {
+            "what": self.dimension, "share": round(self.recent[fired] / self.recent_n, 6),
+            "baseline_share": round(self.baseline[fired] / n0, 6),
+            "baseline_upper": round(det.p0, 6),
+            "statistic": round(det.statistic, 3), "level": round(1 / det.alpha, 3),
+            "recent_actions": self.recent_n, "baseline_counts": dict(sorted(self.baseline.items())),
         })
 
     def freeze(self) -> MixShift:
-        self.detector = CategoricalECusum(self.baseline, self.alpha, self.smoothing)
+        n0 = sum(self.baseline.values())
+        cats = sorted(self.baseline)
+        a = self.alpha / max(len(cats), 1)
+        self.detectors = {c: BernoulliECusum(wilson_upper(self.baseline[c], n0), self.rises, a)
+                          for c in cats}
+        self.recent = Counter()
+        self.recent_n = 0
         return self
 
     def rearm(self) -> MixShift:
@@ -111,12 +136,14 @@ class MixShift:
         return self
 
     def status(self) -> dict[str, Any]:
-        det = self.detector
+        dets = self.detectors or {}
+        top = max(dets.items(), key=lambda kv: kv[1].statistic, default=None)
         return {
             "detector": f"mix:{self.dimension}",
-            "verdict": "shifted" if self.latched is not None else ("watching" if det else "baseline"),
-            "statistic": round(det.statistic, 3) if det else None,
-            "level": round(1 / self.alpha, 3),
+            "verdict": "shifted" if self.latched is not None else ("watching" if dets else "baseline"),
+            "statistic": round(top[1].statistic, 3) if top else None,
+            "level": round(1 / top[1].alpha, 3) if top else None,
+            "leading": top[0] if top else None,
         }
 
 
@@ -138,7 +165,8 @@ class FollowupPressure:
 
     @property
     def p0(self) -> float:
-        return (self.k0 + 0.5) / (self.n0 + 1)
+        """The baseline share the detector tests rises against: its 99.9% upper bound."""
+        return wilson_upper(self.k0, self.n0)
 
     def update(self, followup: bool, t: float | None = None) -> ShiftEvent | None:
         if self.detector is None:
@@ -157,7 +185,9 @@ class FollowupPressure:
         self.latched = [0, 0]
         share = self.recent[1] / self.recent[0]
         return ShiftEvent("followup_pressure", f"followup:{self.cohort}", self.cohort, {
-            "cohort": self.cohort, "share": round(share, 6), "baseline_share": round(self.p0, 6),
+            "cohort": self.cohort, "share": round(share, 6),
+            "baseline_share": round(self.k0 / self.n0 if self.n0 else self.p0, 6),
+            "baseline_upper": round(self.p0, 6),
             "recent_actions": self.recent[0], "recent_followups": self.recent[1],
             "baseline_actions": self.n0, "baseline_followups": self.k0,
             "statistic": round(det.statistic, 3), "level": round(1 / self.alpha, 3),

@@ -5,7 +5,7 @@ argument names, `_reset()` builds state, `update(x, t=...)` does the arithmetic
 and returns self, and verdicts are read-only properties.
 """
 
-from .cs import MeanStat, linear_cs, mean_cs, normal_mixture_halfwidth
+from .cs import MeanStat, linear_cs, mean_cs, normal_mixture_halfwidth, wilson_upper
 from .edetect import BernoulliECusum, CategoricalECusum, TabularCusum
 
 __all__ = [
@@ -16,4 +16,5 @@ __all__ = [
     "linear_cs",
     "mean_cs",
     "normal_mixture_halfwidth",
+    "wilson_upper",
 ]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["MeanStat", "linear_cs", "mean_cs", "normal_mixture_halfwidth"]
+__all__ = ["MeanStat", "linear_cs", "mean_cs", "normal_mixture_halfwidth", "wilson_upper"]
 
 DEFAULT_T0 = 500.0
 
@@ -112,3 +112,17 @@ def linear_cs(
     n_eff = (va + vb) / v
     hw = normal_mixture_halfwidth(v, n_eff, alpha, t0)
     return (est, est - hw, est + hw)
+
+
+def wilson_upper(k: float, n: float, z: float = 3.09) -> float:
+    """Wilson score upper bound of a Bernoulli rate from k successes in n trials
+    (z = 3.09: one-sided 99.9%). Change detectors test rises against this, not the
+    point estimate, so a baseline that happened to run low does not make an
+    unchanged stream look like a rise."""
+    if n <= 0:
+        return 1.0
+    p = k / n
+    z2 = z * z
+    centre = p + z2 / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return min(1.0, (centre + spread) / (1 + z2 / n))
