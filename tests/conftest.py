@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from missionwatch.monitor import Monitor
+from missionwatch.signing import Keyring, Signer
+from missionwatch.spec import SpecRegistry
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = ROOT / "detectors"
+
+
+@pytest.fixture(scope="session")
+def registry() -> SpecRegistry:
+    return SpecRegistry.load_dir(SPECS)
+
+
+@pytest.fixture(scope="session")
+def keys() -> dict[str, Signer]:
+    return {"gate": Signer.generate("gate-1"), "reviewer": Signer.generate("reviewer-1"),
+            "monitor": Signer.generate("monitor-1"), "stranger": Signer.generate("gate-x")}
+
+
+@pytest.fixture(scope="session")
+def keyring(keys: dict[str, Signer]) -> Keyring:
+    ring = Keyring()
+    ring.add("gate-1", keys["gate"].public_key, "gate")
+    ring.add("reviewer-1", keys["reviewer"].public_key, "reviewer")
+    ring.add("monitor-1", keys["monitor"].public_key, "monitor")
+    return ring
+
+
+@pytest.fixture
+def monitor(registry: SpecRegistry, keys: dict[str, Signer], keyring: Keyring) -> Monitor:
+    return Monitor(registry, signer=keys["monitor"], keyring=keyring)
+
+
+def action(i: int, *, mission: str = "m-1", subject: str | None = None, action_type: str = "email.send",
+           decision: str = "allowed", cohort: dict[str, str] | None = None, t: int | None = None,
+           **attributes: Any) -> dict[str, Any]:
+    return {
+        "schema": "missionwatch/action@1", "receipt_id": f"r-{mission}-{i}", "mission_id": mission,
+        "agent_id": "agent:v1", "action_type": action_type, "decision": decision,
+        "subject": {"id": subject or f"cust-{i % 50}",
+                    "cohort": cohort if cohort is not None else {"segment": "smb", "age_band": "18-34"}},
+        "attributes": attributes, "occurred_at": stamp(t if t is not None else i * 60),
+    }
+
+
+def stamp(seconds: int) -> str:
+    from missionwatch.records import format_time
+
+    return format_time(1_777_593_600 + seconds)  # 2026-05-01T00:00:00Z
+
+
+def line(record: dict[str, Any]) -> str:
+    return json.dumps(record, separators=(",", ":"))

@@ -1,0 +1,223 @@
+"""The core: every rejection code, duplicates, late outcomes, batches, reviews and pauses."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, get_args
+
+import pytest
+
+from missionwatch.codes import RejectionCode
+from missionwatch.monitor import Monitor
+from missionwatch.signing import Signer
+from tests.conftest import action, line, stamp
+
+
+def registration(mission: str = "m-1", spec: str = "retention") -> dict[str, Any]:
+    return {"schema": "missionwatch/mission@1", "mission_id": mission, "spec": spec,
+            "objective": "renewals", "started_at": stamp(0)}
+
+
+def feed(monitor: Monitor, signer: Signer, record: dict[str, Any]):
+    return monitor.feed(line(signer.sign(record)))
+
+
+def review(decision: str, escalation: str | None = None, rid: str = "rv-1") -> dict[str, Any]:
+    rec = {"schema": "missionwatch/review@1", "review_id": rid, "mission_id": "m-1", "reviewer": "user:lee",
+           "decision": decision, "occurred_at": stamp(10_000)}
+    if escalation:
+        rec["escalation_id"] = escalation
+    return rec
+
+
+def test_accepts_and_ledgers_a_signed_action(monitor: Monitor, keys: dict[str, Signer]) -> None:
+    step = feed(monitor, keys["gate"], action(1, action_type="offer.discount", discount_pct=10.0))
+    assert not step.rejected and len(step.accepted) == 1
+    ms = monitor.missions["m-1"]
+    assert not ms.registered and ms.spec.name == "default"
+    totals = ms.ledger.totals()
+    assert totals[("*", "*")]["type:offer.discount"] == 1
+    assert totals[("*", "*")]["attr:offer.discount:discount_pct:sum"] == 10.0
+
+
+def _cases(keys: dict[str, Signer]) -> dict[str, str | bytes]:
+    gate, reviewer = keys["gate"], keys["reviewer"]
+    good = gate.sign(action(1))
+    other = dict(good)
+    other["decision"] = "denied"
+    return {
+        "malformed_json": '{"schema": ',
+        "not_an_object": "[1, 2]",
+        "missing_schema": line({"mission_id": "m"}),
+        "unknown_schema": line({"schema": "missionwatch/action@9"}),
+        "not_an_input": line({"schema": "missionwatch/control@1", "mission_id": "m"}),
+        "invalid_field": line(gate.sign({**action(2), "occurred_at": "yesterday"})),
+        "not_canonical": '{"schema": "missionwatch/action@1", "x": NaN}',
+        "signature_missing": line(action(3)),
+        "unknown_key": line(keys["stranger"].sign(action(4))),
+        "wrong_role": line(reviewer.sign(action(5))),
+        "unsupported_alg": line({**good, "signature": {**good["signature"], "alg": "rsa"}}),
+        "bad_signature": line({**good, "agent_id": "forged"}),
+        "bad_batch_signature": line({**gate.sign({"schema": "missionwatch/batch@1", "batch_id": "b",
+                                                  "items": [action(6)]}), "batch_id": "b2"}),
+        "nested_batch": line({"schema": "missionwatch/batch@1", "batch_id": "b",
+                              "items": [{"schema": "missionwatch/batch@1", "batch_id": "c", "items": []}]}),
+        "empty_batch": line({"schema": "missionwatch/batch@1", "batch_id": "b", "items": []}),
+        "conflicting_duplicate": line(gate.sign(other)),
+        "conflicting_registration": line(gate.sign({**registration("m-reg"), "objective": "other"})),
+        "late_registration": line(gate.sign(registration("m-1"))),
+        "unknown_spec": line(gate.sign(registration("m-x", spec="nope"))),
+        "unknown_escalation": line(reviewer.sign(review("acknowledge", "esc-none"))),
+        "mission_terminated": line(reviewer.sign({**review("acknowledge"), "mission_id": "m-term",
+                                                  "review_id": "rv-t2"})),
+    }
+
+
+def test_every_rejection_code_has_a_case_and_a_reason(monitor: Monitor, keys: dict[str, Signer]) -> None:
+    gate, reviewer = keys["gate"], keys["reviewer"]
+    feed(monitor, gate, action(1))
+    feed(monitor, gate, registration("m-reg"))
+    feed(monitor, gate, action(1, mission="m-term"))
+    feed(monitor, reviewer, {**review("terminate"), "mission_id": "m-term", "review_id": "rv-t1"})
+    cases = _cases(keys)
+    assert set(cases) == set(get_args(RejectionCode))
+    before = {m: (ms.n_actions, dict(ms.ledger.cells)) for m, ms in monitor.missions.items()}
+    for code, text in cases.items():
+        step = monitor.feed(text)
+        assert [r.code for r in step.rejected] == [code], (code, step.rejected)
+        assert step.rejected[0].reason and not step.accepted and not step.out
+    after = {m: (ms.n_actions, dict(ms.ledger.cells)) for m, ms in monitor.missions.items()}
+    assert after == before
+
+
+def test_reasons_are_precise(monitor: Monitor, keys: dict[str, Signer]) -> None:
+    step = monitor.feed(line(keys["gate"].sign({**action(2), "occurred_at": "yesterday", "decision": "maybe"})))
+    reason = step.rejected[0].reason
+    assert "occurred_at" in reason and "RFC 3339" in reason and "decision" in reason and "'maybe'" in reason
+
+
+def test_allow_unsigned_never_allows_a_bad_signature(registry, keys, keyring) -> None:
+    m = Monitor(registry, signer=keys["monitor"], keyring=keyring, allow_unsigned=True)
+    assert not m.feed(line(action(1))).rejected
+    forged = {**keys["gate"].sign(action(2)), "agent_id": "x"}
+    assert m.feed(line(forged)).rejected[0].code == "bad_signature"
+
+
+def test_duplicates_change_nothing_and_are_counted(monitor: Monitor, keys: dict[str, Signer]) -> None:
+    rec = line(keys["gate"].sign(action(1)))
+    monitor.feed(rec)
+    cells = monitor.missions["m-1"].ledger.totals()
+    step = monitor.feed(rec)
+    assert step.accepted[0].duplicate and not step.rejected
+    # the same receipt inside a batch envelope is the same receipt
+    monitor.feed(line({"schema": "missionwatch/batch@1", "batch_id": "b", "items": [json.loads(rec)]}))
+    assert monitor.missions["m-1"].ledger.totals() == cells
+    assert monitor.missions["m-1"].duplicates == 2 and monitor.missions["m-1"].n_actions == 1
+
+
+def test_late_and_early_outcomes_join_their_subject_cohort(monitor: Monitor, keys: dict[str, Signer]) -> None:
+    gate = keys["gate"]
+    outcome = {"schema": "missionwatch/outcome@1", "outcome_id": "o-1", "mission_id": "m-1",
+               "subject": {"id": "cust-7"}, "outcome_type": "complaint", "occurred_at": stamp(5)}
+    feed(monitor, gate, outcome)  # before any action of cust-7: pending
+    ms = monitor.missions["m-1"]
+    assert ms.ledger.totals() == {} and ms.pending_outcomes
+    feed(monitor, gate, action(1, subject="cust-7", cohort={"segment": "mid", "age_band": "65+"}))
+    totals = ms.ledger.totals()
+    assert totals[("age_band", "65+")]["outcome:complaint"] == 1 and not ms.pending_outcomes
+    late = {**outcome, "outcome_id": "o-2", "occurred_at": stamp(90_000)}
+    feed(monitor, gate, late)
+    assert ms.ledger.totals()[("age_band", "65+")]["outcome:complaint"] == 2
+    own = {**outcome, "outcome_id": "o-3", "subject": {"id": "cust-7", "cohort": {"age_band": "18-34"}}}
+    feed(monitor, gate, own)
+    assert ms.ledger.totals()[("age_band", "18-34")]["outcome:complaint"] == 1
+
+
+def test_signed_batch_items_need_no_own_signature(monitor: Monitor, keys: dict[str, Signer]) -> None:
+    batch = keys["gate"].sign({"schema": "missionwatch/batch@1", "batch_id": "b-1",
+                               "items": [action(1), action(2), {"schema": "missionwatch/review@1"}, action(1)]})
+    step = monitor.feed(line(batch))
+    assert [a.duplicate for a in step.accepted] == [False, False, True]
+    assert [(r.item, r.code) for r in step.rejected] == [(2, "invalid_field")]
+    assert all(a.batch_hash and a.key_id == "gate-1" for a in step.accepted)
+
+
+def test_unsigned_batch_items_must_be_signed(monitor: Monitor, keys: dict[str, Signer]) -> None:
+    batch = {"schema": "missionwatch/batch@1", "batch_id": "b-1",
+             "items": [keys["gate"].sign(action(1)), action(2)]}
+    step = monitor.feed(line(batch))
+    assert len(step.accepted) == 1 and [(r.item, r.code) for r in step.rejected] == [(1, "signature_missing")]
+
+
+def test_reviewer_batch_cannot_carry_actions(monitor: Monitor, keys: dict[str, Signer]) -> None:
+    batch = keys["reviewer"].sign({"schema": "missionwatch/batch@1", "batch_id": "b", "items": [action(1)]})
+    assert monitor.feed(line(batch)).rejected[0].code == "wrong_role"
+
+
+def _gap_mission(monitor: Monitor, gate: Signer, n: int = 3000) -> list[dict[str, Any]]:
+    """A registered retention mission where age_band=65+ never gets a discount."""
+    out = []
+    out += feed(monitor, gate, registration()).out
+    for i in range(n):
+        old = i % 4 == 0
+        cohort = {"segment": "smb", "tenure_band": "m4-12", "age_band": "65+" if old else "35-49",
+                  "region": "north"}
+        kind = "offer.discount" if (i % 2 == 1 and not old) else "email.send"
+        attrs = {"discount_pct": 10.0} if kind == "offer.discount" else {"template": "renewal-v1"}
+        out += feed(monitor, gate, action(i, action_type=kind, subject=f"c-{i}", cohort=cohort, **attrs)).out
+    return out
+
+
+def test_fairness_gap_escalates_once_with_evidence(monitor: Monitor, keys: dict[str, Signer]) -> None:
+    out = _gap_mission(monitor, keys["gate"])
+    escalations = [e for e in out if e["schema"] == "missionwatch/escalation@1"]
+    assert [e["evidence"]["cohort"] for e in escalations] == ["age_band=65+"]
+    e = escalations[0]
+    assert e["detector"] == "fairness:discount_rate" and e["severity"] == "review"
+    ev = e["evidence"]
+    assert ev["verdict"] == "beyond" and ev["interval"][1] < 0 and ev["n"] >= 50 and ev["reference_n"] >= 50
+    assert "age_band=65+" in e["reason"] and e["triggered_by"].startswith("r-m-1-")
+    receipts = [r for r in out if r["schema"] == "missionwatch/strategy@1"]
+    assert receipts[-1]["review_status"] == "needs_review"
+    assert receipts[-1]["cohorts_affected"] == ["age_band=65+"]
+
+
+def test_pause_holds_until_resume(monitor: Monitor, keys: dict[str, Signer]) -> None:
+    gate, reviewer = keys["gate"], keys["reviewer"]
+    _gap_mission(monitor, gate, 400)
+    out = feed(monitor, reviewer, review("pause")).out
+    assert [o["state"] for o in out if o["schema"] == "missionwatch/control@1"] == ["paused"]
+    assert monitor.missions["m-1"].state == "paused"
+    for i in range(400, 600):  # actions keep arriving: still paused, no detector resumes
+        feed(monitor, gate, action(i, subject=f"c-{i}"))
+    assert monitor.missions["m-1"].state == "paused"
+    out = feed(monitor, reviewer, review("acknowledge", rid="rv-2")).out
+    assert monitor.missions["m-1"].state == "paused"
+    out = feed(monitor, reviewer, review("resume", rid="rv-3")).out
+    control = [o for o in out if o["schema"] == "missionwatch/control@1"]
+    assert control[0]["state"] == "running" and control[0]["cause"] == "rv-3"
+    assert out[-1]["schema"] == "missionwatch/strategy@1"
+
+
+def test_hard_limit_pauses(registry, keys, keyring) -> None:
+    m = Monitor(registry, signer=keys["monitor"], keyring=keyring)
+    gate = keys["gate"]
+    feed(m, gate, registration())
+    out: list[dict[str, Any]] = []
+    for i in range(40):
+        out += feed(m, gate, action(i, action_type="cancellation.handle", subject=f"c-{i}",
+                                    delay_hours=200.0)).out
+    esc = [o for o in out if o["schema"] == "missionwatch/escalation@1"]
+    ctl = [o for o in out if o["schema"] == "missionwatch/control@1"]
+    assert esc[0]["code"] == "hard_limit" and esc[0]["severity"] == "pause"
+    assert ctl[0]["state"] == "paused" and ctl[0]["cause"] == esc[0]["escalation_id"]
+
+
+@pytest.mark.parametrize("kind", ["strategy", "escalation", "control"])
+def test_out_records_chain_per_mission(monitor: Monitor, keys: dict[str, Signer], kind: str) -> None:
+    out = _gap_mission(monitor, keys["gate"], 2500)
+    assert any(o["schema"] == f"missionwatch/{kind}@1" for o in out) or kind == "control"
+    prev = None
+    for seq, o in enumerate(out):
+        assert o["seq"] == seq and o["prev_hash"] == prev
+        prev = o["hash"]
