@@ -25,8 +25,8 @@ app = typer.Typer(
 )
 spec_app = typer.Typer(help="Work with detector specs (detectors/*.toml).", no_args_is_help=True)
 app.add_typer(spec_app, name="spec")
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
