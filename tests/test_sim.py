@@ -41,7 +41,7 @@ def test_fair_campaign_stays_silent(registry, seed: int) -> None:
         ({"discount_gap": "age_band=65+"}, "fairness_:age_band=65+"),
         ({"new_template": "urgent-last-chance"}, "new_template:urgent-last-chance"),
         ({"followup_rise": "age_band=65+"}, "followup_pressure:age_band=65+"),
-        ({"complaint_spike": 3.0}, "risk_elevated:"),
+        ({"complaint_spike": 4.0, "change_at": 0.2}, "risk_elevated:"),
     ],
 )
 @pytest.mark.parametrize("seed", [1, 2])

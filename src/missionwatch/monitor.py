@@ -108,10 +108,6 @@ class Subject:
     contacted: bool = False
     phase: str = "baseline"
     counts: dict[str, int] = field(default_factory=dict)
-    last_phase: str | None = None
-    """Phase of the subject's latest contact."""
-    post_first_t: float | None = None
-    """Event time of its first contact after the baseline: outcomes before it follow baseline actions."""
 
 
 @dataclass
@@ -178,6 +174,8 @@ class MissionState:
         self.duplicates = 0
         self.subjects: dict[str, Subject] = {}
         self.pending_outcomes: dict[str, list[tuple[float, str, float]]] = {}
+        self.action_phase: dict[str, str] = {}
+        """Phase ('baseline' or 'post') of each contact action, for outcomes that name it."""
         self.escalations: dict[str, _Escalation] = {}
         self.frozen = False
         c = spec.cohorts
@@ -532,15 +530,15 @@ class Monitor:
             for m in plan.subject_metrics:
                 observe(m, subj.cohort, phase, subj.counts.get(m.name, 0), None)
         if not plan.contact or a.action_type in plan.contact:
-            if phase == "post" and subj.post_first_t is None:
-                subj.post_first_t = t
-            subj.last_phase = phase
+            ms.action_phase[a.receipt_id] = phase
             for m in plan.subject_metrics:
                 for rs in ms.risk.get(m.name, ()):
                     rs.update(0.0, phase=phase, t=t)
                     touched_risk.add(rs)
         for m in plan.count_actions.get(a.action_type, ()):
-            self._risk_event(ms, subj, m.name, phase, touched_risk)
+            for rs in ms.risk.get(m.name, ()):
+                rs.update(1.0, phase=phase, prev=0.0, t=t)
+                touched_risk.add(rs)
 
         # strategy shift
         nov = ms.novelty
@@ -567,19 +565,6 @@ class Monitor:
         ms.window_mix[a.action_type + (f"+{template}" if template else "")] += 1
         self._judge(ms, a.receipt_id, t, touched, touched_risk, breaches,
                     [e for e in events if e is not None], step)
-
-    @staticmethod
-    def _risk_event(ms: MissionState, subj: Subject, metric: str, phase: str | None,
-                    touched: set[RiskSignal]) -> None:
-        """Count one event of a per-subject metric toward `phase` (that of the action it
-        follows): risk signals measure such events per contact action of each phase."""
-        if phase is None or subj.last_phase is None:
-            return
-        if phase == "post" and subj.post_first_t is None:
-            phase = "baseline"
-        for rs in ms.risk.get(metric, ()):
-            rs.update(1.0, phase=phase, prev=0.0)
-            touched.add(rs)
 
     def _freeze(self, ms: MissionState) -> None:
         ms.frozen = True
@@ -616,12 +601,13 @@ class Monitor:
         touched: set[tuple[FairnessDelta, str]] = set()
         touched_risk: set[RiskSignal] = set()
         breaches: list[tuple[HardLimit, Any]] = []
-        if subj.post_first_t is not None and t >= subj.post_first_t:
-            follows: str | None = "post"
-        else:
-            follows = "baseline" if subj.contacted else None
+        follows = ms.action_phase.get(o.follows) if o.follows else None
         for m in ms.plan.count_outcomes.get(o.outcome_type, ()):
-            self._risk_event(ms, subj, m.name, follows, touched_risk)
+            if follows is None:
+                continue
+            for rs in ms.risk.get(m.name, ()):
+                rs.update(1.0, phase=follows, prev=0.0, t=t)
+                touched_risk.add(rs)
             k = subj.counts.get(m.name, 0)
             subj.counts[m.name] = k + 1
             if not subj.contacted:
@@ -698,11 +684,12 @@ class Monitor:
         for rs in sorted(touched_risk, key=lambda r: (r.rule.metric, r.rule.statistic)):
             old_v = rs.verdict
             new_v = rs.evaluate()
+            opens = rs.escalates()
             if old_v == new_v:
                 continue
             if "elevated" in (old_v, new_v):
                 changed = True
-            if new_v == "elevated" and rs.rule.severity != "report":
+            if opens and rs.rule.severity != "report":
                 m = ms.spec.metric(rs.rule.metric)
                 ev = rs.to_json()
                 reason = escalation_reason(

@@ -147,6 +147,8 @@ class OutcomeRecord(_In):
     subject: Subject
     outcome_type: Id
     value: float = 1.0
+    follows: str | None = None
+    """Extension: the receipt_id of the action this outcome follows, when the gateway knows it."""
     occurred_at: float
 
     @field_validator("occurred_at", mode="before")

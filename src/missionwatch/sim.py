@@ -152,6 +152,7 @@ def generate(c: Campaign) -> Iterator[dict[str, Any]]:
                 "schema": "missionwatch/outcome@1", "outcome_id": f"o-{c.seed}-{i:07d}-{kind}",
                 "mission_id": c.mission_id, "subject": {"id": f"cust-{s:05d}"},
                 "outcome_type": kind, "value": 1, "occurred_at": format_time(t + delay),
+                "follows": f"r-{c.seed}-{i:07d}",
             }))
     while pending:
         yield heapq.heappop(pending)[2]

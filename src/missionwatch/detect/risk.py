@@ -1,11 +1,12 @@
 """Risk signals: a metric now against the same metric in the mission's baseline.
 
 A per-action metric compares actions taken in the baseline with actions taken
-since. A per-subject metric is measured here per contact action: events
-(counted actions, outcomes) per contact action of each phase, an outcome
-counting toward the baseline when it occurred before its subject's first
-contact after the baseline (it follows a baseline action), else toward now. Outcomes still on their way make the recent phase look lower than it
-is: the lag errs toward missing a rise, never toward a false alarm.
+since. A per-subject metric is measured per contact action of each phase:
+counted actions of the phase, and outcomes that name (`follows`) an action of
+the phase, per contact action of the phase. An outcome that names no known
+action feeds the ledger, fairness and limits, but no baseline comparison: its
+phase cannot be known. Outcomes still on their way make the recent phase read
+lower than it is: the lag errs toward missing a rise, never toward a false alarm.
 
 Verdicts: `elevated` (surely above max_ratio times the baseline), `within_threshold`
 (surely below it), `unchanged` (cannot yet be told apart from the baseline's
@@ -38,6 +39,8 @@ class RiskSignal:
         self.base = MeanStat()
         self.post = MeanStat()
         self.verdict: RiskVerdict = "insufficient_data"
+        self.escalated = False
+        """Escalated and not judged within_threshold since: it does not escalate again."""
 
     def update(self, x: float, *, phase: str, prev: float | None = None, t: float | None = None) -> RiskSignal:
         stat = self.base if phase == "baseline" else self.post
@@ -68,6 +71,15 @@ class RiskSignal:
                                   prior_var=self.base.var, prior_n=10.0)
         self.verdict = "elevated" if lo > 0 else ("within_threshold" if hi < 0 else "unchanged")
         return self.verdict
+
+    def escalates(self) -> bool:
+        """Whether the current verdict opens a new escalation episode."""
+        if self.verdict == "within_threshold":
+            self.escalated = False
+        if self.verdict != "elevated" or self.escalated:
+            return False
+        self.escalated = True
+        return True
 
     def to_json(self) -> dict[str, Any]:
         value, base = self.post.mean, self.baseline_value
