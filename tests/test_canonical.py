@@ -10,7 +10,12 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from missionwatch.canonical import CanonicalizationError, canonical_bytes, loads_canonical, record_hash
+from missionwatch.canonical import (
+    CanonicalizationError,
+    canonical_bytes,
+    loads_canonical,
+    record_hash,
+)
 
 
 def test_rfc8785_section_3_2_2_sample() -> None:

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from missionwatch.signing import KeyError_, Keyring, Signer, VerifyFailure, load_private_key, write_private_key
+from missionwatch.signing import (
+    KeyError_,
+    Keyring,
+    Signer,
+    VerifyFailure,
+    load_private_key,
+    write_private_key,
+)
 
 
 def test_round_trip_and_keyring_file(tmp_path: Path, keys: dict[str, Signer], keyring: Keyring) -> None:

@@ -47,7 +47,7 @@ def test_invalid_spec_names_file_and_field(tmp_path: Path, edit, field: str) -> 
 def test_spec_name_must_match_file(tmp_path: Path) -> None:
     path = tmp_path / "other.toml"
     path.write_text((SPECS / "retention.toml").read_text())
-    with pytest.raises(SpecError, match="spec.name"):
+    with pytest.raises(SpecError, match=r"spec\.name"):
         load_spec(path)
 
 

@@ -260,10 +260,10 @@ class Monitor:
                 self._feed_batch(p, step)
             else:
                 self._feed_one(p, step, None, None)
-        except _Reject as r:
-            step.rejected.append(Rejection(r.code, r.reason))
-        for r in step.rejected:
-            self.counts[f"rejected:{r.code}"] += 1
+        except _Reject as exc:
+            step.rejected.append(Rejection(exc.code, exc.reason))
+        for rejection in step.rejected:
+            self.counts[f"rejected:{rejection.code}"] += 1
         return step
 
     def prepare(self, raw: str | bytes | dict[str, Any]) -> Prepared:

@@ -17,7 +17,7 @@ def render_events(events: Sequence[dict[str, Any]], console: Console, *, receipt
     n_esc = 0
     for e in events:
         kind = e.get("schema", "")
-        mid = e.get("mission_id")
+        mid = str(e.get("mission_id"))
         if kind == "missionwatch/escalation@1":
             n_esc += 1
             colour = "red" if e["severity"] == "pause" else "yellow"

@@ -158,7 +158,7 @@ class Keyring:
             pub.verify(raw, payload)
         except InvalidSignature:
             return VerifyFailure("bad_signature", repr(key_id))
-        return key_id
+        return str(key_id)
 
 
 class Signer:

@@ -242,11 +242,14 @@ class Spec(_Model):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"metric names must be unique, repeated: {', '.join(dupes)}")
-        for section, rules in (("fairness", self.fairness), ("risk", self.risk), ("limits", self.limits)):
-            for i, rule in enumerate(rules):
-                if rule.metric not in names:
+        refs: list[tuple[str, list[str]]] = [
+            ("fairness", [r.metric for r in self.fairness]), ("risk", [r.metric for r in self.risk]),
+            ("limits", [r.metric for r in self.limits])]
+        for section, metrics in refs:
+            for i, metric in enumerate(metrics):
+                if metric not in names:
                     raise ValueError(
-                        f"{section}[{i}].metric {rule.metric!r} is not a metric of this spec "
+                        f"{section}[{i}].metric {metric!r} is not a metric of this spec "
                         f"(known: {', '.join(names) or 'none'})"
                     )
         overlap = set(self.cohorts.keys) & set(self.cohorts.protected)
