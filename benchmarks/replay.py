@@ -82,7 +82,7 @@ Signed replay / bare verify: **{statistics.median(ratios):.2f}** (per run: {', '
 target at least 0.50. Unsigned replay / signed replay: {u / s:.1f}x.
 """
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\nWritten by the scripts in benchmarks/.\n"
-    head, sep, rest = text.partition("## Replay")
+    head, _, rest = text.partition("## Replay")
     tail = rest.split("\n## ", 1)[1] if "\n## " in rest else ""
     RESULTS.write_text(head.rstrip() + "\n\n" + section + (("\n## " + tail) if tail else ""))
     print(section)
