@@ -84,8 +84,10 @@ class _Plain(dict):  # type: ignore[type-arg]
 
 def _parse_float(text: str) -> float | int:
     value = float(text)
-    if value.is_integer() and -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
-        return int(value)  # RFC 8785 writes 10.0 as 10; so does an int
+    if value.is_integer():
+        if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+            return int(value)  # RFC 8785 writes 10.0 as 10; so does an int
+        raise _NeedsReference
     a = abs(value)
     if not (1e-4 <= a < 1e16) or value != value:
         raise _NeedsReference
