@@ -1,14 +1,22 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from missionwatch.monitor import Monitor
 from missionwatch.signing import Keyring, Signer
 from missionwatch.spec import SpecRegistry
+
+# CI runs the same examples every time (a red build must mean a change broke
+# something); local runs keep exploring new ones.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "detectors"
