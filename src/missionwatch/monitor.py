@@ -144,6 +144,13 @@ class _Plan:
         self.risk_alpha = spec.spec.alpha / max(len(spec.risk), 1)
 
 
+def _scopes(hl: HardLimit, plan: _Plan, cohort: dict[str, str]) -> list[str]:
+    """Where a limit looks: the whole mission, or each cohort the observation belongs to."""
+    if hl.rule.scope == "mission":
+        return ["mission"]
+    return [f"{d}={cohort.get(d, NONE)}" for d in plan.dims]
+
+
 def _fmt(x: float | None) -> str:
     if x is None or not math.isfinite(x):
         return "n/a"
@@ -505,9 +512,7 @@ class Monitor:
                     rs.update(x, phase=ph, prev=prev, t=t)
                     touched_risk.add(rs)
             for hl in ms.limits.get(m.name, ()):
-                scopes = ["mission"] if hl.rule.scope == "mission" else [
-                    f"{d}={coh.get(d, NONE)}" for d in plan.dims]
-                breaches.extend((hl, b) for b in hl.update(scopes, x, prev=prev, t=t))
+                breaches.extend((hl, b) for b in hl.update(_scopes(hl, plan, coh), x, prev=prev, t=t))
 
         # per-action metrics
         for m in [*plan.action_metrics.get(a.action_type, ()), *plan.all_action_metrics]:
@@ -617,9 +622,7 @@ class Monitor:
                 fd.update(v, k + 1, prev=k, t=t)
                 touched.add((fd, v))
             for hl in ms.limits.get(m.name, ()):
-                scopes = ["mission"] if hl.rule.scope == "mission" else [
-                    f"{d}={subj.cohort.get(d, NONE)}" for d in ms.plan.dims]
-                breaches.extend((hl, b) for b in hl.update(scopes, k + 1, prev=k, t=t))
+                breaches.extend((hl, b) for b in hl.update(_scopes(hl, ms.plan, subj.cohort), k + 1, prev=k, t=t))
         self._judge(ms, o.outcome_id, t, touched, touched_risk, breaches, [], step)
 
     # ----------------------------------------------------------------- reviews

@@ -97,6 +97,11 @@ def _time_field(value: Any) -> float:
     return parse_time(value).timestamp()
 
 
+class _Occurred(_In):
+    """An in record stamped with `occurred_at`, its event time."""
+
+
+
 class MissionRecord(_In):
     spec: Id = "default"
     objective: str = ""
@@ -122,7 +127,7 @@ class Subject(BaseModel):
     cohort: dict[str, str] | None = None
 
 
-class ActionRecord(_In):
+class ActionRecord(_Occurred):
     receipt_id: Id
     agent_id: str
     action_type: Id
@@ -130,19 +135,9 @@ class ActionRecord(_In):
     subject: Subject
     attributes: dict[str, Any] = {}
     policy_version: str | None = None
-    occurred_at: float
-
-    @field_validator("occurred_at", mode="before")
-    @classmethod
-    def _t(cls, v: Any) -> float:
-        return _time_field(v)
-
-    @property
-    def t(self) -> float:
-        return self.occurred_at
 
 
-class OutcomeRecord(_In):
+class OutcomeRecord(_Occurred):
     outcome_id: Id
     subject: Subject
     outcome_type: Id
@@ -170,22 +165,12 @@ class OutcomeRecord(_In):
         return self.occurred_at
 
 
-class ReviewRecord(_In):
+class ReviewRecord(_Occurred):
     review_id: Id
     escalation_id: str | None = None
     reviewer: Id
     decision: ReviewDecision
     note: str = ""
-    occurred_at: float
-
-    @field_validator("occurred_at", mode="before")
-    @classmethod
-    def _t(cls, v: Any) -> float:
-        return _time_field(v)
-
-    @property
-    def t(self) -> float:
-        return self.occurred_at
 
 
 class BatchEnvelope(BaseModel):
