@@ -100,6 +100,16 @@ def _time_field(value: Any) -> float:
 class _Occurred(_In):
     """An in record stamped with `occurred_at`, its event time."""
 
+    occurred_at: float
+
+    @field_validator("occurred_at", mode="before")
+    @classmethod
+    def _occurred(cls, v: Any) -> float:
+        return _time_field(v)
+
+    @property
+    def t(self) -> float:
+        return self.occurred_at
 
 
 class MissionRecord(_In):
@@ -144,13 +154,6 @@ class OutcomeRecord(_Occurred):
     value: float = 1.0
     follows: str | None = None
     """Extension: the receipt_id of the action this outcome follows, when the gateway knows it."""
-    occurred_at: float
-
-    @field_validator("occurred_at", mode="before")
-    @classmethod
-    def _t(cls, v: Any) -> float:
-        return _time_field(v)
-
     @field_validator("value", mode="before")
     @classmethod
     def _v(cls, v: Any) -> float:
@@ -159,10 +162,6 @@ class OutcomeRecord(_Occurred):
         if v != v or v in (float("inf"), float("-inf")):
             raise ValueError("must be a finite number")
         return float(v)
-
-    @property
-    def t(self) -> float:
-        return self.occurred_at
 
 
 class ReviewRecord(_Occurred):
