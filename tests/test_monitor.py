@@ -221,3 +221,22 @@ def test_out_records_chain_per_mission(monitor: Monitor, keys: dict[str, Signer]
     for seq, o in enumerate(out):
         assert o["seq"] == seq and o["prev_hash"] == prev
         prev = o["hash"]
+
+
+def test_outcome_without_follows_still_feeds_fairness_and_limits(monitor: Monitor, keys: dict[str, Signer]) -> None:
+    gate = keys["gate"]
+    feed(monitor, gate, registration())
+    cohort = {"segment": "smb", "tenure_band": "m4-12", "age_band": "65+", "region": "north"}
+    feed(monitor, gate, action(1, subject="cust-1", cohort=cohort))
+    base = {"schema": "missionwatch/outcome@1", "mission_id": "m-1", "subject": {"id": "cust-1"},
+            "outcome_type": "complaint", "occurred_at": stamp(3600)}
+    ms = monitor.missions["m-1"]
+    fd = next(fd for fd in ms.fairness["complaint_rate"] if fd.proxy == "age_band")
+    hl = ms.limits["complaint_rate"][0]
+    rs = ms.risk["complaint_rate"][0]
+    feed(monitor, gate, {**base, "outcome_id": "o-1"})  # no `follows`: no phase for the risk signal
+    assert fd.cohorts["65+"].total == 1 and hl.stats["age_band=65+"].total == 1
+    assert rs.base.total == 0
+    feed(monitor, gate, {**base, "outcome_id": "o-2", "follows": "r-m-1-1"})
+    assert fd.cohorts["65+"].total == 2 and hl.stats["age_band=65+"].total == 2
+    assert rs.base.total == 1

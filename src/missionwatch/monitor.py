@@ -608,11 +608,10 @@ class Monitor:
         breaches: list[tuple[HardLimit, Any]] = []
         follows = ms.action_phase.get(o.follows) if o.follows else None
         for m in ms.plan.count_outcomes.get(o.outcome_type, ()):
-            if follows is None:
-                continue
-            for rs in ms.risk.get(m.name, ()):
-                rs.update(1.0, phase=follows, prev=0.0, t=t)
-                touched_risk.add(rs)
+            if follows is not None:  # only an outcome that names its action has a phase
+                for rs in ms.risk.get(m.name, ()):
+                    rs.update(1.0, phase=follows, prev=0.0, t=t)
+                    touched_risk.add(rs)
             k = subj.counts.get(m.name, 0)
             subj.counts[m.name] = k + 1
             if not subj.contacted:
