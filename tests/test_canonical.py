@@ -80,6 +80,8 @@ def test_fast_path_equals_reference(value: object) -> None:
 @given(st.dictionaries(st.text(max_size=6), json_values, max_size=5))
 @example({"": 9007199254740992.0})  # an integral float past 2**53 (found by hypothesis)
 @example({"a": 1e16, "b": 1e-05, "c": 123456789012345.67})
+@example({"\ue000": None, "\U00010000": None})  # keys sort by UTF-16 units (found by hypothesis)
+@example({"lone": "\ud800"})  # a lone surrogate has no canonical form
 def test_parsed_fast_path_equals_reference(value: dict[str, object]) -> None:
     text = json.dumps(value)
     expected = _reference(json.loads(text))

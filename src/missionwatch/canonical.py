@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 import rfc8785
@@ -107,12 +108,18 @@ _fast_decoder = json.JSONDecoder(
 )
 
 
+# An escaped UTF-16 surrogate: a character outside the BMP (keys then sort by
+# UTF-16 code units, not code points) or a lone surrogate (no RFC 8785 form).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def loads_canonical(text: str) -> Any:
     """json.loads for records that will be canonicalized: when every number in an ASCII
-    text is one whose Python and RFC 8785 forms agree, the top-level dict comes back
+    text is one whose Python and RFC 8785 forms agree, and no escape encodes a UTF-16
+    surrogate, the top-level dict comes back
     marked so `canonical_bytes` can skip its walk. Integral floats become ints (the
     same JSON number). Otherwise this is plain json.loads."""
-    if text.isascii():
+    if text.isascii() and not ("\\u" in text and _SURROGATE_ESCAPE.search(text)):
         try:
             value = _fast_decoder.decode(text)
         except _NeedsReference:

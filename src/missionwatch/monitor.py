@@ -14,7 +14,6 @@ mission. `Step.rejected` says why an input, or an item of a batch, was refused;
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -22,8 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from .canonical import CanonicalizationError, canonical_bytes, loads_canonical, strip_envelope
-from .codes import EscalationCode, RejectionCode, escalation_reason, reject_reason
+from .codes import EscalationCode, RejectionCode, escalation_reason
 from .detect import (
     FairnessDelta,
     FollowupPressure,
@@ -34,10 +32,10 @@ from .detect import (
     ShiftEvent,
 )
 from .detect.fairness import CohortVerdict
+from .intake import Intake, Prepared, Reject, Signatures
 from .ledger import NONE, Ledger
 from .records import (
     IN_SCHEMAS,
-    OUT_SCHEMAS,
     SCHEMA_BATCH,
     SCHEMA_ESCALATION,
     SCHEMA_STRATEGY,
@@ -81,25 +79,6 @@ class Step:
     out: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     accepted: list[Accepted] = field(default_factory=list)
-
-
-class _Reject(Exception):
-    def __init__(self, code: RejectionCode, detail: Any = "") -> None:
-        self.code = code
-        self.reason = reject_reason(code, detail)
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A message decoded, canonicalized and signature-checked (see `Monitor.prepare`)."""
-
-    record: dict[str, Any] | None = None
-    payload: bytes | None = None
-    schema: str | None = None
-    signer: str | VerifyFailure | None = None
-    """The key_id whose signature verified, why it did not, or None for no signature."""
-    reject: _Reject | None = None
-    items: tuple[Prepared, ...] = ()
 
 
 @dataclass(slots=True)
@@ -242,7 +221,7 @@ class Monitor:
     ) -> None:
         self.specs = specs
         self.signer = signer
-        self.keyring = keyring or Keyring()
+        self.intake = Intake(keyring or Keyring())
         self.allow_unsigned = allow_unsigned
         self.missions: dict[str, MissionState] = {}
         self.receipts: dict[str, str] = {}  # receipt_id -> hash
@@ -250,6 +229,10 @@ class Monitor:
         self.reviews: dict[str, str] = {}
         self._plans: dict[str, _Plan] = {}
         self.counts: Counter[str] = Counter()
+
+    @property
+    def keyring(self) -> Keyring:
+        return self.intake.keyring
 
     # ------------------------------------------------------------------ input
     def feed(self, raw: str | bytes | dict[str, Any] | Prepared) -> Step:
@@ -267,108 +250,31 @@ class Monitor:
                 self._feed_batch(p, step)
             else:
                 self._feed_one(p, step, None, None)
-        except _Reject as exc:
+        except Reject as exc:
             step.rejected.append(Rejection(exc.code, exc.reason))
         for rejection in step.rejected:
             self.counts[f"rejected:{rejection.code}"] += 1
         return step
 
-    def prepare(self, raw: str | bytes | dict[str, Any]) -> Prepared:
-        """The stateless half of `feed`: decode, canonicalize and check signatures.
-
-        Reads only the keyring, so it may run on other threads ahead of `feed`
-        (signature checks release the GIL); `feed(prepare(x))` equals `feed(x)`.
-        """
-        try:
-            record = self._decode(raw)
-            schema = self._check_schema(record)
-            payload = self._payload(record)
-        except _Reject as r:
-            return Prepared(reject=r)
-        if schema != SCHEMA_BATCH:
-            return Prepared(record, payload, schema, self._check_signature(record, schema, payload))
-        sig = record.get("signature")
-        signer: str | VerifyFailure | None = None
-        if sig is not None:
-            key_id = sig.get("key_id") if isinstance(sig, dict) else None
-            role = self.keyring.role_of(key_id) if isinstance(key_id, str) else None
-            if role is None:
-                signer = VerifyFailure("unknown_key", repr(key_id))
-            else:
-                signer = self.keyring.verify(record, role, payload=payload)
-        items = record.get("items")
-        prepared = tuple(self._prepare_item(i) for i in items) if isinstance(items, list) else ()
-        return Prepared(record, payload, schema, signer, None, prepared)
-
-    def _prepare_item(self, item: Any) -> Prepared:
-        try:
-            if not isinstance(item, dict):
-                raise _Reject("not_an_object", "array" if isinstance(item, list) else type(item).__name__)
-            if item.get("schema") == SCHEMA_BATCH:
-                raise _Reject("nested_batch")
-            schema = self._check_schema(item)
-            payload = self._payload(item)
-        except _Reject as r:
-            return Prepared(reject=r)
-        return Prepared(item, payload, schema, self._check_signature(item, schema, payload))
-
-    def _check_signature(self, record: dict[str, Any], schema: str, payload: bytes) -> str | VerifyFailure | None:
-        if record.get("signature") is None:
-            return None
-        return self.keyring.verify(record, ROLE_FOR_SCHEMA[schema], payload=payload)
-
-    @staticmethod
-    def _decode(raw: str | bytes | dict[str, Any]) -> dict[str, Any]:
-        if isinstance(raw, bytes | bytearray):
-            try:
-                raw = bytes(raw).decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise _Reject("malformed_json", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-        if isinstance(raw, str):
-            try:
-                raw = loads_canonical(raw)
-            except json.JSONDecodeError as exc:
-                raise _Reject("malformed_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
-            except RecursionError:
-                raise _Reject("malformed_json", "nested too deeply") from None
-        if not isinstance(raw, dict):
-            kind = {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(raw), "number")
-            raise _Reject("not_an_object", kind)
-        return raw
-
-    @staticmethod
-    def _check_schema(record: dict[str, Any]) -> str:
-        schema = record.get("schema")
-        if schema is None:
-            raise _Reject("missing_schema")
-        if not isinstance(schema, str):
-            raise _Reject("unknown_schema", repr(schema))
-        if schema in OUT_SCHEMAS:
-            raise _Reject("not_an_input", schema)
-        if schema not in IN_SCHEMAS:
-            raise _Reject("unknown_schema", repr(schema))
-        return schema
-
-    @staticmethod
-    def _payload(record: dict[str, Any]) -> bytes:
-        try:
-            return canonical_bytes(strip_envelope(record))
-        except (CanonicalizationError, RecursionError) as exc:
-            raise _Reject("not_canonical", str(exc) or "nested too deeply") from None
+    def prepare(self, raw: str | bytes | dict[str, Any], signatures: Signatures | None = None) -> Prepared:
+        """The stateless half of `feed` (see `Intake.prepare`): decode, canonicalize and
+        check signatures. It may run ahead of `feed` on other threads; `feed(prepare(x))`
+        equals `feed(x)`."""
+        return self.intake.prepare(raw, signatures)
 
     def _feed_batch(self, p: Prepared, step: Step) -> None:
         assert p.record is not None and p.payload is not None
         try:
             batch = BatchEnvelope.model_validate(p.record)
         except ValidationError as exc:
-            raise _Reject("invalid_field", describe_validation_error(SCHEMA_BATCH, exc)) from None
+            raise Reject("invalid_field", describe_validation_error(SCHEMA_BATCH, exc)) from None
         if not batch.items:
-            raise _Reject("empty_batch")
+            raise Reject("empty_batch")
         batch_key: tuple[str, str] | None = None
         if isinstance(p.signer, VerifyFailure):
             if p.signer.code == "bad_signature":
-                raise _Reject("bad_batch_signature", p.signer.detail)
-            raise _Reject(p.signer.code, p.signer.detail)
+                raise Reject("bad_batch_signature", p.signer.detail)
+            raise Reject(p.signer.code, p.signer.detail)
         if p.signer is not None:
             role = self.keyring.role_of(p.signer)
             assert role is not None
@@ -379,7 +285,7 @@ class Monitor:
                 if item.reject is not None:
                     raise item.reject
                 self._feed_one(item, step, batch_key, batch_hash)
-            except _Reject as r:
+            except Reject as r:
                 step.rejected.append(Rejection(r.code, r.reason, item=i))
 
     def _feed_one(self, p: Prepared, step: Step, batch_key: tuple[str, str] | None,
@@ -389,20 +295,20 @@ class Monitor:
         try:
             model = IN_SCHEMAS[schema].model_validate(record)
         except ValidationError as exc:
-            raise _Reject("invalid_field", describe_validation_error(schema, exc)) from None
+            raise Reject("invalid_field", describe_validation_error(schema, exc)) from None
         role = ROLE_FOR_SCHEMA[schema]
         key_id: str | None
         if p.signer is None and batch_key is not None:
             key_id, batch_role = batch_key
             if batch_role != role:
-                raise _Reject("wrong_role", f"the batch is signed by {key_id!r} with role {batch_role!r}, "
+                raise Reject("wrong_role", f"the batch is signed by {key_id!r} with role {batch_role!r}, "
                               f"but a {schema} record must be signed by a {role!r} key")
         elif p.signer is None:
             if not self.allow_unsigned:
-                raise _Reject("signature_missing")
+                raise Reject("signature_missing")
             key_id = None
         elif isinstance(p.signer, VerifyFailure):
-            raise _Reject(p.signer.code, p.signer.detail)
+            raise Reject(p.signer.code, p.signer.detail)
         else:
             key_id = p.signer
         h = "sha256:" + hashlib.sha256(payload).hexdigest()
@@ -441,7 +347,7 @@ class Monitor:
             return False
         if prev == h:
             return True
-        raise _Reject("conflicting_duplicate",
+        raise Reject("conflicting_duplicate",
                       f"{what} {key!r} was already accepted with different content "
                       f"(first {prev}, this {h}); the first one stands")
 
@@ -454,13 +360,13 @@ class Monitor:
                 step.accepted.append(Accepted("mission", record, m, h, key_id, batch_hash, True))
                 return
             if ms.registered:
-                raise _Reject("conflicting_registration", repr(m.mission_id))
-            raise _Reject("late_registration",
+                raise Reject("conflicting_registration", repr(m.mission_id))
+            raise Reject("late_registration",
                           f"mission {m.mission_id!r} already has records monitored under the spec "
                           f"'default'; a mission must be registered before its first record")
         spec = self.specs.get(m.spec)
         if spec is None:
-            raise _Reject("unknown_spec", f"field spec names {m.spec!r}, which is not a spec in the "
+            raise Reject("unknown_spec", f"field spec names {m.spec!r}, which is not a spec in the "
                           f"specs directory (known: {', '.join(sorted(self.specs.specs))})")
         self.missions[m.mission_id] = MissionState(m.mission_id, spec, self._plan(spec), m, h)
         step.accepted.append(Accepted("mission", record, m, h, key_id, batch_hash, False))
@@ -629,10 +535,10 @@ class Monitor:
                    batch_hash: str | None, step: Step) -> None:
         ms = self.missions.get(r.mission_id)
         if ms is None:
-            raise _Reject("unknown_escalation", f"the review names mission {r.mission_id!r}, "
+            raise Reject("unknown_escalation", f"the review names mission {r.mission_id!r}, "
                           "which the monitor has no record of")
         if r.escalation_id is not None and r.escalation_id not in ms.escalations:
-            raise _Reject("unknown_escalation", f"escalation {r.escalation_id!r} is not one of mission "
+            raise Reject("unknown_escalation", f"escalation {r.escalation_id!r} is not one of mission "
                           f"{r.mission_id!r}'s escalations")
         if self._dedupe(self.reviews, r.review_id, h, "review_id"):
             ms.duplicates += 1
@@ -640,7 +546,7 @@ class Monitor:
             return
         if ms.state == "terminated":
             del self.reviews[r.review_id]
-            raise _Reject("mission_terminated", repr(r.mission_id))
+            raise Reject("mission_terminated", repr(r.mission_id))
         step.accepted.append(Accepted("review", record, r, h, key_id, batch_hash, False))
         t = r.occurred_at
         if r.decision in ("acknowledge", "resume"):
