@@ -39,6 +39,10 @@ def test_replay_is_byte_deterministic(campaign: Path) -> None:
     a, b = replay(campaign, "a"), replay(campaign, "b")
     assert (a / "events.jsonl").read_bytes() == (b / "events.jsonl").read_bytes()
     assert (a / "events.jsonl").stat().st_size > 0
+    # signatures checked in worker processes or in-process: the same bytes out
+    c, d = replay(campaign, "c", "--workers", "0"), replay(campaign, "d", "--workers", "3")
+    for name in ("events.jsonl", "rejected.jsonl"):
+        assert (a / name).read_bytes() == (c / name).read_bytes() == (d / name).read_bytes()
 
 
 def test_rejected_lines_are_kept_with_reasons(campaign: Path) -> None:

@@ -67,6 +67,9 @@ def replay(
     allow_unsigned: Annotated[bool, typer.Option(
         "--allow-unsigned", help="Accept input records that carry no signature (a bad signature is "
         "still rejected).")] = False,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=0, help="Processes that check signatures ahead of the core (0: none, check "
+        "in-process). Default: one per spare core, at most 4. The output is the same either way.")] = None,
 ) -> None:
     """Run the monitoring core over a file, in file order, as the streaming service would."""
     from .monitor import Monitor
@@ -97,9 +100,10 @@ def replay(
         with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                       TimeRemainingColumn(), console=err, transient=True) as bar:
             task = bar.add_task(f"replaying {input.name}", total=size)
-            result = replay_file(input, out_dir, monitor, progress=lambda n: bar.advance(task, n))
+            result = replay_file(input, out_dir, monitor, progress=lambda n: bar.advance(task, n),
+                                 workers=workers)
     else:
-        result = replay_file(input, out_dir, monitor)
+        result = replay_file(input, out_dir, monitor, workers=workers)
     accepted = sum(not a.duplicate for _, a in result.accepted)
     err.print(
         f"{result.lines} lines: {accepted} accepted, {result.duplicates} duplicates, "

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.pool import AsyncResult
-from typing import Any, TypeVar
+from typing import Any
 
 from .canonical import CanonicalizationError, canonical_bytes, loads_canonical, strip_envelope
 from .codes import RejectionCode, reject_reason
@@ -177,11 +177,8 @@ def default_workers() -> int:
     return max(0, min(cores - 1, 4))
 
 
-L = TypeVar("L", str, bytes)
-
-
-def verify_ahead(lines: Iterable[L], keyring: Keyring, workers: int, *, chunk: int = 256,
-                 window: int = 8) -> Iterator[tuple[L, Signatures | None]]:
+def verify_ahead(lines: Iterable[str | bytes], keyring: Keyring, workers: int, *, chunk: int = 256,
+                 window: int = 8) -> Iterator[tuple[str | bytes, Signatures | None]]:
     """Yield each line with its signatures checked by `workers` processes, in order.
 
     At most `window` chunks per worker are in flight, so memory stays bounded on
@@ -195,9 +192,9 @@ def verify_ahead(lines: Iterable[L], keyring: Keyring, workers: int, *, chunk: i
     methods = multiprocessing.get_all_start_methods()
     # fork starts at once with everything imported; spawn where fork is missing.
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    pending: deque[tuple[list[L], AsyncResult[list[Signatures | None]]]] = deque()
+    pending: deque[tuple[list[str | bytes], AsyncResult[list[Signatures | None]]]] = deque()
     with ctx.Pool(workers, initializer=_init_worker, initargs=(keyring.to_json(),)) as pool:
-        batch: list[L] = []
+        batch: list[str | bytes] = []
         for line in lines:
             batch.append(line)
             if len(batch) == chunk:

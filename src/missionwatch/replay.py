@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .intake import default_workers, verify_ahead
 from .monitor import Accepted, Monitor
 from .signing import Keyring, Signer
 
@@ -33,21 +34,25 @@ def _dump(rec: dict[str, Any]) -> str:
     return json.dumps(rec, ensure_ascii=False, separators=(",", ":"))
 
 
-def replay_lines(monitor: Monitor, lines: Iterable[str | bytes], progress: Progress | None = None) -> ReplayResult:
+def replay_lines(monitor: Monitor, lines: Iterable[str | bytes], progress: Progress | None = None,
+                 *, workers: int = 0) -> ReplayResult:
     """Feed `lines` (an iterable of text lines, bytes or str) to `monitor`, in order.
 
-    Blank lines are skipped; every other line is one message.
+    Blank lines are skipped; every other line is one message. With `workers` > 0,
+    that many processes check signatures ahead of the core (`verify_ahead`); the
+    result is the same as with none.
     """
     events: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     accepted: list[tuple[int, Accepted]] = []
     n = 0
-    for n, line in enumerate(lines, 1):
+    checked = verify_ahead(lines, monitor.keyring, workers)
+    for n, (line, signatures) in enumerate(checked, 1):
         if progress is not None:
             progress(len(line))
         if not line.strip():
             continue
-        step = monitor.feed(line)
+        step = monitor.feed(monitor.prepare(line, signatures))
         events.extend(step.out)
         accepted.extend((n, a) for a in step.accepted)
         if step.rejected:
@@ -68,11 +73,17 @@ def replay_file(
     *,
     progress: Progress | None = None,
     ledger: bool = True,
+    workers: int | None = None,
 ) -> ReplayResult:
-    """Replay `input_path` and write events.jsonl, rejected.jsonl and ledger.duckdb into out_dir."""
+    """Replay `input_path` and write events.jsonl, rejected.jsonl and ledger.duckdb into out_dir.
+
+    `workers`: processes that check signatures ahead of the core; None picks
+    `default_workers()` (one per spare core, at most 4).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     with input_path.open("rb") as f:
-        result = replay_lines(monitor, f, progress)
+        result = replay_lines(monitor, f, progress,
+                              workers=default_workers() if workers is None else workers)
     with (out_dir / "events.jsonl").open("w", encoding="utf-8") as f:
         for e in result.events:
             f.write(_dump(e) + "\n")
