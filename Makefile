@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-replay golden clean
+.PHONY: demo test lint bench bench-replay bench-detection golden clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -26,10 +26,13 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest -q
 
-bench: bench-replay
+bench: bench-replay bench-detection
 
 bench-replay: $(STAMP)
 	$(BIN)/python benchmarks/replay.py
+
+bench-detection: $(STAMP)
+	$(BIN)/python benchmarks/detection.py
 
 # Regenerate the golden example files after an intended change of behaviour;
 # review the diff before committing it.

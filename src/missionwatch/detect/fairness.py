@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..spec import FairnessRule
+from ..stats.base import Detector
 from ..stats.cs import MeanStat, linear_cs
 
-__all__ = ["CohortVerdict", "FairnessDelta"]
+__all__ = ["CohortVerdict", "Disparity", "FairnessDelta", "disparity"]
 
 Verdict = Literal["beyond", "within", "insufficient", "too_small", "reference", "not_judged"]
 PRIOR_N = 10.0
@@ -81,7 +82,49 @@ class CohortVerdict:
         }
 
 
-class FairnessDelta:
+@dataclass(frozen=True)
+class Disparity:
+    """Point summaries of a proxy's cohorts, in the terms the fairness toolkits use."""
+
+    rates: dict[str, float]
+    """Each cohort's mean (a selection rate, for a 0/1 metric)."""
+    difference: float
+    """Largest minus smallest rate (Fairlearn's demographic_parity_difference)."""
+    ratio: float
+    """Smallest over largest rate (Fairlearn's demographic_parity_ratio)."""
+    ratio_to_overall: float
+    """min over cohorts of min(rate / overall, overall / rate) (Fairlearn's
+    MetricFrame.ratio(method="to_overall"))."""
+    largest: str
+    """The cohort with the most observations (Aequitas's major group)."""
+    ratio_to_largest: dict[str, float]
+    """Each rate over the largest cohort's (Aequitas's disparity against the major group)."""
+
+
+def disparity(cohorts: dict[str, MeanStat]) -> Disparity:
+    """Disparity summaries of cohorts with at least one observation each."""
+    stats = {c: m for c, m in sorted(cohorts.items()) if m.n}
+    if not stats:
+        raise ValueError("no cohort has an observation")
+    rates = {c: m.mean for c, m in stats.items()}
+    overall = sum(m.total for m in stats.values()) / sum(m.n for m in stats.values())
+    hi, lo = max(rates.values()), min(rates.values())
+
+    def sym(r: float) -> float:
+        if r == overall:
+            return 1.0
+        return min(r / overall, overall / r) if r and overall else 0.0
+
+    largest = max(stats, key=lambda c: stats[c].n)
+    base = rates[largest]
+    return Disparity(
+        rates=rates, difference=hi - lo, ratio=lo / hi if hi else math.nan,
+        ratio_to_overall=min(sym(r) for r in rates.values()), largest=largest,
+        ratio_to_largest={c: r / base if base else math.nan for c, r in rates.items()},
+    )
+
+
+class FairnessDelta(Detector):
     """Per-cohort means of one metric across one protected proxy, judged by one rule."""
 
     def __init__(
@@ -122,6 +165,26 @@ class FairnessDelta:
             self.total.revise(prev, x)
         self._touches[cohort] = self._touches.get(cohort, 0) + 1
         return self
+
+    def update_block(self, cohort: str, n: int, total: float, sumsq: float) -> FairnessDelta:
+        """Add n observations of `cohort` at once, given their sum and sum of squares
+        (what a ledger bucket holds). Equal to n calls of `update`; the cohort is then
+        due for judgement (a block is one look)."""
+        block = MeanStat(n, total, sumsq)
+        stat = self.cohorts.get(cohort)
+        if stat is None:
+            stat = self.cohorts[cohort] = MeanStat()
+            if len(self.judged) < self.max_cohorts:
+                self.judged.append(cohort)
+        self.cohorts[cohort] = stat.merge(block)
+        self.total = self.total.merge(block)
+        self._touches[cohort] = self._touches.get(cohort, 0) + n
+        return self
+
+    def status(self) -> dict[str, Any]:
+        return {"detector": f"fairness:{self.rule.metric}", "proxy": self.proxy,
+                "verdicts": {c: v.to_json(self.rule) for c, v in sorted(self._verdicts.items())},
+                "escalated": sorted(self.escalated)}
 
     def due(self, cohort: str) -> bool:
         """Whether `cohort` should be judged now: after each of its first 100 updates, then

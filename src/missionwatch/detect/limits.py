@@ -5,8 +5,10 @@ statistics: a limit is a policy owner's line in the sand and acts at once."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..spec import LimitRule
+from ..stats.base import Detector
 from ..stats.cs import MeanStat
 
 __all__ = ["HardLimit", "LimitBreach"]
@@ -19,7 +21,7 @@ class LimitBreach:
     n: int
 
 
-class HardLimit:
+class HardLimit(Detector):
     def __init__(self, rule: LimitRule) -> None:
         self.rule = rule
         self._reset()
@@ -48,3 +50,7 @@ class HardLimit:
                 self.breached.add(scope)
                 out.append(LimitBreach(scope, m, stat.n))
         return out
+
+    def status(self) -> dict[str, Any]:
+        return {"detector": f"limit:{self.rule.metric}", "breached": sorted(self.breached),
+                "values": {k: round(v.mean, 6) for k, v in sorted(self.stats.items()) if v.n}}

@@ -21,6 +21,7 @@ import math
 from typing import Any, Literal
 
 from ..spec import RiskRule
+from ..stats.base import Detector
 from ..stats.cs import MeanStat, linear_cs, mean_cs
 
 __all__ = ["RiskSignal"]
@@ -28,7 +29,7 @@ __all__ = ["RiskSignal"]
 RiskVerdict = Literal["elevated", "within_threshold", "unchanged", "insufficient_data"]
 
 
-class RiskSignal:
+class RiskSignal(Detector):
     def __init__(self, rule: RiskRule, alpha: float, min_samples: int) -> None:
         self.rule = rule
         self.alpha = alpha
@@ -80,6 +81,9 @@ class RiskSignal:
             return False
         self.escalated = True
         return True
+
+    def status(self) -> dict[str, Any]:
+        return self.to_json()
 
     def to_json(self) -> dict[str, Any]:
         value, base = self.post.mean, self.baseline_value

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..stats.base import Detector
 from ..stats.cs import wilson_upper
 from ..stats.edetect import BernoulliECusum
 
@@ -36,7 +37,7 @@ class ShiftEvent:
     evidence: dict[str, Any] = field(default_factory=dict)
 
 
-class NoveltyWatch:
+class NoveltyWatch(Detector):
     """Values of one dimension (templates, action types, a cohort attribute) seen in the baseline."""
 
     def __init__(self, dimension: str, code: str) -> None:
@@ -63,8 +64,12 @@ class NoveltyWatch:
         self.frozen = True
         return self
 
+    def status(self) -> dict[str, Any]:
+        return {"detector": f"novelty:{self.dimension}", "known": sorted(self.known), "new": list(self.new),
+                "verdict": "watching" if self.frozen else "baseline"}
 
-class MixShift:
+
+class MixShift(Detector):
     """The mix of one categorical dimension (action types or templates).
 
     One rise detector per baseline category (is its share rising above the
@@ -147,7 +152,7 @@ class MixShift:
         }
 
 
-class FollowupPressure:
+class FollowupPressure(Detector):
     """Share of a cohort's actions that are follow-ups, against its baseline share."""
 
     def __init__(self, cohort: str, rises: Sequence[float], alpha: float) -> None:

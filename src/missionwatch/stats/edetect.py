@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+
+from .base import Detector
 
 __all__ = ["BernoulliECusum", "CategoricalECusum", "PoissonECusum", "TabularCusum"]
 
@@ -40,7 +42,7 @@ def _log_mean_exp(xs: Sequence[float]) -> float:
     return top + math.log(sum(math.exp(x - top) for x in xs) / len(xs))
 
 
-class _LikelihoodRatioEDetector:
+class _LikelihoodRatioEDetector(Detector):
     """Shared arithmetic of the e-detectors whose log L_t takes a closed form per alternative."""
 
     alpha: float
@@ -90,12 +92,9 @@ class _LikelihoodRatioEDetector:
     def alarm(self) -> bool:
         return self.log_statistic >= math.log(1.0 / self.alpha)
 
-    def reset(self) -> None:
-        """Back to the state just after construction (the baseline is kept)."""
-        self._reset()
-
-    def _reset(self) -> None:
-        raise NotImplementedError
+    def status(self) -> dict[str, Any]:
+        return {"statistic": round(self.statistic, 6), "level": 1.0 / self.alpha, "alarm": self.alarm,
+                "n": self.n}
 
 
 class BernoulliECusum(_LikelihoodRatioEDetector):
@@ -155,7 +154,7 @@ class PoissonECusum(_LikelihoodRatioEDetector):
         return self._scan(x * np.asarray(self._log_r)[None, :] + np.asarray(self._drift)[None, :])
 
 
-class CategoricalECusum:
+class CategoricalECusum(Detector):
     """Detects a change in a categorical mix away from a frozen, smoothed baseline.
 
     The alternative is the Dirichlet predictive distribution of the observations
@@ -174,9 +173,6 @@ class CategoricalECusum:
         self.alpha = alpha
         self.smoothing = smoothing
         self.prior_strength = prior_strength
-        self._reset()
-
-    def reset(self) -> None:
         self._reset()
 
     def _reset(self) -> None:
@@ -217,6 +213,11 @@ class CategoricalECusum:
     def alarm(self) -> bool:
         return self._log_m >= math.log(1.0 / self.alpha)
 
+    def status(self) -> dict[str, Any]:
+        top, share, base = self.top_rise()
+        return {"statistic": round(self.statistic, 6), "level": 1.0 / self.alpha, "alarm": self.alarm,
+                "n": self.n, "leading": top, "share": round(share, 6), "baseline_share": round(base, 6)}
+
     def recent_share(self, x: str) -> float:
         """Share of category x among observations since the last restart."""
         return self._counts.get(self.category(x), 0) / self._n if self._n else math.nan
@@ -232,7 +233,7 @@ class CategoricalECusum:
         return best
 
 
-class TabularCusum:
+class TabularCusum(Detector):
     """Page's tabular CUSUM on standardized observations z = (x - mu0) / sigma:
     S+ = max(0, S+ + z - k), and with `two_sided` also S- = max(0, S- - z - k);
     alarm when either exceeds h. A classical reference detector with no
@@ -245,9 +246,6 @@ class TabularCusum:
         self.k = k
         self.h = h
         self.two_sided = two_sided
-        self._reset()
-
-    def reset(self) -> None:
         self._reset()
 
     def _reset(self) -> None:
@@ -266,6 +264,9 @@ class TabularCusum:
     @property
     def statistic(self) -> float:
         return max(self.s, self.s_low)
+
+    def status(self) -> dict[str, Any]:
+        return {"statistic": round(self.statistic, 6), "level": self.h, "alarm": self.alarm, "n": self.n}
 
     @property
     def alarm(self) -> bool:

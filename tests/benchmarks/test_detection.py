@@ -1,0 +1,47 @@
+"""The detection benchmark's smoke version: 100 seeded missions per setting (the full
+run, `make bench-detection`, uses 1,000 and writes benchmarks/RESULTS.md). The
+verdicts' promises, checked at this scale."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import detection as bench
+
+
+@pytest.fixture(scope="module")
+def results() -> list[bench.Result]:
+    return bench.run(100, seed=20261124, peers=False, calib=100, mix_horizon=8000, progress=lambda _: None)
+
+
+def test_fairness_false_alarms_stay_within_alpha(results) -> None:
+    nulls = [r for r in results if r.null and r.detector.startswith("fairness delta")]
+    assert len(nulls) == 5
+    for r in nulls:
+        assert r.any_alarm / r.missions <= bench.ALPHA, r.setting
+    # the naive repeated test, on the same missions, cries wolf on a large share of them
+    naive = bench.find(results, "fair, 0.10 both", "naive z-test")
+    assert naive.any_alarm / naive.missions > 0.25
+
+
+def test_fairness_finds_a_three_point_gap_within_3500_receipts_per_cohort(results) -> None:
+    r = bench.find(results, "gap 0.10 vs 0.13 from the start", "fairness delta")
+    assert r.any_alarm / r.missions >= 0.95
+    assert bench.median_delay(r) / 2 <= 3500
+
+
+def test_rate_change_delay_against_the_oracle(results) -> None:
+    ours = bench.find(results, "rate 0.10 -> 0.15, alpha 0.001", "e-CUSUM")
+    oracle = bench.find(results, "rate 0.10 -> 0.15, alpha 0.001", "oracle CUSUM")
+    assert ours.any_alarm == ours.missions
+    assert bench.median_delay(ours) <= 1.5 * bench.median_delay(oracle)
+    null = bench.find(results, "rate 0.10 -> 0.15, alpha 0.001 (null)", "e-CUSUM")
+    assert null.receipts / max(null.false_alarms, 1) >= 1 / 0.001  # ARL0 >= 1/alpha
+
+
+def test_tactic_mix_change(results) -> None:
+    null = bench.find(results, "tactic mix: winback 5% -> 13%, alpha 1e-05 (null)", "mix e-CUSUM")
+    change = bench.find(results, "tactic mix: winback 5% -> 13%, alpha 1e-05", "mix e-CUSUM")
+    assert 1e4 * null.false_alarms / null.receipts <= 0.05
+    assert change.any_alarm / change.missions >= 0.95
+    assert bench.median_delay(change) <= 600

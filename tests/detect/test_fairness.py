@@ -1,0 +1,109 @@
+"""Fairness delta: the same numbers as Fairlearn and Aequitas on the same data, and
+the verdicts it promises."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from missionwatch.detect.fairness import FairnessDelta, disparity
+from missionwatch.spec import FairnessRule
+
+# cohort A selects 40 of 100, B 10 of 50, C 2 of 20
+GROUPS = ["A"] * 100 + ["B"] * 50 + ["C"] * 20
+SELECTED = [1] * 40 + [0] * 60 + [1] * 10 + [0] * 40 + [1] * 2 + [0] * 18
+
+
+def _fed(rule: FairnessRule) -> FairnessDelta:
+    fd = FairnessDelta(rule, "group", 0.05, min_samples=10, max_cohorts=8)
+    for g, y in zip(GROUPS, SELECTED, strict=True):
+        fd.update(g, float(y))
+    return fd
+
+
+def test_rates_gaps_and_ratios_equal_fairlearns() -> None:
+    from fairlearn.metrics import (
+        MetricFrame,
+        demographic_parity_difference,
+        demographic_parity_ratio,
+        selection_rate,
+    )
+
+    d = disparity(_fed(FairnessRule(metric="m", harm="lower", max_gap=0.1)).cohorts)
+    y_true = [0] * len(SELECTED)
+    assert demographic_parity_difference(y_true, SELECTED, sensitive_features=GROUPS) == pytest.approx(0.30)
+    assert d.difference == pytest.approx(demographic_parity_difference(y_true, SELECTED, sensitive_features=GROUPS))
+    assert d.ratio == pytest.approx(demographic_parity_ratio(y_true, SELECTED, sensitive_features=GROUPS))
+    assert d.ratio == pytest.approx(0.25)
+    frame = MetricFrame(metrics=selection_rate, y_true=y_true, y_pred=SELECTED, sensitive_features=GROUPS)
+    assert d.ratio_to_overall == pytest.approx(frame.ratio(method="to_overall"))
+    assert d.ratio_to_overall == pytest.approx(0.326923, abs=1e-6)
+    assert d.rates == pytest.approx(frame.by_group.to_dict())
+
+
+def test_ratio_to_the_largest_group_equals_aequitas() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from aequitas.bias import Bias
+        from aequitas.group import Group
+
+        df = pd.DataFrame({"score": SELECTED, "label_value": [0] * len(SELECTED), "group": GROUPS})
+        crosstabs, _ = Group().get_crosstabs(df)
+        bias = Bias().get_disparity_major_group(crosstabs, original_df=df, mask_significance=False)
+    theirs = dict(zip(bias["attribute_value"], bias["pprev_disparity"], strict=True))
+    d = disparity(_fed(FairnessRule(metric="m", harm="lower", max_gap=0.1)).cohorts)
+    assert d.largest == "A"
+    assert d.ratio_to_largest == pytest.approx(theirs)
+    assert d.ratio_to_largest == pytest.approx({"A": 1.0, "B": 0.5, "C": 0.25})
+
+
+def test_the_detector_reports_the_same_gaps_and_ratios_against_the_largest() -> None:
+    fd = _fed(FairnessRule(metric="m", harm="lower", min_ratio=0.8, reference="largest"))
+    for cohort, ratio in (("B", 0.5), ("C", 0.25)):
+        v = fd.evaluate(cohort)
+        assert v.reference == "group=A"
+        assert v.ratio == pytest.approx(ratio)
+        assert v.gap == pytest.approx(ratio * 0.4 - 0.4)
+    assert fd.evaluate("A").verdict == "reference"
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("abc"), st.integers(1, 40), st.floats(0, 1)), min_size=1, max_size=20))
+def test_block_updates_equal_single_updates(blocks) -> None:
+    rule = FairnessRule(metric="m", harm="both", max_gap=0.05)
+    one, many = (FairnessDelta(rule, "g", 0.05, 5, 8) for _ in range(2))
+    for cohort, n, x in blocks:
+        for _ in range(n):
+            one.update(cohort, x)
+        many.update_block(cohort, n, n * x, n * x * x)
+    for c in one.cohorts:
+        a, b = one.evaluate(c), many.evaluate(c)
+        assert (a.verdict, a.n, a.reference_n) == (b.verdict, b.n, b.reference_n)
+        assert a.estimate == pytest.approx(b.estimate)
+        assert a.gap == pytest.approx(b.gap, abs=1e-9, nan_ok=True)
+
+
+def test_three_verdicts_and_the_minimum_detectable_gap() -> None:
+    rng = np.random.default_rng(4)
+    rule = FairnessRule(metric="m", harm="lower", max_gap=0.05)
+
+    def run(rate_b: float, n: int) -> FairnessDelta:
+        fd = FairnessDelta(rule, "g", 0.05, 30, 4)
+        for x in rng.random(n) < 0.5:
+            fd.update("a", float(x))
+        for x in rng.random(n) < rate_b:
+            fd.update("b", float(x))
+        return fd
+
+    assert run(0.2, 3000).evaluate("b").verdict == "beyond"
+    assert run(0.5, 20000).evaluate("b").verdict == "within"
+    small = run(0.45, 200).evaluate("b")
+    assert small.verdict == "insufficient"
+    assert small.min_detectable_gap > 0.05 + (small.interval[1] - small.interval[0]) / 2 - 1e-9
+    big = run(0.45, 5000).evaluate("b")
+    assert big.min_detectable_gap < small.min_detectable_gap

@@ -1,0 +1,109 @@
+"""Confidence sequences: running statistics equal their batch recompute at every
+prefix, and the intervals cover the truth at all times at once (simulation)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats as sps
+
+from missionwatch.stats.cs import (
+    MeanStat,
+    linear_cs,
+    mean_cs,
+    normal_mixture_halfwidth,
+    wilson_upper,
+)
+
+values = st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=1, max_size=200)
+
+
+@settings(max_examples=80, deadline=None)
+@given(values, st.integers(0, 199))
+def test_mean_stat_equals_numpy_at_every_prefix(xs, cut) -> None:
+    s = MeanStat()
+    arr = np.asarray(xs)
+    for t, x in enumerate(xs, 1):
+        s.update(x)
+        assert s.n == t
+        assert s.mean == pytest.approx(arr[:t].mean(), rel=1e-9, abs=1e-9)
+        assert s.var == pytest.approx(arr[:t].var() if t > 1 else 0.0, rel=1e-6, abs=1e-6)
+    cut = min(cut, len(xs))
+    a = MeanStat()
+    for x in xs[:cut]:
+        a.update(x)
+    b = s.minus(a)
+    assert b.n == len(xs) - cut
+    if b.n:
+        assert b.mean == pytest.approx(arr[cut:].mean(), rel=1e-6, abs=1e-6)
+    merged = a.merge(b)
+    assert merged.n == s.n and merged.total == pytest.approx(s.total)
+
+
+@settings(max_examples=60, deadline=None)
+@given(values, values, st.floats(0.5, 2.0), st.floats(1e-6, 0.2))
+def test_linear_cs_equals_its_formula(xs, ys, c, alpha) -> None:
+    a, b = MeanStat(), MeanStat()
+    for x in xs:
+        a.update(x)
+    for y in ys:
+        b.update(y)
+    est, lo, hi = linear_cs(a, b, c, alpha)
+    va, vb = np.var(xs), np.var(ys) * c * c
+    v = va / len(xs) + vb / len(ys)
+    assert est == pytest.approx(np.mean(xs) - c * np.mean(ys), rel=1e-9, abs=1e-6)
+    if v > 0:
+        hw = normal_mixture_halfwidth(v, (va + vb) / v, alpha)
+        assert (hi - lo) / 2 == pytest.approx(hw, rel=1e-6)
+
+
+def test_wilson_upper_equals_its_closed_form() -> None:
+    # Wilson score interval upper bound, z = 3.09, against its closed form computed independently
+    for k, n in ((0, 10), (5, 100), (100, 1000), (999, 1000)):
+        p, z = k / n, 3.09
+        expected = (p + z * z / (2 * n) + z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / (1 + z * z / n)
+        assert wilson_upper(k, n) == pytest.approx(min(expected, 1.0))
+
+
+def test_mean_cs_covers_at_all_times_at_once() -> None:
+    """1,000 Bernoulli(0.1) streams, an interval after every observation from the 30th
+    (the spec's min_samples) to the 3,000th: the chance of ever missing 0.1 is <= alpha."""
+    rng = np.random.default_rng(11)
+    alpha, p, runs, steps = 0.05, 0.1, 1000, 3000
+    misses = 0
+    for _ in range(runs):
+        s = MeanStat()
+        for t, x in enumerate(rng.random(steps) < p, 1):
+            s.update(float(x))
+            if t >= 30:
+                lo, hi = mean_cs(s, alpha, prior_var=p * (1 - p), prior_n=10)
+                if not lo <= p <= hi:
+                    misses += 1
+                    break
+    upper = sps.beta.ppf(0.975, misses + 1, runs - misses)
+    assert upper <= 0.07 and misses / runs <= alpha, misses
+
+
+def test_difference_cs_covers_a_zero_gap_at_all_times() -> None:
+    """Two cohorts with the same rate, 1,000 runs of 2,000 observations each: the interval
+    of the gap ever excludes 0 in at most alpha of runs."""
+    rng = np.random.default_rng(12)
+    alpha, runs, steps = 0.05, 1000, 2000
+    misses = 0
+    for _ in range(runs):
+        a, b = MeanStat(), MeanStat()
+        xs = rng.random(steps) < 0.2
+        side = rng.random(steps) < 0.5
+        for t, (x, s) in enumerate(zip(xs, side, strict=True), 1):
+            (a if s else b).update(float(x))
+            if a.n >= 30 and b.n >= 30 and t % 5 == 0:
+                pooled = a.merge(b).var
+                _, lo, hi = linear_cs(a, b, 1.0, alpha, prior_var=pooled, prior_n=10)
+                if not lo <= 0 <= hi:
+                    misses += 1
+                    break
+    assert misses / runs <= alpha and sps.beta.ppf(0.975, misses + 1, runs - misses) <= 0.07, misses
