@@ -49,6 +49,7 @@ from .records import (
 )
 from .signing import ROLE_FOR_SCHEMA, Keyring, Signer, VerifyFailure
 from .spec import MetricSpec, Spec, SpecRegistry, parse_duration
+from .stats.cs import e_bh
 
 __all__ = ["Accepted", "MissionState", "Monitor", "Prepared", "Rejection", "Step"]
 
@@ -119,7 +120,8 @@ class _Plan:
                 self.count_actions.setdefault(a, []).append(m)
             for o in m.count_outcomes:
                 self.count_outcomes.setdefault(o, []).append(m)
-        self.fairness_alpha = spec.spec.alpha / max(n_tests, 1)
+        self.n_tests = max(n_tests, 1)
+        self.fairness_alpha = spec.spec.alpha / self.n_tests
         self.risk_alpha = spec.spec.alpha / max(len(spec.risk), 1)
 
 
@@ -736,6 +738,7 @@ class Monitor:
         reg = ms.registration
         fairness: dict[str, dict[str, Any]] = {}
         affected: set[str] = set()
+        e_values: dict[str, float] = {}
         for metric, fds in sorted(ms.fairness.items()):
             out = fairness.setdefault(metric, {})
             for fd in fds:
@@ -744,6 +747,8 @@ class Monitor:
                     out[v.cohort] = v.to_json(fd.rule)
                     if v.verdict == "beyond":
                         affected.add(v.cohort)
+                    if v.verdict in ("beyond", "within", "insufficient"):
+                        e_values[f"{metric}:{v.cohort}"] = v.e_value
         risk = {f"{rs.rule.metric}" + ("" if rs.rule.statistic == "mean" else f"_{rs.rule.statistic}"):
                 rs.to_json() for rss in ms.risk.values() for rs in rss}
         for e in ms.shift_events:
@@ -778,6 +783,10 @@ class Monitor:
             "cohorts_affected": sorted(affected),
             "risk_signals": risk,
             "fairness": fairness,
+            "fairness_fdr": {
+                "method": "e-BH", "alpha": ms.spec.spec.alpha, "tests": ms.plan.n_tests,
+                "flagged": e_bh(e_values, ms.spec.spec.alpha, ms.plan.n_tests),
+            },
             "shifts": shifts,
             "open_escalations": sorted(e for e, x in ms.escalations.items() if x.open),
             "window": {

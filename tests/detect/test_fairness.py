@@ -107,3 +107,20 @@ def test_three_verdicts_and_the_minimum_detectable_gap() -> None:
     assert small.min_detectable_gap > 0.05 + (small.interval[1] - small.interval[0]) / 2 - 1e-9
     big = run(0.45, 5000).evaluate("b")
     assert big.min_detectable_gap < small.min_detectable_gap
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(0.05, 0.6), st.floats(0.05, 0.6), st.integers(40, 3000), st.sampled_from(
+    [dict(harm="lower", max_gap=0.05), dict(harm="both", max_gap=0.02), dict(harm="lower", min_ratio=0.8),
+     dict(harm="higher", max_ratio=1.25), dict(harm="both", max_gap=0.05, min_ratio=0.8, max_ratio=1.25)]))
+def test_e_value_says_beyond_exactly_when_the_verdict_does(pa, pb, n, thresholds) -> None:
+    """e-Bonferroni for escalations: e >= 1/alpha iff the interval lies beyond a threshold."""
+    rng = np.random.default_rng(n)
+    fd = FairnessDelta(FairnessRule(metric="m", **thresholds), "g", 0.01, 30, 4)
+    ka = float((rng.random(n) < pa).sum())
+    fd.update_block("a", n, ka, ka)  # 0/1 observations: the sum of squares is the sum
+    k = float((rng.random(n) < pb).sum())
+    fd.update_block("b", n, k, k)
+    for c in ("a", "b"):
+        v = fd.evaluate(c)
+        assert (v.e_value >= 1 / 0.01) == (v.verdict == "beyond"), (v, thresholds)

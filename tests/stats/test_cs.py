@@ -13,8 +13,10 @@ from scipy import stats as sps
 
 from missionwatch.stats.cs import (
     MeanStat,
+    e_bh,
     linear_cs,
     mean_cs,
+    normal_mixture_e_value,
     normal_mixture_halfwidth,
     wilson_upper,
 )
@@ -107,3 +109,26 @@ def test_difference_cs_covers_a_zero_gap_at_all_times() -> None:
                     misses += 1
                     break
     assert misses / runs <= alpha and sps.beta.ppf(0.975, misses + 1, runs - misses) <= 0.07, misses
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.text("abcdef", min_size=1, max_size=3), st.floats(0, 1e6), max_size=12),
+       st.floats(0.01, 0.2), st.integers(0, 20))
+def test_e_bh_equals_its_definition(es, alpha, extra) -> None:
+    """Reject the k* largest e-values, k* the largest k with e_(k) >= K / (alpha k)."""
+    k_all = max(len(es) + extra, 1)
+    values = sorted(es.values(), reverse=True)
+    k_star = max((k for k in range(1, len(values) + 1) if values[k - 1] >= k_all / (alpha * k)), default=0)
+    got = e_bh(es, alpha, len(es) + extra)
+    assert len(got) == k_star
+    if got:
+        assert min(es[n] for n in got) >= max((e for n, e in es.items() if n not in got), default=0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.floats(-1, 1), st.floats(1e-4, 1.0), st.floats(1, 1e5), st.floats(1e-6, 0.2))
+def test_e_value_reaches_one_over_alpha_exactly_where_the_interval_excludes(dev, v, n, alpha) -> None:
+    hw = normal_mixture_halfwidth(v, n, alpha)
+    e = normal_mixture_e_value(dev, v, n)
+    if abs(abs(dev) - hw) > 1e-9 * max(hw, 1.0):
+        assert (e >= 1 / alpha) == (abs(dev) > hw)

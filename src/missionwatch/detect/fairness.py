@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from ..spec import FairnessRule
 from ..stats.base import Detector
-from ..stats.cs import MeanStat, linear_cs
+from ..stats.cs import MeanStat, linear_cs, linear_e_value
 
 __all__ = ["CohortVerdict", "Disparity", "FairnessDelta", "disparity"]
 
@@ -57,6 +57,9 @@ class CohortVerdict:
     """Which threshold the interval lies beyond: 'max_gap', 'min_ratio' or 'max_ratio'."""
     min_detectable_gap: float
     alpha: float
+    e_value: float = 1.0
+    """Evidence that the cohort is beyond a threshold: >= 1/alpha exactly when the verdict is
+    `beyond`. Comparable across cohorts and metrics (the receipt's e-BH report uses it)."""
 
     def to_json(self, rule: FairnessRule) -> dict[str, Any]:
         thresholds = {
@@ -79,6 +82,7 @@ class CohortVerdict:
             "verdict": self.verdict,
             "min_detectable_gap": _r(self.min_detectable_gap),
             "alpha": self.alpha,
+            "e_value": _r(self.e_value, 3),
         }
 
 
@@ -223,6 +227,24 @@ class FairnessDelta(Detector):
             return None
         return f"{self.proxy}={ref}", self.cohorts.get(ref, MeanStat())
 
+    def _e_value(self, stat: MeanStat, ref: MeanStat, prior: float) -> float:
+        """max over thresholds of the e-value for "beyond it", over the number of thresholds
+        (a valid e-value: at most their mean), so it reaches 1/alpha iff a threshold's
+        interval at alpha / thresholds lies beyond it."""
+        rule = self.rule
+        kw = {"prior_var": prior, "prior_n": PRIOR_N}
+        es = []
+        if rule.max_gap is not None:
+            if rule.harm != "higher":
+                es.append(linear_e_value(stat, ref, 1.0, -rule.max_gap, -1, **kw))
+            if rule.harm != "lower":
+                es.append(linear_e_value(stat, ref, 1.0, rule.max_gap, +1, **kw))
+        if rule.min_ratio is not None:
+            es.append(linear_e_value(stat, ref, rule.min_ratio, 0.0, -1, **kw))
+        if rule.max_ratio is not None:
+            es.append(linear_e_value(stat, ref, rule.max_ratio, 0.0, +1, **kw))
+        return max(es, default=1.0) / self.n_thresholds
+
     def evaluate(self, cohort: str) -> CohortVerdict:
         stat = self.cohorts[cohort]
         label = f"{self.proxy}={cohort}"
@@ -267,6 +289,6 @@ class FairnessDelta(Detector):
         verdict: Verdict = "beyond" if beyond else ("within" if within else "insufficient")
         mdg = (rule.max_gap or 0.0) + hw
         v = CohortVerdict(label, verdict, stat.mean, stat.n, ref_name, ref.mean, ref.n, gap,
-                          (lo, hi), ratio, beyond, mdg, self.alpha)
+                          (lo, hi), ratio, beyond, mdg, self.alpha, self._e_value(stat, ref, prior))
         self._verdicts[cohort] = v
         return v

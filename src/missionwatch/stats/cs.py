@@ -19,7 +19,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["MeanStat", "linear_cs", "mean_cs", "normal_mixture_halfwidth", "wilson_upper"]
+__all__ = [
+    "MeanStat",
+    "e_bh",
+    "linear_cs",
+    "linear_e_value",
+    "mean_cs",
+    "normal_mixture_e_value",
+    "normal_mixture_halfwidth",
+    "wilson_upper",
+]
 
 DEFAULT_T0 = 500.0
 
@@ -70,6 +79,16 @@ def normal_mixture_halfwidth(v: float, n_eff: float, alpha: float, t0: float = D
     return math.sqrt(v * (1.0 + t0 / n_eff) * math.log((1.0 + n_eff / t0) / (alpha * alpha)))
 
 
+def normal_mixture_e_value(dev: float, v: float, n_eff: float, t0: float = DEFAULT_T0) -> float:
+    """The normal-mixture e-process behind `normal_mixture_halfwidth`: for an estimate `dev`
+    away from a hypothesised value, exp(dev^2 / (2 v (1 + t0/n))) / sqrt(1 + n/t0).
+    It reaches 1/alpha exactly when the confidence sequence at alpha excludes that value."""
+    if n_eff <= 0 or v <= 0:
+        return 1.0
+    z = dev * dev / (2.0 * v * (1.0 + t0 / n_eff))
+    return math.exp(min(z - 0.5 * math.log1p(n_eff / t0), 700.0))
+
+
 def _shrunk_var(stat: MeanStat, prior_var: float, prior_n: float) -> float:
     return (stat.n * stat.var + prior_n * prior_var) / (stat.n + prior_n)
 
@@ -112,6 +131,46 @@ def linear_cs(
     n_eff = (va + vb) / v
     hw = normal_mixture_halfwidth(v, n_eff, alpha, t0)
     return (est, est - hw, est + hw)
+
+
+def linear_e_value(
+    a: MeanStat,
+    b: MeanStat,
+    coef: float,
+    boundary: float,
+    direction: int,
+    *,
+    prior_var: float = 0.0,
+    prior_n: float = 0.0,
+    t0: float = DEFAULT_T0,
+) -> float:
+    """e-value against the composite null "mean(a) - coef * mean(b) is not beyond `boundary`"
+    (direction +1: not above it; -1: not below it). Its infimum over the null sits at the
+    boundary, so the estimate's distance past the boundary is what counts (0 if on the
+    null side). `linear_cs` at alpha lies wholly beyond the boundary iff this is >= 1/alpha."""
+    if a.n == 0 or b.n == 0:
+        return 1.0
+    va = _shrunk_var(a, prior_var, prior_n)
+    vb = _shrunk_var(b, prior_var, prior_n) * coef * coef
+    v = va / a.n + vb / b.n
+    if v <= 0:
+        return 1.0
+    est = a.mean - coef * b.mean
+    dev = max((est - boundary) * direction, 0.0)
+    return normal_mixture_e_value(dev, v, (va + vb) / v, t0)
+
+
+def e_bh(e_values: dict[str, float], alpha: float, n_tests: int | None = None) -> list[str]:
+    """e-BH (Wang and Ramdas 2022): the hypotheses to report at false discovery rate alpha,
+    valid under any dependence between the e-values. `n_tests` (default: how many are given)
+    counts every hypothesis that could have been tested."""
+    k_all = max(n_tests if n_tests is not None else len(e_values), len(e_values), 1)
+    ranked = sorted(e_values.items(), key=lambda kv: (-kv[1], kv[0]))
+    keep = 0
+    for k, (_, e) in enumerate(ranked, 1):
+        if e >= k_all / (alpha * k):
+            keep = k
+    return sorted(name for name, _ in ranked[:keep])
 
 
 def wilson_upper(k: float, n: float, z: float = 3.09) -> float:
