@@ -122,15 +122,19 @@ def linear_cs(
     """
     if a.n == 0 or b.n == 0:
         return (math.nan, -math.inf, math.inf)
+    est, v, n_eff = _linear(a, b, coef, prior_var, prior_n)
+    if v <= 0:
+        return (est, est, est)
+    hw = normal_mixture_halfwidth(v, n_eff, alpha, t0)
+    return (est, est - hw, est + hw)
+
+
+def _linear(a: MeanStat, b: MeanStat, coef: float, prior_var: float, prior_n: float) -> tuple[float, float, float]:
+    """Estimate, variance and effective sample size of mean(a) - coef * mean(b)."""
     va = _shrunk_var(a, prior_var, prior_n)
     vb = _shrunk_var(b, prior_var, prior_n) * coef * coef
     v = va / a.n + vb / b.n
-    est = a.mean - coef * b.mean
-    if v <= 0:
-        return (est, est, est)
-    n_eff = (va + vb) / v
-    hw = normal_mixture_halfwidth(v, n_eff, alpha, t0)
-    return (est, est - hw, est + hw)
+    return a.mean - coef * b.mean, v, ((va + vb) / v if v > 0 else 0.0)
 
 
 def linear_e_value(
@@ -150,14 +154,10 @@ def linear_e_value(
     null side). `linear_cs` at alpha lies wholly beyond the boundary iff this is >= 1/alpha."""
     if a.n == 0 or b.n == 0:
         return 1.0
-    va = _shrunk_var(a, prior_var, prior_n)
-    vb = _shrunk_var(b, prior_var, prior_n) * coef * coef
-    v = va / a.n + vb / b.n
+    est, v, n_eff = _linear(a, b, coef, prior_var, prior_n)
     if v <= 0:
         return 1.0
-    est = a.mean - coef * b.mean
-    dev = max((est - boundary) * direction, 0.0)
-    return normal_mixture_e_value(dev, v, (va + vb) / v, t0)
+    return normal_mixture_e_value(max((est - boundary) * direction, 0.0), v, n_eff, t0)
 
 
 def e_bh(e_values: dict[str, float], alpha: float, n_tests: int | None = None) -> list[str]:
