@@ -116,8 +116,7 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 def loads_canonical(text: str) -> Any:
     """json.loads for records that will be canonicalized: when every number in an ASCII
     text is one whose Python and RFC 8785 forms agree, and no escape encodes a UTF-16
-    surrogate, the top-level dict comes back
-    marked so `canonical_bytes` can skip its walk. Integral floats become ints (the
+    surrogate, the top-level dict comes back marked so `canonical_bytes` can skip its walk. Integral floats become ints (the
     same JSON number). Otherwise this is plain json.loads."""
     if text.isascii() and not ("\\u" in text and _SURROGATE_ESCAPE.search(text)):
         try:

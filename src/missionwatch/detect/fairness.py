@@ -156,11 +156,7 @@ class FairnessDelta(Detector):
 
     def update(self, cohort: str, x: float, *, prev: float | None = None, t: float | None = None) -> FairnessDelta:
         """Add observation x for `cohort`, or revise an earlier one from `prev` to x."""
-        stat = self.cohorts.get(cohort)
-        if stat is None:
-            stat = self.cohorts[cohort] = MeanStat()
-            if len(self.judged) < self.max_cohorts:
-                self.judged.append(cohort)
+        stat = self._cohort(cohort)
         if prev is None:
             stat.update(x)
             self.total.update(x)
@@ -175,15 +171,19 @@ class FairnessDelta(Detector):
         (what a ledger bucket holds). Equal to n calls of `update`; the cohort is then
         due for judgement (a block is one look)."""
         block = MeanStat(n, total, sumsq)
+        self.cohorts[cohort] = self._cohort(cohort).merge(block)
+        self.total = self.total.merge(block)
+        self._touches[cohort] = self._touches.get(cohort, 0) + n
+        return self
+
+    def _cohort(self, cohort: str) -> MeanStat:
+        """The cohort's running statistic; a new cohort is judged while `max_cohorts` allows."""
         stat = self.cohorts.get(cohort)
         if stat is None:
             stat = self.cohorts[cohort] = MeanStat()
             if len(self.judged) < self.max_cohorts:
                 self.judged.append(cohort)
-        self.cohorts[cohort] = stat.merge(block)
-        self.total = self.total.merge(block)
-        self._touches[cohort] = self._touches.get(cohort, 0) + n
-        return self
+        return stat
 
     def status(self) -> dict[str, Any]:
         return {"detector": f"fairness:{self.rule.metric}", "proxy": self.proxy,
