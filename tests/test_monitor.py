@@ -240,3 +240,29 @@ def test_outcome_without_follows_still_feeds_fairness_and_limits(monitor: Monito
     feed(monitor, gate, {**base, "outcome_id": "o-2", "follows": "r-m-1-1"})
     assert fd.cohorts["65+"].total == 2 and hl.stats["age_band=65+"].total == 2
     assert rs.base.total == 1
+
+
+def test_strict_intervals_escalate_a_rare_event_gap(tmp_path, keys: dict[str, Signer], keyring) -> None:
+    """A spec with intervals = "strict": the betting sequences judge the escalation rate
+    (a 0/1 metric), and their exact interval is what the escalation's evidence shows."""
+    from missionwatch.spec import SpecRegistry
+    from tests.conftest import SPECS
+
+    text = (SPECS / "default.toml").read_text().replace('bucket = "1h"', 'bucket = "1h"\nintervals = "strict"')
+    (tmp_path / "default.toml").write_text(text)
+    registry = SpecRegistry.load_dir(tmp_path)
+    assert registry.default.spec.intervals == "strict"
+    m = Monitor(registry, signer=keys["monitor"], keyring=keyring)
+    out = []
+    for i in range(3000):
+        old = i % 3 == 0
+        denied = (i % 5 == 0) if old else (i % 50 == 0)  # 20% against 2%
+        cohort = {"segment": "smb", "age_band": "65+" if old else "35-49", "region": "north"}
+        out += feed(m, keys["gate"], action(i, subject=f"c-{i}", cohort=cohort,
+                                            decision="denied" if denied else "allowed")).out
+    fd = m.missions["m-1"].fairness["escalation_rate"][0]
+    assert fd.strict and fd.proxy == "age_band"
+    escalations = {e["evidence"]["cohort"]: e for e in out if e["schema"] == "missionwatch/escalation@1"}
+    assert sorted(escalations) == ["age_band=35-49", "age_band=65+"]  # harm = "both": each against the rest
+    ev = escalations["age_band=65+"]["evidence"]
+    assert ev["verdict"] == "beyond" and ev["interval"][0] > 0.05 and ev["e_value"] >= 1 / ev["alpha"]

@@ -33,6 +33,8 @@ def test_stock_specs_load_with_their_version() -> None:
         (lambda s: s.replace('every = "1d"', 'every = "soon"'), "cadence"),
         (lambda s: s + "\n[[limits]]\nmetric = \"churn_rate\"\n", "limits.2"),
         (lambda s: s.replace("[spec]", "[spec\n"), "not valid TOML"),
+        (lambda s: s.replace('bucket = "1h"', 'bucket = "1h"\nintervals = "strict"'),
+         "fairness[0].metric 'discount_rate': intervals = 'strict' needs a 0/1 metric"),
     ],
 )
 def test_invalid_spec_names_file_and_field(tmp_path: Path, edit, field: str) -> None:

@@ -170,7 +170,8 @@ class MissionState:
         self.fairness: dict[str, list[FairnessDelta]] = {}
         for rule in spec.fairness:
             for proxy in c.protected:
-                fd = FairnessDelta(rule, proxy, plan.fairness_alpha, c.min_samples, c.max_cohorts)
+                fd = FairnessDelta(rule, proxy, plan.fairness_alpha, c.min_samples, c.max_cohorts,
+                                   strict=spec.spec.intervals == "strict")
                 self.fairness.setdefault(rule.metric, []).append(fd)
         self.risk: dict[str, list[RiskSignal]] = {}
         for r in spec.risk:

@@ -61,6 +61,10 @@ class Meta(_Model):
     the thresholds is ever escalated by a fairness rule (shared by all rules)."""
     bucket: str = "1h"
     """Width of the ledger's event-time buckets."""
+    intervals: Literal["asymptotic", "strict"] = "asymptotic"
+    """Fairness intervals: 'asymptotic' (normal mixture with a running variance; the
+    guarantee holds as samples grow) or 'strict' (betting confidence sequences, exact
+    at every sample size, for 0/1 metrics only; wider, and slower per update)."""
 
     @model_validator(mode="after")
     def _bucket(self) -> Meta:
@@ -257,6 +261,14 @@ class Spec(_Model):
             raise ValueError(
                 f"cohorts.keys and cohorts.protected overlap: {', '.join(sorted(overlap))}"
             )
+        if self.spec.intervals == "strict":
+            for i, fr in enumerate(self.fairness):
+                m = self.metric(fr.metric)
+                if m.per != "action" or not m.decisions:
+                    raise ValueError(
+                        f"fairness[{i}].metric {fr.metric!r}: intervals = 'strict' needs a 0/1 metric "
+                        "(per = 'action' with decisions); exact intervals need bounded, final observations"
+                    )
         for rule in self.risk:
             if rule.statistic == "variance" and self.metric(rule.metric).per != "action":
                 raise ValueError(f"risk on {rule.metric!r}: variance needs a per-action metric")

@@ -15,7 +15,7 @@ def results() -> list[bench.Result]:
 
 
 def test_fairness_false_alarms_stay_within_alpha(results) -> None:
-    nulls = [r for r in results if r.null and r.detector.startswith("fairness delta")]
+    nulls = [r for r in results if r.null and r.detector == "fairness delta (missionwatch)"]
     assert len(nulls) == 5
     for r in nulls:
         assert r.any_alarm / r.missions <= bench.ALPHA, r.setting
@@ -45,3 +45,11 @@ def test_tactic_mix_change(results) -> None:
     assert 1e4 * null.false_alarms / null.receipts <= 0.05
     assert change.any_alarm / change.missions >= 0.95
     assert bench.median_delay(change) <= 600
+
+
+def test_strict_intervals_keep_their_promise_where_the_asymptotic_ones_strain(results) -> None:
+    name = "fair, rare event 0.02 both, 5/95 cohorts, 4,000 receipts"
+    strict = bench.find(results, name, "fairness delta, strict")
+    assert strict.missions == 100 and strict.any_alarm / strict.missions <= bench.ALPHA
+    gap = bench.find(results, "gap 0.10 vs 0.13 from the start", "fairness delta, strict")
+    assert gap.any_alarm >= 1  # slower than the asymptotic intervals, but it does find the gap

@@ -21,6 +21,8 @@ from missionwatch.detect import (
 )
 from missionwatch.spec import FairnessRule, LimitRule, RiskRule
 from missionwatch.stats.base import Detector
+from missionwatch.stats.betting import BettingCS
+from missionwatch.stats.cs import MSPRT
 from missionwatch.stats.edetect import (
     BernoulliECusum,
     CategoricalECusum,
@@ -70,6 +72,12 @@ CASES: dict[str, tuple[Callable[[], Any], Callable[[Any, int], object]]] = {
     "CategoricalECusum": (lambda: CategoricalECusum({"a": 40, "b": 30, "c": 20, "d": 10}, 1e-3),
                           lambda d, i: d.update(CATS[i])),
     "TabularCusum": (lambda: TabularCusum(0.2, 0.4, two_sided=True), lambda d, i: d.update(float(BITS[i]))),
+    "BettingCS": (lambda: BettingCS(1e-3, grid=50), lambda d, i: d.update(float(BITS[i]))),
+    "MSPRT": (lambda: MSPRT(0.01), lambda d, i: d.update(float(BITS[i]), "a" if i % 3 else "b")),
+    "FairnessDelta(strict)": (
+        lambda: FairnessDelta(FairnessRule(metric="m", harm="both", max_gap=0.05), "age_band", 0.05, 10, 4,
+                              strict=True),
+        lambda d, i: (d.update(CATS[i], float(BITS[i])), d.evaluate(CATS[i]))),
     "FairnessDelta": (
         lambda: FairnessDelta(FairnessRule(metric="m", harm="both", max_gap=0.05), "age_band", 0.05, 10, 4),
         lambda d, i: (d.update(CATS[i], float(BITS[i])), d.evaluate(CATS[i]))),
@@ -85,9 +93,11 @@ CASES: dict[str, tuple[Callable[[], Any], Callable[[Any, int], object]]] = {
 
 def test_every_detector_is_covered() -> None:
     import missionwatch.detect as detect
+    import missionwatch.stats.betting as betting
+    import missionwatch.stats.cs as cs
     import missionwatch.stats.edetect as edetect
 
-    classes = {c for m in (detect, edetect) for c in vars(m).values()
+    classes = {c for m in (detect, edetect, betting, cs) for c in vars(m).values()
                if isinstance(c, type) and issubclass(c, Detector) and not c.__name__.startswith("_")
                and c is not Detector}
     covered = {type(factory()) for factory, _ in CASES.values()}

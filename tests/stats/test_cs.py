@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from scipy import stats as sps
 
 from missionwatch.stats.cs import (
+    DEFAULT_T0,
+    MSPRT,
     MeanStat,
     e_bh,
     linear_cs,
@@ -132,3 +134,48 @@ def test_e_value_reaches_one_over_alpha_exactly_where_the_interval_excludes(dev,
     e = normal_mixture_e_value(dev, v, n)
     if abs(abs(dev) - hw) > 1e-9 * max(hw, 1.0):
         assert (e >= 1 / alpha) == (abs(dev) > hw)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(-10, 10, allow_nan=False), min_size=1, max_size=60),
+       st.lists(st.floats(-10, 10, allow_nan=False), min_size=1, max_size=60),
+       st.floats(0.1, 5.0), st.floats(0.1, 5.0), st.floats(-1, 1))
+def test_msprt_is_the_normal_mixture_on_the_effect_scale(xs, ys, var_a, var_b, theta0) -> None:
+    """Johari et al.'s Lambda with tau2 = (var_a + var_b) / t0 equals the normal-mixture
+    e-value of this module, at every prefix; the p-value is the running min of 1/Lambda."""
+    t = MSPRT((var_a + var_b) / DEFAULT_T0, theta0, var_a=var_a, var_b=var_b)
+    p = 1.0
+    for i in range(max(len(xs), len(ys))):
+        if i < len(xs):
+            t.update(xs[i], "a")
+            p = min(p, 1 / t.e_value)
+        if i < len(ys):
+            t.update(ys[i], "b")
+            p = min(p, 1 / t.e_value)
+        na, nb = min(i + 1, len(xs)), min(i + 1, len(ys))
+        v = var_a / na + var_b / nb
+        dev = float(np.mean(xs[:na]) - np.mean(ys[:nb]) - theta0)
+        assert t.e_value == pytest.approx(normal_mixture_e_value(dev, v, (var_a + var_b) / v), rel=1e-9)
+        assert t.p_value == pytest.approx(p, rel=1e-12)
+        lo, hi = t.interval(0.05)  # theta0 on the interval's edge has Lambda = 1/alpha
+        edge = MSPRT(t.tau2, hi, var_a=var_a, var_b=var_b)
+        edge.a, edge.b = t.a, t.b
+        assert edge.e_value == pytest.approx(20.0, rel=1e-6)
+        assert lo <= hi
+
+
+def test_msprt_p_value_is_always_valid() -> None:
+    """1,000 A/A tests of 1,000 normal pairs each, Lambda checked after every pair: the
+    always-valid p-value ever drops below alpha in at most alpha of them."""
+    rng = np.random.default_rng(31)
+    alpha, runs, steps = 0.05, 1000, 1000
+    rejected = 0
+    for _ in range(runs):
+        t = MSPRT(tau2=0.05, var_a=1.0, var_b=1.0, alpha=alpha)
+        for x, y in rng.normal(0, 1, (steps, 2)):
+            t.update(float(x), "a").update(float(y), "b")
+            if t.rejected:
+                rejected += 1
+                break
+    upper = sps.beta.ppf(0.975, rejected + 1, runs - rejected)
+    assert rejected / runs <= alpha and upper <= 0.07, rejected

@@ -16,17 +16,24 @@ c = 1 for an absolute gap, c = the threshold ratio for a ratio rule. Verdicts:
 Guarantee: each interval is computed at alpha / (rules x proxies x max_cohorts x
 thresholds of the rule), so on a mission whose true gaps are all within the
 thresholds the chance of ever a `beyond`, over an unbounded stream, is at most
-the spec's alpha (Bonferroni across every test the spec can run).
+the spec's alpha (Bonferroni across every test the spec can run). The default
+intervals are asymptotic (`stats.cs`); with `strict=True` (a spec's
+`intervals = "strict"`) they are the exact betting sequences of `stats.betting`
+for 0/1 metrics, valid at every sample size.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+
 from ..spec import FairnessRule
 from ..stats.base import Detector
+from ..stats.betting import BettingCS, strict_linear, strict_linear_e_value
 from ..stats.cs import MeanStat, linear_cs, linear_e_value
 
 __all__ = ["CohortVerdict", "Disparity", "FairnessDelta", "disparity"]
@@ -132,13 +139,15 @@ class FairnessDelta(Detector):
     """Per-cohort means of one metric across one protected proxy, judged by one rule."""
 
     def __init__(
-        self, rule: FairnessRule, proxy: str, alpha: float, min_samples: int, max_cohorts: int
+        self, rule: FairnessRule, proxy: str, alpha: float, min_samples: int, max_cohorts: int,
+        strict: bool = False,
     ) -> None:
         self.rule = rule
         self.proxy = proxy
         self.alpha = alpha
         self.min_samples = min_samples
         self.max_cohorts = max_cohorts
+        self.strict = strict
         self._reset()
 
     def _reset(self) -> None:
@@ -149,6 +158,23 @@ class FairnessDelta(Detector):
         self._touches: dict[str, int] = {}
         self.escalated: set[str] = set()
         """Cohorts escalated and not judged `within` since; they do not escalate again."""
+        # strict mode: a betting sequence per cohort, for all observations, and per judged
+        # cohort for the rest of the proxy (a copy of `all` when the cohort first appears)
+        self._bets: dict[str, BettingCS] = {}
+        self._all_bet = self._new_bet() if self.strict else None
+        self._rest_bets: dict[str, BettingCS] = {}
+
+    def _new_bet(self) -> BettingCS:
+        # bets tuned to each stream's share of the level (a difference uses two at alpha/2)
+        return BettingCS(self.alpha / (2 * self.n_thresholds))
+
+    def _bet(self, cohort: str, x: float) -> None:
+        self._bets[cohort].update(x)
+        for other, bet in self._rest_bets.items():
+            if other != cohort:
+                bet.update(x)
+        assert self._all_bet is not None
+        self._all_bet.update(x)
 
     @property
     def n_thresholds(self) -> int:
@@ -156,7 +182,14 @@ class FairnessDelta(Detector):
 
     def update(self, cohort: str, x: float, *, prev: float | None = None, t: float | None = None) -> FairnessDelta:
         """Add observation x for `cohort`, or revise an earlier one from `prev` to x."""
+        if self.strict:
+            if prev is not None:
+                raise ValueError("strict intervals need final observations; this metric revises earlier ones")
+            if not (x == 0.0 or x == 1.0):
+                raise ValueError(f"strict intervals take 0/1 observations, got {x}")
         stat = self._cohort(cohort)
+        if self.strict:
+            self._bet(cohort, x)
         if prev is None:
             stat.update(x)
             self.total.update(x)
@@ -169,12 +202,33 @@ class FairnessDelta(Detector):
     def update_block(self, cohort: str, n: int, total: float, sumsq: float) -> FairnessDelta:
         """Add n observations of `cohort` at once, given their sum and sum of squares
         (what a ledger bucket holds). Equal to n calls of `update`; the cohort is then
-        due for judgement (a block is one look)."""
-        block = MeanStat(n, total, sumsq)
+        due for judgement (a block is one look). Not in strict mode: bets need the
+        observations one by one, in order."""
+        if self.strict:
+            raise ValueError("strict intervals need observations one by one, not ledger blocks")
+        return self._add_block(cohort, MeanStat(n, total, sumsq))
+
+    def _add_block(self, cohort: str, block: MeanStat) -> FairnessDelta:
         self.cohorts[cohort] = self._cohort(cohort).merge(block)
         self.total = self.total.merge(block)
-        self._touches[cohort] = self._touches.get(cohort, 0) + n
+        self._touches[cohort] = self._touches.get(cohort, 0) + block.n
         return self
+
+    def update_many(self, cohort: str, xs: np.ndarray) -> FairnessDelta:
+        """Add observations of `cohort` that arrived one after another, in that order;
+        equal to `update` on each (strict mode included). One look, like a block."""
+        xs = np.asarray(xs, dtype=float)
+        if self.strict:
+            if xs.size and not np.isin(xs, (0.0, 1.0)).all():
+                raise ValueError("strict intervals take 0/1 observations")
+            self._cohort(cohort)
+            self._bets[cohort].update_many(xs)
+            for other, bet in self._rest_bets.items():
+                if other != cohort:
+                    bet.update_many(xs)
+            assert self._all_bet is not None
+            self._all_bet.update_many(xs)
+        return self._add_block(cohort, MeanStat(xs.size, float(xs.sum()), float((xs * xs).sum())))
 
     def _cohort(self, cohort: str) -> MeanStat:
         """The cohort's running statistic; a new cohort is judged while `max_cohorts` allows."""
@@ -183,6 +237,11 @@ class FairnessDelta(Detector):
             stat = self.cohorts[cohort] = MeanStat()
             if len(self.judged) < self.max_cohorts:
                 self.judged.append(cohort)
+            if self.strict:
+                self._bets[cohort] = self._new_bet()
+                if self.rule.reference == "rest" and cohort in self.judged:
+                    assert self._all_bet is not None
+                    self._rest_bets[cohort] = copy.deepcopy(self._all_bet)
         return stat
 
     def status(self) -> dict[str, Any]:
@@ -227,22 +286,44 @@ class FairnessDelta(Detector):
             return None
         return f"{self.proxy}={ref}", self.cohorts.get(ref, MeanStat())
 
-    def _e_value(self, stat: MeanStat, ref: MeanStat, prior: float) -> float:
+    def _ref_bet(self, cohort: str) -> BettingCS:
+        ref = self.rule.reference
+        if ref == "rest":
+            return self._rest_bets[cohort]
+        if ref == "largest":
+            return self._bets[max(sorted(self.cohorts), key=lambda c: self.cohorts[c].n)]
+        return self._bets.get(ref) or self._new_bet()
+
+    def _interval(self, cohort: str, stat: MeanStat, ref: MeanStat, coef: float, alpha: float,
+                  prior: float) -> tuple[float, float]:
+        """Interval of mean(cohort) - coef * mean(reference) at alpha."""
+        if self.strict:
+            _, lo, hi = strict_linear(self._bets[cohort], self._ref_bet(cohort), coef, alpha)
+        else:
+            _, lo, hi = linear_cs(stat, ref, coef, alpha, prior_var=prior, prior_n=PRIOR_N)
+        return lo, hi
+
+    def _e(self, cohort: str, stat: MeanStat, ref: MeanStat, coef: float, boundary: float, direction: int,
+           prior: float) -> float:
+        if self.strict:
+            return strict_linear_e_value(self._bets[cohort], self._ref_bet(cohort), coef, boundary, direction)
+        return linear_e_value(stat, ref, coef, boundary, direction, prior_var=prior, prior_n=PRIOR_N)
+
+    def _e_value(self, cohort: str, stat: MeanStat, ref: MeanStat, prior: float) -> float:
         """max over thresholds of the e-value for "beyond it", over the number of thresholds
         (a valid e-value: at most their mean), so it reaches 1/alpha iff a threshold's
         interval at alpha / thresholds lies beyond it."""
         rule = self.rule
-        kw = {"prior_var": prior, "prior_n": PRIOR_N}
         es = []
         if rule.max_gap is not None:
             if rule.harm != "higher":
-                es.append(linear_e_value(stat, ref, 1.0, -rule.max_gap, -1, **kw))
+                es.append(self._e(cohort, stat, ref, 1.0, -rule.max_gap, -1, prior))
             if rule.harm != "lower":
-                es.append(linear_e_value(stat, ref, 1.0, rule.max_gap, +1, **kw))
+                es.append(self._e(cohort, stat, ref, 1.0, rule.max_gap, +1, prior))
         if rule.min_ratio is not None:
-            es.append(linear_e_value(stat, ref, rule.min_ratio, 0.0, -1, **kw))
+            es.append(self._e(cohort, stat, ref, rule.min_ratio, 0.0, -1, prior))
         if rule.max_ratio is not None:
-            es.append(linear_e_value(stat, ref, rule.max_ratio, 0.0, +1, **kw))
+            es.append(self._e(cohort, stat, ref, rule.max_ratio, 0.0, +1, prior))
         return max(es, default=1.0) / self.n_thresholds
 
     def evaluate(self, cohort: str) -> CohortVerdict:
@@ -268,7 +349,7 @@ class FairnessDelta(Detector):
         rule = self.rule
         beyond: str | None = None
         within = True
-        _, lo, hi = linear_cs(stat, ref, 1.0, a, prior_var=prior, prior_n=PRIOR_N)
+        lo, hi = self._interval(cohort, stat, ref, 1.0, a, prior)
         hw = (hi - lo) / 2
         if rule.max_gap is not None:
             e = rule.max_gap
@@ -277,18 +358,18 @@ class FairnessDelta(Detector):
             if not ((rule.harm == "higher" or lo > -e) and (rule.harm == "lower" or hi < e)):
                 within = False
         if rule.min_ratio is not None:
-            _, rlo, rhi = linear_cs(stat, ref, rule.min_ratio, a, prior_var=prior, prior_n=PRIOR_N)
+            rlo, rhi = self._interval(cohort, stat, ref, rule.min_ratio, a, prior)
             if rhi < 0 and beyond is None:
                 beyond = "min_ratio"
             within = within and rlo > 0
         if rule.max_ratio is not None:
-            _, rlo, rhi = linear_cs(stat, ref, rule.max_ratio, a, prior_var=prior, prior_n=PRIOR_N)
+            rlo, rhi = self._interval(cohort, stat, ref, rule.max_ratio, a, prior)
             if rlo > 0 and beyond is None:
                 beyond = "max_ratio"
             within = within and rhi < 0
         verdict: Verdict = "beyond" if beyond else ("within" if within else "insufficient")
         mdg = (rule.max_gap or 0.0) + hw
         v = CohortVerdict(label, verdict, stat.mean, stat.n, ref_name, ref.mean, ref.n, gap,
-                          (lo, hi), ratio, beyond, mdg, self.alpha, self._e_value(stat, ref, prior))
+                          (lo, hi), ratio, beyond, mdg, self.alpha, self._e_value(cohort, stat, ref, prior))
         self._verdicts[cohort] = v
         return v

@@ -5,16 +5,21 @@ argument names, `_reset()` builds state, `update(x, t=...)` does the arithmetic
 and returns self, and verdicts are read-only properties.
 """
 
-from .cs import MeanStat, linear_cs, mean_cs, normal_mixture_halfwidth, wilson_upper
+from .betting import BettingCS, strict_linear, strict_linear_e_value
+from .cs import MSPRT, MeanStat, linear_cs, mean_cs, normal_mixture_halfwidth, wilson_upper
 from .edetect import BernoulliECusum, CategoricalECusum, TabularCusum
 
 __all__ = [
+    "MSPRT",
     "BernoulliECusum",
+    "BettingCS",
     "CategoricalECusum",
     "MeanStat",
     "TabularCusum",
     "linear_cs",
     "mean_cs",
     "normal_mixture_halfwidth",
+    "strict_linear",
+    "strict_linear_e_value",
     "wilson_upper",
 ]

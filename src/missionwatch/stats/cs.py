@@ -18,8 +18,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, Literal
+
+from .base import Detector
 
 __all__ = [
+    "MSPRT",
     "MeanStat",
     "e_bh",
     "linear_cs",
@@ -185,3 +189,82 @@ def wilson_upper(k: float, n: float, z: float = 3.09) -> float:
     centre = p + z2 / (2 * n)
     spread = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
     return min(1.0, (centre + spread) / (1 + z2 / n))
+
+
+class MSPRT(Detector):
+    """Mixture sequential probability ratio test for the difference of two means
+    (Johari, Koomen, Pekelis and Walsh 2022, "Always valid inference"), with a
+    normal mixing distribution N(theta0, tau2) over the difference.
+
+    With v = var_a / n_a + var_b / n_b and d = mean(a) - mean(b) - theta0,
+
+        Lambda = sqrt(v / (v + tau2)) * exp(tau2 d^2 / (2 v (v + tau2))),
+
+    which for equal samples is the paper's eq. (11). Guarantee: with known
+    variances and normal observations, P(Lambda ever >= 1/alpha) <= alpha when the
+    true difference is theta0, so `p_value` (the running minimum of 1/Lambda) is an
+    always-valid p-value; with running variances (`var_a`/`var_b` None) the
+    guarantee holds asymptotically. It is the normal-mixture boundary of this module
+    with tau2 = (var_a + var_b) / t0, on the effect's own scale.
+    """
+
+    def __init__(self, tau2: float, theta0: float = 0.0, alpha: float = 0.05,
+                 var_a: float | None = None, var_b: float | None = None) -> None:
+        if tau2 <= 0:
+            raise ValueError(f"tau2 must be positive, got {tau2}")
+        self.tau2 = tau2
+        self.theta0 = theta0
+        self.alpha = alpha
+        self.var_a = var_a
+        self.var_b = var_b
+        self._reset()
+
+    def _reset(self) -> None:
+        self.a = MeanStat()
+        self.b = MeanStat()
+        self.p_value = 1.0
+
+    def update(self, x: float, arm: Literal["a", "b"] = "a", t: float | None = None) -> MSPRT:
+        (self.a if arm == "a" else self.b).update(x)
+        self.p_value = min(self.p_value, 1.0 / self.e_value)
+        return self
+
+    def _v(self) -> float:
+        va = self.a.var if self.var_a is None else self.var_a
+        vb = self.b.var if self.var_b is None else self.var_b
+        return va / self.a.n + vb / self.b.n
+
+    @property
+    def e_value(self) -> float:
+        """Lambda at the current sample sizes (1 until both arms have an observation)."""
+        if self.a.n == 0 or self.b.n == 0:
+            return 1.0
+        v = self._v()
+        if v <= 0:
+            return 1.0
+        d = self.a.mean - self.b.mean - self.theta0
+        log_l = 0.5 * math.log(v / (v + self.tau2)) + self.tau2 * d * d / (2.0 * v * (v + self.tau2))
+        return math.exp(min(log_l, 700.0))
+
+    @property
+    def rejected(self) -> bool:
+        """Whether the difference has ever been shown to differ from theta0 at alpha."""
+        return self.p_value <= self.alpha
+
+    def interval(self, alpha: float | None = None) -> tuple[float, float]:
+        """Always-valid confidence interval for the difference: every theta0 with Lambda < 1/alpha."""
+        a = self.alpha if alpha is None else alpha
+        if self.a.n == 0 or self.b.n == 0:
+            return (-math.inf, math.inf)
+        v = self._v()
+        d = self.a.mean - self.b.mean
+        if v <= 0:
+            return (d, d)
+        hw = math.sqrt(2.0 * v * (v + self.tau2) / self.tau2 * (math.log(1.0 / a) + 0.5 * math.log1p(self.tau2 / v)))
+        return (d - hw, d + hw)
+
+    def status(self) -> dict[str, Any]:
+        lo, hi = self.interval()
+        return {"detector": "msprt", "n": [self.a.n, self.b.n], "e_value": round(self.e_value, 6),
+                "p_value": round(self.p_value, 6), "interval": [round(lo, 6), round(hi, 6)],
+                "rejected": self.rejected}
