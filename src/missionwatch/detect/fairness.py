@@ -168,13 +168,12 @@ class FairnessDelta(Detector):
         # bets tuned to each stream's share of the level (a difference uses two at alpha/2)
         return BettingCS(self.alpha / (2 * self.n_thresholds))
 
-    def _bet(self, cohort: str, x: float) -> None:
-        self._bets[cohort].update(x)
-        for other, bet in self._rest_bets.items():
-            if other != cohort:
-                bet.update(x)
+    def _streams_of(self, cohort: str) -> list[BettingCS]:
+        """The betting sequences an observation of `cohort` goes to: its own, every other
+        judged cohort's rest, and the one of all observations."""
         assert self._all_bet is not None
-        self._all_bet.update(x)
+        rest = [bet for other, bet in self._rest_bets.items() if other != cohort]
+        return [self._bets[cohort], *rest, self._all_bet]
 
     @property
     def n_thresholds(self) -> int:
@@ -189,7 +188,8 @@ class FairnessDelta(Detector):
                 raise ValueError(f"strict intervals take 0/1 observations, got {x}")
         stat = self._cohort(cohort)
         if self.strict:
-            self._bet(cohort, x)
+            for bet in self._streams_of(cohort):
+                bet.update(x)
         if prev is None:
             stat.update(x)
             self.total.update(x)
@@ -222,12 +222,8 @@ class FairnessDelta(Detector):
             if xs.size and not np.isin(xs, (0.0, 1.0)).all():
                 raise ValueError("strict intervals take 0/1 observations")
             self._cohort(cohort)
-            self._bets[cohort].update_many(xs)
-            for other, bet in self._rest_bets.items():
-                if other != cohort:
-                    bet.update_many(xs)
-            assert self._all_bet is not None
-            self._all_bet.update_many(xs)
+            for bet in self._streams_of(cohort):
+                bet.update_many(xs)
         return self._add_block(cohort, MeanStat(xs.size, float(xs.sum()), float((xs * xs).sum())))
 
     def _cohort(self, cohort: str) -> MeanStat:
