@@ -205,7 +205,8 @@ class MSPRT(Detector):
     true difference is theta0, so `p_value` (the running minimum of 1/Lambda) is an
     always-valid p-value; with running variances (`var_a`/`var_b` None) the
     guarantee holds asymptotically. It is the normal-mixture boundary of this module
-    with tau2 = (var_a + var_b) / t0, on the effect's own scale.
+    on the effect's own scale: n_eff = tau2 / v with t0 = 1 (equivalently, tau2 =
+    (var_a + var_b) / t0 for the module's default parametrisation).
     """
 
     def __init__(self, tau2: float, theta0: float = 0.0, alpha: float = 0.05,
@@ -242,9 +243,7 @@ class MSPRT(Detector):
         v = self._v()
         if v <= 0:
             return 1.0
-        d = self.a.mean - self.b.mean - self.theta0
-        log_l = 0.5 * math.log(v / (v + self.tau2)) + self.tau2 * d * d / (2.0 * v * (v + self.tau2))
-        return math.exp(min(log_l, 700.0))
+        return normal_mixture_e_value(self.a.mean - self.b.mean - self.theta0, v, self.tau2 / v, t0=1.0)
 
     @property
     def rejected(self) -> bool:
@@ -260,7 +259,7 @@ class MSPRT(Detector):
         d = self.a.mean - self.b.mean
         if v <= 0:
             return (d, d)
-        hw = math.sqrt(2.0 * v * (v + self.tau2) / self.tau2 * (math.log(1.0 / a) + 0.5 * math.log1p(self.tau2 / v)))
+        hw = normal_mixture_halfwidth(v, self.tau2 / v, a, t0=1.0)
         return (d - hw, d + hw)
 
     def status(self) -> dict[str, Any]:
