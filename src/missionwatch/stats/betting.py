@@ -78,15 +78,16 @@ class BettingCS(Detector):
             self._cap_plus = self.c / self.m  # inf at m = 0: no cap needed there
             self._cap_minus = self.c / (1.0 - self.m)
 
-    def _lambda(self, i: int, var: float) -> float:
-        """The predictable plug-in bet before observation i (1-based)."""
-        return math.sqrt(2.0 * math.log(2.0 / self.alpha) / (var * i * math.log1p(i)))
+    def _lambda(self, i: Any, ss: Any) -> Any:
+        """The predictable plug-in bet before observation i (1-based; scalars or arrays):
+        sqrt(2 log(2/alpha) / (sigma^2 i log(1 + i))) with sigma^2 = ss / i, so sigma^2 i = ss."""
+        return np.sqrt(2.0 * math.log(2.0 / self.alpha) / (ss * np.log1p(i)))
 
     def update(self, x: float, t: float | None = None) -> BettingCS:
         if not 0.0 <= x <= 1.0:
             raise ValueError(f"a betting confidence sequence takes observations in [0, 1], got {x}")
         i = self.n + 1
-        lam = self._lambda(i, self._ss / i)
+        lam = float(self._lambda(i, self._ss))
         d = x - self.m
         self.log_plus += np.log1p(np.minimum(lam, self._cap_plus) * d)
         self.log_minus += np.log1p(-np.minimum(lam, self._cap_minus) * d)
@@ -109,7 +110,7 @@ class BettingCS(Detector):
         mu_before = np.concatenate([[self._mu], mu_after[:-1]])
         ss_after = self._ss + np.cumsum((xs - mu_before) ** 2)
         ss_before = np.concatenate([[self._ss], ss_after[:-1]])
-        lam = np.sqrt(2.0 * math.log(2.0 / self.alpha) / ((ss_before / i) * i * np.log1p(i)))
+        lam = self._lambda(i, ss_before)
         d = xs[:, None] - self.m[None, :]
         self.log_plus += np.log1p(np.minimum(lam[:, None], self._cap_plus[None, :]) * d).sum(axis=0)
         self.log_minus += np.log1p(-np.minimum(lam[:, None], self._cap_minus[None, :]) * d).sum(axis=0)
@@ -150,14 +151,22 @@ class BettingCS(Detector):
                 "interval": [round(lo, 6), round(hi, 6)], "alpha": self.alpha}
 
 
+def _difference(a: BettingCS, ca: np.ndarray, b: BettingCS, cb: np.ndarray, coef: float,
+                log_level: float) -> tuple[float, float]:
+    """Interval of mean(a) - coef * mean(b) from each stream's cells (log capitals `ca`, `cb`)
+    kept below exp(log_level)."""
+    alo, ahi = a._hull(ca, log_level)
+    blo, bhi = b._hull(cb, log_level)
+    return alo - coef * bhi, ahi - coef * blo
+
+
 def strict_linear(a: BettingCS, b: BettingCS, coef: float, alpha: float) -> tuple[float, float, float]:
     """Exact confidence sequence for mean(a) - coef * mean(b) (coef >= 0), a and b independent:
     each stream's sequence at alpha/2. Returns (estimate, lo, hi)."""
     if a.n == 0 or b.n == 0:
         return (math.nan, -math.inf, math.inf)
-    alo, ahi = a.interval(alpha / 2)
-    blo, bhi = b.interval(alpha / 2)
-    return (a.mean - coef * b.mean, alo - coef * bhi, ahi - coef * blo)
+    lo, hi = _difference(a, a.log_cell_capital(), b, b.log_cell_capital(), coef, math.log(2.0 / alpha))
+    return (a.mean - coef * b.mean, lo, hi)
 
 
 def strict_linear_e_value(a: BettingCS, b: BettingCS, coef: float, boundary: float, direction: int) -> float:
@@ -173,10 +182,8 @@ def strict_linear_e_value(a: BettingCS, b: BettingCS, coef: float, boundary: flo
     ca, cb = a.log_cell_capital(), b.log_cell_capital()
 
     def beyond(log_e: float) -> bool:
-        level = log_e + _LOG2  # each stream at alpha/2 = 1/(2e)
-        alo, ahi = a._hull(ca, level)
-        blo, bhi = b._hull(cb, level)
-        return alo - coef * bhi > boundary if direction > 0 else ahi - coef * blo < boundary
+        lo, hi = _difference(a, ca, b, cb, coef, log_e + _LOG2)  # each stream at alpha/2 = 1/(2e)
+        return lo > boundary if direction > 0 else hi < boundary
 
     if not beyond(0.0):
         return 1.0
