@@ -271,24 +271,30 @@ class FairnessDelta(Detector):
     def verdicts(self) -> dict[str, CohortVerdict]:
         return dict(self._verdicts)
 
-    def _reference(self, cohort: str) -> tuple[str, MeanStat] | None:
+    def _reference_cohort(self, cohort: str) -> str | None:
+        """The cohort `cohort` is compared with (None: it is its own reference); with
+        reference = "rest", not a cohort but all the others."""
         ref = self.rule.reference
         if ref == "rest":
-            return "rest", self.total.minus(self.cohorts[cohort])
+            return ref
         if ref == "largest":
-            name = max(sorted(self.cohorts), key=lambda c: self.cohorts[c].n)
-            return (f"{self.proxy}={name}", self.cohorts[name]) if name != cohort else None
-        if ref == cohort:
+            ref = max(sorted(self.cohorts), key=lambda c: self.cohorts[c].n)
+        return None if ref == cohort else ref
+
+    def _reference(self, cohort: str) -> tuple[str, MeanStat] | None:
+        name = self._reference_cohort(cohort)
+        if name is None:
             return None
-        return f"{self.proxy}={ref}", self.cohorts.get(ref, MeanStat())
+        if self.rule.reference == "rest":
+            return "rest", self.total.minus(self.cohorts[cohort])
+        return f"{self.proxy}={name}", self.cohorts.get(name, MeanStat())
 
     def _ref_bet(self, cohort: str) -> BettingCS:
-        ref = self.rule.reference
-        if ref == "rest":
+        if self.rule.reference == "rest":
             return self._rest_bets[cohort]
-        if ref == "largest":
-            return self._bets[max(sorted(self.cohorts), key=lambda c: self.cohorts[c].n)]
-        return self._bets.get(ref) or self._new_bet()
+        name = self._reference_cohort(cohort)  # not None: a cohort that is its own reference is not judged
+        bet = self._bets.get(name) if name is not None else None
+        return bet or self._new_bet()  # a named reference with no observations yet
 
     def _interval(self, cohort: str, stat: MeanStat, ref: MeanStat, coef: float, alpha: float,
                   prior: float) -> tuple[float, float]:
