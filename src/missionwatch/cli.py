@@ -206,6 +206,77 @@ def explain(
     render_events(recs, out, receipts=receipts)
 
 
+@app.command()
+def broker(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 to listen on.")] = 9092,
+    partitions: Annotated[int, typer.Option(min=1, help="Partitions of the missionwatch topics it "
+                                            "creates.")] = 4,
+) -> None:
+    """Run the embedded Kafka-compatible broker (Tansu, in memory) on 127.0.0.1 in the foreground."""
+    import time
+
+    from .stream.broker import BrokerError, EmbeddedBroker, create_topics
+
+    try:
+        b = EmbeddedBroker(port=port).start()
+    except BrokerError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        create_topics(b.bootstrap, partitions)
+        err.print(f"broker on {b.url} (in memory: its topics vanish when it stops); Ctrl-C stops it")
+        while b.proc is not None and b.proc.poll() is None:
+            time.sleep(0.5)
+        raise _fail(f"the broker exited with code {b.proc.returncode if b.proc else '?'}", 1)
+    except KeyboardInterrupt:
+        err.print("stopping the broker")
+    finally:
+        b.stop()
+
+
+@app.command()
+def run(
+    broker: Annotated[str | None, typer.Option(
+        "--broker", help="Kafka bootstrap, e.g. kafka://127.0.0.1:9092 (several: separated by ';'). "
+        "Default: start the embedded broker on --broker-port.")] = None,
+    broker_port: Annotated[int | None, typer.Option(help="Port of the embedded broker. Default 9092.")] = None,
+    specs: SpecsOpt = None,
+    keys: Annotated[Path | None, typer.Option("--keys", help="Keyring JSON of the keys allowed to sign "
+                                              "input.")] = None,
+    signing_key: Annotated[Path | None, typer.Option(
+        "--signing-key", help="Monitor private key (PEM). Default: DATA/monitor.pem, made on first "
+        "start and kept.")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Directory for the service's own files. "
+                                              "Default: ./missionwatch-data.")] = None,
+    web_port: Annotated[int | None, typer.Option(help="Port of /healthz, /metrics and the status API. "
+                                                 "Default 6066.")] = None,
+    partitions: Annotated[int | None, typer.Option(min=1, help="Partitions of the topics this service "
+                                                   "creates. Default 4.")] = None,
+    allow_unsigned: Annotated[bool, typer.Option(
+        "--allow-unsigned", help="Accept unsigned input records (a bad signature is still rejected).")] = False,
+    loglevel: Annotated[str, typer.Option(help="warning, info or debug.")] = "warning",
+) -> None:
+    """Run the streaming monitor: missionwatch.in -> the core -> missionwatch.out, .control and
+    .rejected. Every option can also be set as MISSIONWATCH_<OPTION> in the environment."""
+    from pydantic import ValidationError
+
+    from .stream.app import StreamSettings
+    from .stream.broker import BrokerError
+    from .stream.run import run_worker
+
+    given = {"broker": broker, "broker_port": broker_port, "specs": specs, "keys": keys,
+             "signing_key": signing_key, "data": data, "web_port": web_port, "partitions": partitions,
+             "allow_unsigned": allow_unsigned or None}
+    try:
+        settings = StreamSettings(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        raise _fail(f"settings: {exc}") from None
+    _load_specs(settings.specs)  # a bad spec fails here, with its file and field
+    try:
+        run_worker(settings, loglevel=loglevel)
+    except (BrokerError, KeyError_) as exc:
+        raise _fail(str(exc)) from None
+
+
 def main() -> None:
     try:
         app()

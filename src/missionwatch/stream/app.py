@@ -1,0 +1,205 @@
+"""`missionwatch run`: the Faust service around `StreamCore`.
+
+- One agent on `missionwatch.in`, concurrency 1 (faust-streaming #606), batches
+  taken with `take_events`; no Faust tables (#497, #432, #597) and no
+  exactly-once mode (#323, #517): at-least-once delivery with idempotent state.
+- On assignment, a partition's core is rebuilt from the log: its messages from
+  offset 0 up to the position Faust resumes from (the group's committed offset)
+  are fed without publishing (a plain
+  aiokafka reader; the partition is paused meanwhile). Faust then delivers from the
+  committed offset, so nothing is lost and nothing counted twice; records published
+  after the last commit are published again, byte-identical (same mission, seq, hash).
+- Publishes are awaited before the batch's offsets can be committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import faust
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ..monitor import Monitor
+from ..signing import Keyring, Signer, load_private_key, write_private_key
+from ..spec import SpecRegistry
+from .broker import bootstrap_of
+from .core import CONTROL, IN, OUT, REJECTED, StreamCore
+
+__all__ = ["StreamSettings", "make_app", "monitor_signer"]
+
+log = logging.getLogger("missionwatch.stream")
+
+
+class StreamSettings(BaseSettings):
+    """Settings of the streaming service: flags of `missionwatch run`, or MISSIONWATCH_* variables."""
+
+    model_config = SettingsConfigDict(env_prefix="MISSIONWATCH_", extra="forbid")
+
+    broker: str | None = None
+    """Kafka bootstrap, e.g. kafka://127.0.0.1:9092; None: start the embedded broker."""
+    broker_port: int = 9092
+    """Port of the embedded broker (when `broker` is None)."""
+    partitions: int = Field(4, ge=1, le=1024)
+    """Partitions of the four topics, when this service creates them."""
+    specs: Path = Path("detectors")
+    keys: Path | None = None
+    signing_key: Path | None = None
+    """Monitor private key; default: DATA/monitor.pem, made on first start (kept, so a
+    restarted or second worker signs with the same key)."""
+    data: Path = Path("missionwatch-data")
+    web_port: int = 6066
+    web_host: str = "127.0.0.1"
+    app_id: str = "missionwatch"
+    """The Kafka consumer group: workers with the same id split the partitions."""
+    allow_unsigned: bool = False
+    batch: int = Field(500, ge=1)
+    """Messages taken per agent step."""
+    linger: float = Field(0.02, gt=0)
+    """Longest wait (s) to fill a step."""
+    session_timeout: float = Field(10.0, gt=0)
+    """Seconds without a heartbeat before a worker is presumed dead and its partitions move."""
+    rebalance_timeout: float = Field(3.0, gt=0)
+    """Seconds the group waits for members to rejoin during a rebalance."""
+
+
+def monitor_signer(settings: StreamSettings) -> Signer:
+    if settings.signing_key is not None:
+        return load_private_key(settings.signing_key)
+    path = settings.data / "monitor.pem"
+    if path.exists():
+        return load_private_key(path, key_id="monitor")
+    settings.data.mkdir(parents=True, exist_ok=True)
+    signer = Signer.generate("monitor")
+    write_private_key(signer, path)
+    from ..replay import write_monitor_key
+
+    write_monitor_key(signer, settings.data / "monitor-key.json")
+    return signer
+
+
+async def _committed(bootstrap: str, group: str, partition: int) -> int:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await c.start()
+    try:
+        off = await c.committed(TopicPartition(IN, partition))
+        return int(off) if off is not None and off >= 0 else 0
+    finally:
+        await c.stop()
+
+
+async def _read(bootstrap: str, partition: int, end: int) -> list[tuple[int, bytes]]:
+    """Messages of `missionwatch.in`/partition at offsets [0, end)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    if end <= 0:
+        return []
+    tp = TopicPartition(IN, partition)
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    await c.start()
+    out: list[tuple[int, bytes]] = []
+    try:
+        c.assign([tp])
+        await c.seek_to_beginning(tp)
+        while True:
+            got = await c.getmany(tp, timeout_ms=1000, max_records=5000)
+            for m in got.get(tp, []):
+                if m.offset < end:
+                    out.append((m.offset, m.value or b""))
+            if (out and out[-1][0] >= end - 1) or await c.position(tp) >= end:
+                return out
+            if not got:
+                hw = c.highwater(tp)
+                if hw is not None and hw <= (await c.position(tp)):
+                    return out  # the log is shorter than the commit (a broker that lost it)
+    finally:
+        await c.stop()
+
+
+def make_app(settings: StreamSettings, *, bootstrap: str | None = None) -> tuple[faust.App, StreamCore]:
+    """The Faust app and the core it drives. `bootstrap`: the broker actually used."""
+    boot = bootstrap or bootstrap_of(settings.broker or f"127.0.0.1:{settings.broker_port}")
+    registry = SpecRegistry.load_dir(settings.specs)
+    keyring = Keyring.load(settings.keys) if settings.keys else Keyring()
+    signer = monitor_signer(settings)
+    core = StreamCore(lambda: Monitor(registry, signer=signer, keyring=keyring,
+                                      allow_unsigned=settings.allow_unsigned))
+    settings.data.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        broker="kafka://" + boot.replace(",", ";kafka://"),
+        store="memory://",
+        topic_partitions=settings.partitions,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        processing_guarantee="at_least_once",
+        web_enabled=True,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        datadir=str(settings.data / "faust"),
+        producer_acks=-1,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=min(1.0, settings.session_timeout / 4),
+        broker_rebalance_timeout=settings.rebalance_timeout,
+        stream_buffer_maxsize=4 * settings.batch,
+    )
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw",
+           "partitions": settings.partitions}
+    in_topic = app.topic(IN, **raw)  # type: ignore[arg-type]
+    topics = {t: app.topic(t, **raw) for t in (OUT, CONTROL, REJECTED)}  # type: ignore[arg-type]
+
+    @app.on_partitions_assigned.connect  # type: ignore[misc]
+    async def _assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+        for tp in sorted(t for t in assigned if t.topic == IN):
+            if tp.partition in core.partitions:
+                continue
+            core.assign(tp.partition)
+            # where Faust will deliver from (it has sought to the committed offset): every
+            # message before it was processed by an earlier owner, and is fed back silently
+            pos = await app.consumer.position(tp)
+            end = int(pos) if pos is not None else await _committed(boot, settings.app_id, tp.partition)
+            n = core.catch_up(tp.partition, await _read(boot, tp.partition, end))
+            log.info("partition %d: rebuilt from %d messages", tp.partition, n)
+
+    @app.on_partitions_revoked.connect  # type: ignore[misc]
+    async def _revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        for tp in revoked:
+            if tp.topic == IN:
+                core.revoke(tp.partition)
+
+    @app.agent(in_topic, concurrency=1)
+    async def monitor_in(stream: Any) -> None:
+        async for events in stream.take_events(settings.batch, within=settings.linger):
+            futures = []
+            for ev in events:
+                for p in core.process(ev.message.partition, ev.message.offset, ev.value):
+                    futures.append(await topics[p.topic].send(key=p.key, value=p.value))
+            if futures:
+                await asyncio.gather(*futures)
+
+    _pages(app, core)
+    return app, core
+
+
+def _pages(app: faust.App, core: StreamCore) -> None:
+    from .http import healthz, metrics_text, status
+
+    @app.page("/healthz")
+    async def _health(web: Any, request: Any) -> Any:
+        body, code = healthz(app, core)
+        return web.json(body, status=code)
+
+    @app.page("/metrics")
+    async def _metrics(web: Any, request: Any) -> Any:
+        return web.text(await metrics_text(app, core), content_type="text/plain; version=0.0.4")
+
+    @app.page("/api/missions/{mission_id}/status")
+    async def _status(web: Any, request: Any, mission_id: str) -> Any:
+        body, code = status(core, mission_id)
+        return web.json(body, status=code)
