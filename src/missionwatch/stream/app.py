@@ -105,7 +105,7 @@ async def _read(bootstrap: str, partition: int, end: int) -> list[tuple[int, byt
     out: list[tuple[int, bytes]] = []
     try:
         c.assign([tp])
-        await c.seek_to_beginning(tp)
+        c.seek(tp, 0)
         while True:
             got = await c.getmany(tp, timeout_ms=1000, max_records=5000)
             for m in got.get(tp, []):
@@ -156,16 +156,18 @@ def make_app(settings: StreamSettings, *, bootstrap: str | None = None) -> tuple
 
     @app.on_partitions_assigned.connect  # type: ignore[misc]
     async def _assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
-        for tp in sorted(t for t in assigned if t.topic == IN):
-            if tp.partition in core.partitions:
-                continue
+        new = sorted(t for t in assigned if t.topic == IN and t.partition not in core.partitions)
+        if not new:
+            return
+        # the group's committed offsets, as Faust's consumer reads them (and seeks to): every
+        # message before one was processed by an earlier owner, and is fed back silently
+        committed = await app.consumer.seek_to_committed()
+        for tp in new:
             core.assign(tp.partition)
-            # where Faust will deliver from (it has sought to the committed offset): every
-            # message before it was processed by an earlier owner, and is fed back silently
-            pos = await app.consumer.position(tp)
-            end = int(pos) if pos is not None else await _committed(boot, settings.app_id, tp.partition)
+            off = committed.get(tp)
+            end = int(off) if off is not None and off > 0 else 0
             n = core.catch_up(tp.partition, await _read(boot, tp.partition, end))
-            log.info("partition %d: rebuilt from %d messages", tp.partition, n)
+            log.info("partition %d: rebuilt from %d messages (committed offset %d)", tp.partition, n, end)
 
     @app.on_partitions_revoked.connect  # type: ignore[misc]
     async def _revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
