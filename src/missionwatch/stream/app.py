@@ -3,10 +3,10 @@
 - One agent on `missionwatch.in`, concurrency 1 (faust-streaming #606), batches
   taken with `take_events`; no Faust tables (#497, #432, #597) and no
   exactly-once mode (#323, #517): at-least-once delivery with idempotent state.
-- On assignment, a partition's core is rebuilt from the log: its messages from
-  offset 0 up to the position Faust resumes from (the group's committed offset)
-  are fed without publishing (a plain
-  aiokafka reader; the partition is paused meanwhile). Faust then delivers from the
+- On assignment, a partition's state catches up with the log: the messages between
+  the last one it saw (offset 0 for a partition new to this worker) and the group's
+  committed offset, where Faust resumes, are fed without publishing (a plain aiokafka
+  reader; the agent waits on that partition meanwhile). Faust then delivers from the
   committed offset, so nothing is lost and nothing counted twice; records published
   after the last commit are published again, byte-identical (same mission, seq, hash).
 - Publishes are awaited before the batch's offsets can be committed.
@@ -81,23 +81,11 @@ def monitor_signer(settings: StreamSettings) -> Signer:
     return signer
 
 
-async def _committed(bootstrap: str, group: str, partition: int) -> int:
+async def _read(bootstrap: str, partition: int, start: int, end: int) -> list[tuple[int, bytes]]:
+    """Messages of `missionwatch.in`/partition at offsets [start, end), by a consumer of no group."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    await c.start()
-    try:
-        off = await c.committed(TopicPartition(IN, partition))
-        return int(off) if off is not None and off >= 0 else 0
-    finally:
-        await c.stop()
-
-
-async def _read(bootstrap: str, partition: int, end: int) -> list[tuple[int, bytes]]:
-    """Messages of `missionwatch.in`/partition at offsets [0, end)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    if end <= 0:
+    if end <= start:
         return []
     tp = TopicPartition(IN, partition)
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
@@ -105,20 +93,41 @@ async def _read(bootstrap: str, partition: int, end: int) -> list[tuple[int, byt
     out: list[tuple[int, bytes]] = []
     try:
         c.assign([tp])
-        c.seek(tp, 0)
+        c.seek(tp, start)
         while True:
             got = await c.getmany(tp, timeout_ms=1000, max_records=5000)
-            for m in got.get(tp, []):
-                if m.offset < end:
-                    out.append((m.offset, m.value or b""))
-            if (out and out[-1][0] >= end - 1) or await c.position(tp) >= end:
+            out.extend((m.offset, m.value or b"") for m in got.get(tp, []) if m.offset < end)
+            position = await c.position(tp)
+            if position >= end:
                 return out
-            if not got:
-                hw = c.highwater(tp)
-                if hw is not None and hw <= (await c.position(tp)):
-                    return out  # the log is shorter than the commit (a broker that lost it)
+            hw = c.highwater(tp)
+            if not got and hw is not None and hw <= position:
+                log.warning("partition %d: the log ends at %d, before the committed offset %d",
+                            partition, position, end)
+                return out
     finally:
         await c.stop()
+
+
+class _Gates:
+    """Per input partition, whether the agent may process its messages: closed from the
+    moment a rebalance assigns it until its state has caught up with the committed offset
+    (Faust may fetch meanwhile), open again on revocation (the core then skips them)."""
+
+    def __init__(self) -> None:
+        self._events: dict[int, asyncio.Event] = {}
+
+    def _event(self, partition: int) -> asyncio.Event:
+        return self._events.setdefault(partition, asyncio.Event())
+
+    def close(self, partition: int) -> None:
+        self._event(partition).clear()
+
+    def open(self, partition: int) -> None:
+        self._event(partition).set()
+
+    async def wait(self, partition: int) -> None:
+        await self._event(partition).wait()
 
 
 def make_app(settings: StreamSettings, *, bootstrap: str | None = None) -> tuple[faust.App, StreamCore]:
@@ -154,32 +163,39 @@ def make_app(settings: StreamSettings, *, bootstrap: str | None = None) -> tuple
     in_topic = app.topic(IN, **raw)  # type: ignore[arg-type]
     topics = {t: app.topic(t, **raw) for t in (OUT, CONTROL, REJECTED)}  # type: ignore[arg-type]
 
+    gates = _Gates()
+
     @app.on_partitions_assigned.connect  # type: ignore[misc]
     async def _assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
-        new = sorted(t for t in assigned if t.topic == IN and t.partition not in core.partitions)
-        if not new:
-            return
-        # the group's committed offsets, as Faust's consumer reads them (and seeks to): every
-        # message before one was processed by an earlier owner, and is fed back silently
+        mine = sorted(t for t in assigned if t.topic == IN)
+        for tp in mine:
+            gates.close(tp.partition)
+        starts = core.assign(tp.partition for tp in mine)
+        # the group's committed offsets, where Faust's consumer resumes: every message before
+        # one was processed by this worker or another, and is fed to the state silently
         committed = await app.consumer.seek_to_committed()
-        for tp in new:
-            core.assign(tp.partition)
+        for tp in mine:
             off = committed.get(tp)
             end = int(off) if off is not None and off > 0 else 0
-            n = core.catch_up(tp.partition, await _read(boot, tp.partition, end))
-            log.info("partition %d: rebuilt from %d messages (committed offset %d)", tp.partition, n, end)
+            n = core.catch_up(tp.partition, await _read(boot, tp.partition, starts[tp.partition], end))
+            core.activate(tp.partition)
+            gates.open(tp.partition)
+            log.info("partition %d: caught up on %d messages (%d..%d)", tp.partition, n,
+                     starts[tp.partition], end)
 
     @app.on_partitions_revoked.connect  # type: ignore[misc]
     async def _revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         for tp in revoked:
             if tp.topic == IN:
                 core.revoke(tp.partition)
+                gates.open(tp.partition)
 
     @app.agent(in_topic, concurrency=1)
     async def monitor_in(stream: Any) -> None:
         async for events in stream.take_events(settings.batch, within=settings.linger):
             futures = []
             for ev in events:
+                await gates.wait(ev.message.partition)
                 for p in core.process(ev.message.partition, ev.message.offset, ev.value):
                     futures.append(await topics[p.topic].send(key=p.key, value=p.value))
             if futures:

@@ -8,6 +8,7 @@ Tansu beyond starting it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -132,10 +133,8 @@ async def _create(bootstrap: str, partitions: int, topics: tuple[str, ...]) -> l
         existing = set(await admin.list_topics())
         new = [t for t in topics if t not in existing]
         if new:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in new])
-            except TopicAlreadyExistsError:
-                pass
         return new
     finally:
         await admin.close()

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..monitor import Monitor
 
-__all__ = ["IN", "OUT", "CONTROL", "REJECTED", "Publish", "StreamCore"]
+__all__ = ["CONTROL", "IN", "OUT", "REJECTED", "Publish", "StreamCore"]
 
 IN, OUT, CONTROL, REJECTED = ("missionwatch.in", "missionwatch.out", "missionwatch.control",
                               "missionwatch.rejected")
@@ -53,24 +53,41 @@ class Metrics:
 
 
 class StreamCore:
-    """Input partitions -> their `Monitor`s -> records to publish."""
+    """Input partitions -> their `Monitor`s -> records to publish.
+
+    A partition's life: `assign` (on every rebalance, with the full assignment) keeps the
+    states of partitions still held and makes fresh ones for new partitions; `catch_up`
+    feeds it the messages up to the group's committed offset that it has not seen (another
+    worker processed them); `activate` lets `process` run; `revoke` stops it (the state is
+    kept: if the partition comes back, only what others did meanwhile is fed again)."""
 
     def __init__(self, make_monitor: Callable[[], Monitor]) -> None:
         self.make_monitor = make_monitor
         self.partitions: dict[int, Monitor] = {}
         self.next_offset: dict[int, int] = {}
+        self.active: set[int] = set()
         self.metrics = Metrics()
 
-    def assign(self, partition: int) -> Monitor:
-        """A fresh core for a newly assigned partition (feed it with `catch_up`)."""
-        m = self.partitions[partition] = self.make_monitor()
-        self.next_offset[partition] = 0
-        return m
+    def assign(self, partitions: Iterable[int]) -> dict[int, int]:
+        """This worker's whole assignment; return, per partition, the first offset it has not
+        seen (0 for a new one): a catch-up starts there."""
+        held = set(partitions)
+        for p in set(self.partitions) - held:
+            self.partitions.pop(p)
+            self.next_offset.pop(p)
+        self.active &= held
+        for p in held - set(self.partitions):
+            self.partitions[p] = self.make_monitor()
+            self.next_offset[p] = 0
+        return {p: self.next_offset[p] for p in sorted(held)}
+
+    def activate(self, partition: int) -> None:
+        self.active.add(partition)
 
     def revoke(self, partition: int) -> None:
-        """Forget a partition's missions: its new owner rebuilds them from the log."""
-        self.partitions.pop(partition, None)
-        self.next_offset.pop(partition, None)
+        """Stop processing a partition (another worker may own it now); its state is kept until
+        the next `assign` shows whether it comes back."""
+        self.active.discard(partition)
 
     def catch_up(self, partition: int, messages: Iterable[tuple[int, bytes]]) -> int:
         """Feed already-processed messages (offset, value) without publishing; return how many."""
@@ -88,10 +105,10 @@ class StreamCore:
     def process(self, partition: int, offset: int, value: bytes | None) -> list[Publish]:
         """One message of `missionwatch.in`; what to publish because of it. A message at an
         offset already processed (a redelivery after a crash or rebalance) is processed only
-        if the partition's core has not seen it; a partition not assigned here is skipped."""
-        m = self.partitions.get(partition)
-        if m is None or offset < self.next_offset[partition]:
+        if the partition's core has not seen it; a partition not active here is skipped."""
+        if partition not in self.active or offset < self.next_offset[partition]:
             return []
+        m = self.partitions[partition]
         self.next_offset[partition] = offset + 1
         t0 = time.perf_counter()
         self.metrics.messages_in += 1
@@ -124,8 +141,8 @@ class StreamCore:
 
     def status(self, mission_id: str) -> dict[str, Any] | None:
         """CONTRACT 4's status answer for a mission held here, or None."""
-        for m in self.partitions.values():
-            ms = m.missions.get(mission_id)
+        for p in self.active:
+            ms = self.partitions[p].missions.get(mission_id)
             if ms is not None:
                 return {"mission_id": mission_id, "state": ms.state, "cause": ms.cause,
                         "seq": ms.seq - 1 if ms.seq else None}

@@ -11,7 +11,7 @@ __all__ = ["healthz", "metrics_text", "status"]
 
 def healthz(app: Any, core: StreamCore) -> tuple[dict[str, Any], int]:
     ok = not getattr(app, "should_stop", False)
-    return {"status": "ok" if ok else "stopping", "partitions": sorted(core.partitions)}, (200 if ok else 503)
+    return {"status": "ok" if ok else "stopping", "partitions": sorted(core.active)}, (200 if ok else 503)
 
 
 def status(core: StreamCore, mission_id: str) -> tuple[dict[str, Any], int]:
@@ -26,7 +26,8 @@ def _lag(app: Any, core: StreamCore) -> dict[int, int]:
     from faust.types import TP
 
     out: dict[int, int] = {}
-    for p, nxt in sorted(core.next_offset.items()):
+    for p in sorted(core.active):
+        nxt = core.next_offset[p]
         try:
             hw = app.consumer.highwater(TP(IN, p))
         except Exception:  # not started yet, or no fetch for this partition so far
@@ -70,6 +71,6 @@ async def metrics_text(app: Any, core: StreamCore) -> str:
         *(f'missionwatch_consumer_lag{{partition="{p}"}} {n}' for p, n in _lag(app, core).items()),
         "# HELP missionwatch_partitions Input partitions served by this worker.",
         "# TYPE missionwatch_partitions gauge",
-        f"missionwatch_partitions {len(core.partitions)}",
+        f"missionwatch_partitions {len(core.active)}",
     ]
     return "\n".join(lines) + "\n"
