@@ -263,7 +263,7 @@ def run(
     from .stream.broker import BrokerError
     from .stream.run import run_worker
 
-    given = {"broker": broker, "broker_port": broker_port, "specs": specs, "keys": keys,
+    given: dict[str, Any] = {"broker": broker, "broker_port": broker_port, "specs": specs, "keys": keys,
              "signing_key": signing_key, "data": data, "web_port": web_port, "partitions": partitions,
              "allow_unsigned": allow_unsigned or None}
     try:

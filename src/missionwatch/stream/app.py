@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 from pydantic import Field
@@ -165,7 +165,7 @@ def make_app(settings: StreamSettings, *, bootstrap: str | None = None) -> tuple
 
     gates = _Gates()
 
-    @app.on_partitions_assigned.connect  # type: ignore[misc]
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
         mine = sorted(t for t in assigned if t.topic == IN)
         for tp in mine:
@@ -173,7 +173,7 @@ def make_app(settings: StreamSettings, *, bootstrap: str | None = None) -> tuple
         starts = core.assign(tp.partition for tp in mine)
         # the group's committed offsets, where Faust's consumer resumes: every message before
         # one was processed by this worker or another, and is fed to the state silently
-        committed = await app.consumer.seek_to_committed()
+        committed = await cast(Any, app.consumer).seek_to_committed()
         for tp in mine:
             off = committed.get(tp)
             end = int(off) if off is not None and off > 0 else 0
@@ -183,7 +183,7 @@ def make_app(settings: StreamSettings, *, bootstrap: str | None = None) -> tuple
             log.info("partition %d: caught up on %d messages (%d..%d)", tp.partition, n,
                      starts[tp.partition], end)
 
-    @app.on_partitions_revoked.connect  # type: ignore[misc]
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         for tp in revoked:
             if tp.topic == IN:
