@@ -29,14 +29,15 @@ def broker() -> Iterator[EmbeddedBroker]:
 
 
 class Worker:
-    def __init__(self, broker: EmbeddedBroker, data: Path, keys: Path, signing_key: Path, group: str) -> None:
+    def __init__(self, broker: EmbeddedBroker, data: Path, keys: Path, signing_key: Path, group: str,
+                 specs: Path = SPECS) -> None:
         self.port = free_port()
         data.mkdir(parents=True, exist_ok=True)
         self.log_path = data / f"worker-{self.port}.log"
         self.log = self.log_path.open("wb")
         cmd = [sys.executable, "-m", "missionwatch.cli", "run", "--broker", broker.url, "--data", str(data),
                "--web-port", str(self.port), "--keys", str(keys), "--signing-key", str(signing_key),
-               "--specs", str(SPECS), "--loglevel", "info"]
+               "--specs", str(specs), "--loglevel", "info"]
         env = {**os.environ, "MISSIONWATCH_APP_ID": group}
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True)

@@ -78,17 +78,19 @@ class EmbeddedBroker:
     port: int = 9092
     startup_timeout: float = 20.0
     quiet: bool = True
+    advertised_port: int | None = None
+    """The port clients are told to connect to (default: `port`), for a proxy in front."""
 
     def __post_init__(self) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"kafka://127.0.0.1:{self.port}"
+        return f"kafka://{self.bootstrap}"
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"127.0.0.1:{self.advertised_port or self.port}"
 
     def start(self) -> EmbeddedBroker:
         try:
@@ -97,7 +99,8 @@ class EmbeddedBroker:
         except OSError:
             pass
         listen = f"tcp://127.0.0.1:{self.port}"
-        cmd = [broker_binary(), "broker", "--listener-url", listen, "--advertised-listener-url", listen,
+        advertised = f"tcp://127.0.0.1:{self.advertised_port or self.port}"
+        cmd = [broker_binary(), "broker", "--listener-url", listen, "--advertised-listener-url", advertised,
                "--storage-engine", "memory://tansu/", "--cluster-id", "missionwatch"]
         out = subprocess.DEVNULL if self.quiet else None
         # its own process group: a Ctrl-C meant for us reaches it through stop(), in order
