@@ -11,12 +11,17 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from missionwatch.monitor import Monitor
+from missionwatch.replay import replay_lines
+from missionwatch.signing import Keyring, Signer
+from missionwatch.spec import SpecRegistry
 from missionwatch.stream.broker import EmbeddedBroker, create_topics, free_port
 from tests.conftest import SPECS
 
@@ -164,3 +169,32 @@ def wait_committed(bootstrap: str, group: str, at_least: int, timeout: float = 6
             return n
         time.sleep(0.5)
     raise AssertionError(f"the group {group} committed fewer than {at_least} offsets in {timeout} s")
+
+
+def expected_events(lines: list[bytes], keyring: Path, signer: Signer,
+                    specs: Path = SPECS) -> tuple[dict[str, list[dict[str, Any]]], Counter[str]]:
+    """What a replay of `lines` issues, per mission, and the rejection codes."""
+    m = Monitor(SpecRegistry.load_dir(specs), signer=signer, keyring=Keyring.load(keyring))
+    result = replay_lines(m, lines)
+    by_mission: dict[str, list[dict[str, Any]]] = {}
+    for e in result.events:
+        by_mission.setdefault(e["mission_id"], []).append(e)
+    return by_mission, Counter(r["code"] for r in result.rejected)
+
+
+def published(boot: str, expected_total: int) -> dict[tuple[str, int], list[bytes]]:
+    """Every copy of each (mission, seq) on missionwatch.out and .control, once at least
+    `expected_total` distinct ones are there (or after 90 s)."""
+    got: dict[tuple[str, int], list[bytes]] = {}
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        got = {}
+        for topic in ("missionwatch.out", "missionwatch.control"):
+            for _, _, key, value in consume(boot, topic, quiet=1.0):
+                rec = json.loads(value)
+                assert key == rec["mission_id"].encode()
+                got.setdefault((rec["mission_id"], rec["seq"]), []).append(value)
+        if len(got) >= expected_total:
+            return got
+        time.sleep(1)
+    return got

@@ -7,15 +7,17 @@ import json
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
-from missionwatch.monitor import Monitor
-from missionwatch.replay import replay_lines
-from missionwatch.signing import Keyring, Signer, load_private_key, write_private_key
+from missionwatch.signing import Signer, load_private_key, write_private_key
 from missionwatch.sim import Campaign, write_campaign
-from missionwatch.spec import SpecRegistry
-from tests.conftest import SPECS
-from tests.stream.conftest import Worker, consume, produce, wait_committed
+from tests.stream.conftest import (
+    Worker,
+    consume,
+    expected_events,
+    produce,
+    published,
+    wait_committed,
+)
 
 
 def _campaigns(tmp: Path) -> tuple[list[bytes], Path]:
@@ -43,36 +45,11 @@ def _campaigns(tmp: Path) -> tuple[list[bytes], Path]:
     return mixed, tmp / "m-gap" / "keyring.json"
 
 
-def _expected(lines: list[bytes], keyring: Path, signer: Signer) -> tuple[dict[str, list[dict[str, Any]]], Counter[str]]:
-    m = Monitor(SpecRegistry.load_dir(SPECS), signer=signer, keyring=Keyring.load(keyring))
-    result = replay_lines(m, lines)
-    by_mission: dict[str, list[dict[str, Any]]] = {}
-    for e in result.events:
-        by_mission.setdefault(e["mission_id"], []).append(e)
-    return by_mission, Counter(r["code"] for r in result.rejected)
-
-
-def _published(boot: str, expected_total: int) -> dict[tuple[str, int], list[bytes]]:
-    got: dict[tuple[str, int], list[bytes]] = {}
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        got = {}
-        for topic in ("missionwatch.out", "missionwatch.control"):
-            for _, _, key, value in consume(boot, topic, quiet=1.0):
-                rec = json.loads(value)
-                assert key == rec["mission_id"].encode()
-                got.setdefault((rec["mission_id"], rec["seq"]), []).append(value)
-        if len(got) >= expected_total:
-            return got
-        time.sleep(1)
-    return got
-
-
 def test_stream_equals_replay_across_a_kill_9(broker, tmp_path: Path) -> None:
     lines, keyring = _campaigns(tmp_path)
     signer = Signer.generate("monitor")
     write_private_key(signer, tmp_path / "monitor.pem")
-    expected, expected_rejected = _expected(lines, keyring, signer)
+    expected, expected_rejected = expected_events(lines, keyring, signer)
     total = sum(len(v) for v in expected.values())
     assert "m-gap" in expected and any(e["schema"] == "missionwatch/escalation@1" for e in expected["m-gap"])
 
@@ -97,7 +74,7 @@ def test_stream_equals_replay_across_a_kill_9(broker, tmp_path: Path) -> None:
     second = Worker(broker, data, keyring, tmp_path / "monitor.pem", group="kill9")
     try:
         second.wait_assigned(want=4)
-        got = _published(broker.bootstrap, total)
+        got = published(broker.bootstrap, total)
         assert second.metric("missionwatch_replayed_messages_total") > 0  # state was rebuilt from the log
         rejected = consume(broker.bootstrap, "missionwatch.rejected", until=sum(expected_rejected.values()))
     finally:
