@@ -277,6 +277,32 @@ def run(
         raise _fail(str(exc)) from None
 
 
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Directory for the demo's files (emptied first).")]
+        = Path("demo-out/stream"),
+    port: Annotated[int | None, typer.Option(help="Port of the embedded broker. Default: a free one.")] = None,
+    web_port: Annotated[int | None, typer.Option(help="Port of the monitor's /metrics and status API. "
+                                                 "Default: a free one.")] = None,
+    rate: Annotated[float, typer.Option(min=10, help="Receipts per second from the simulated agents.")] = 400.0,
+    review_after: Annotated[float, typer.Option(min=0, help="Seconds from the pause to the reviewer's "
+                                                "resume.")] = 3.0,
+    hold: Annotated[bool, typer.Option("--hold", help="Keep the broker and monitor running after the "
+                                       "campaign, until Ctrl-C.")] = False,
+) -> None:
+    """Everything at once with no set-up: the embedded broker, the monitor, and two simulated agent
+    campaigns behind a gateway that obeys pause signals. It narrates receipts per second, strategy
+    receipts, the escalation and its reason, the pause reaching the agent, and the resume; Ctrl-C
+    stops everything it started."""
+    from .stream.demo import DemoOptions, run_demo
+
+    code = run_demo(DemoOptions(stock_specs=default_specs_dir(), out=out, port=port, web_port=web_port,
+                                rate=rate, review_after=review_after, hold=hold),
+                    say=lambda s: print(s, flush=True))
+    if code:
+        raise typer.Exit(code)
+
+
 def main() -> None:
     try:
         app()

@@ -76,7 +76,8 @@ class Gate:
 
     def __init__(self, bootstrap: str, monitor_keys: Keyring, *, signer: Signer | None = None,
                  linger: float = 0.02, max_batch: int = 500, max_bytes: int = 512_000,
-                 on_control: Callable[[ControlState], None] | None = None) -> None:
+                 on_control: Callable[[ControlState], None] | None = None,
+                 on_record: Callable[[dict[str, Any]], None] | None = None) -> None:
         if not any(role == "monitor" for _, role in monitor_keys.keys.values()):
             raise GateError("the keyring has no monitor key: control signals could not be verified")
         self.bootstrap = bootstrap
@@ -84,6 +85,8 @@ class Gate:
         self.signer = signer
         self.linger, self.max_batch, self.max_bytes = linger, max_batch, max_bytes
         self.on_control = on_control
+        self.on_record = on_record
+        """Called once per authentic out record (strategy receipt, escalation, control)."""
         self.missions: dict[str, _Mission] = {}
         self.chains = Chains()
         self.problems: list[str] = []
@@ -240,6 +243,8 @@ class Gate:
                 self._break(m, f"mission {mission!r} seq {seq}: two different records (a forked chain)")
             return  # a redelivery of a record already seen
         m.pending[seq] = (h, rec.get("prev_hash"))
+        if self.on_record is not None:
+            self.on_record(rec)
         if rec["schema"] == CONTROL_SCHEMA:
             state = ControlState(mission, str(rec.get("state")), rec.get("cause"), seq, h, time.monotonic())
             if state.state == "running":
