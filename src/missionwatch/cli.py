@@ -253,6 +253,17 @@ def run(
                                                    "creates. Default 4.")] = None,
     allow_unsigned: Annotated[bool, typer.Option(
         "--allow-unsigned", help="Accept unsigned input records (a bad signature is still rejected).")] = False,
+    app_id: Annotated[str | None, typer.Option(help="Kafka consumer group: workers with the same id split "
+                                               "the partitions. Default missionwatch.")] = None,
+    web_host: Annotated[str | None, typer.Option(help="Address the HTTP API binds. Default 127.0.0.1.")] = None,
+    batch: Annotated[int | None, typer.Option(min=1, help="Messages taken per step. Default 500.")] = None,
+    linger: Annotated[float | None, typer.Option(help="Longest wait (s) to fill a step. Default 0.02.")] = None,
+    fetch_wait: Annotated[float | None, typer.Option(help="Longest a fetch waits for new messages (s). "
+                                                     "Default 0.05.")] = None,
+    session_timeout: Annotated[float | None, typer.Option(help="Seconds without a heartbeat before a worker "
+                                                          "counts as dead. Default 10.")] = None,
+    rebalance_timeout: Annotated[float | None, typer.Option(help="Seconds the group waits for members to "
+                                                            "rejoin. Default 3.")] = None,
     loglevel: Annotated[str, typer.Option(help="warning, info or debug.")] = "warning",
 ) -> None:
     """Run the streaming monitor: missionwatch.in -> the core -> missionwatch.out, .control and
@@ -265,7 +276,9 @@ def run(
 
     given: dict[str, Any] = {"broker": broker, "broker_port": broker_port, "specs": specs, "keys": keys,
              "signing_key": signing_key, "data": data, "web_port": web_port, "partitions": partitions,
-             "allow_unsigned": allow_unsigned or None}
+             "allow_unsigned": allow_unsigned or None, "app_id": app_id, "web_host": web_host,
+             "batch": batch, "linger": linger, "fetch_wait": fetch_wait,
+             "session_timeout": session_timeout, "rebalance_timeout": rebalance_timeout}
     try:
         settings = StreamSettings(**{k: v for k, v in given.items() if v is not None})
     except ValidationError as exc:

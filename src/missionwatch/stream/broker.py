@@ -128,10 +128,15 @@ class EmbeddedBroker:
 
 async def _create(bootstrap: str, partitions: int, topics: tuple[str, ...]) -> list[str]:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import TopicAlreadyExistsError
+    from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
+    try:
+        await admin.start()
+    except KafkaConnectionError:
+        await admin.close()
+        raise BrokerError(f"no Kafka broker answers at {bootstrap}; start one (missionwatch broker) "
+                          "or leave out --broker to use the embedded one") from None
     try:
         existing = set(await admin.list_topics())
         new = [t for t in topics if t not in existing]
