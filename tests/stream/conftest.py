@@ -171,11 +171,19 @@ def wait_committed(bootstrap: str, group: str, at_least: int, timeout: float = 6
     raise AssertionError(f"the group {group} committed fewer than {at_least} offsets in {timeout} s")
 
 
+def replay_monitor(lines: list[bytes], keyring: Path, signer: Signer, specs: Path = SPECS, *,
+                   feed: bool = True) -> Monitor:
+    """A core like the workers' (fed `lines`, unless `feed` is False)."""
+    m = Monitor(SpecRegistry.load_dir(specs), signer=signer, keyring=Keyring.load(keyring))
+    if feed:
+        replay_lines(m, lines)
+    return m
+
+
 def expected_events(lines: list[bytes], keyring: Path, signer: Signer,
                     specs: Path = SPECS) -> tuple[dict[str, list[dict[str, Any]]], Counter[str]]:
     """What a replay of `lines` issues, per mission, and the rejection codes."""
-    m = Monitor(SpecRegistry.load_dir(specs), signer=signer, keyring=Keyring.load(keyring))
-    result = replay_lines(m, lines)
+    result = replay_lines(replay_monitor(lines, keyring, signer, specs, feed=False), lines)
     by_mission: dict[str, list[dict[str, Any]]] = {}
     for e in result.events:
         by_mission.setdefault(e["mission_id"], []).append(e)

@@ -10,12 +10,14 @@ from pathlib import Path
 
 from missionwatch.signing import Signer, load_private_key, write_private_key
 from missionwatch.sim import Campaign, write_campaign
+from missionwatch.stream.core import ledger_summary
 from tests.stream.conftest import (
     Worker,
     consume,
     expected_events,
     produce,
     published,
+    replay_monitor,
     wait_committed,
 )
 
@@ -75,6 +77,7 @@ def test_stream_equals_replay_across_a_kill_9(broker, tmp_path: Path) -> None:
     try:
         second.wait_assigned(want=4)
         got = published(broker.bootstrap, total)
+        ledgers = {m: json.loads(second.get(f"/api/missions/{m}/ledger")[1]) for m in expected}
         assert second.metric("missionwatch_replayed_messages_total") > 0  # state was rebuilt from the log
         rejected = consume(broker.bootstrap, "missionwatch.rejected", until=sum(expected_rejected.values()))
     finally:
@@ -88,6 +91,11 @@ def test_stream_equals_replay_across_a_kill_9(broker, tmp_path: Path) -> None:
         assert len(set(copies)) == 1, key
     for mission, events in expected.items():
         assert [json.loads(got[(mission, e["seq"])][0]) for e in events] == events
+    # the ledger too: counts and every cell equal the replay's
+    replayed = replay_monitor(lines, keyring, signer)
+    for mission, ledger in ledgers.items():
+        assert ledger["actions"] > 2000 and ledger["cells"], mission
+        assert ledger == json.loads(json.dumps(ledger_summary(replayed.missions[mission]))), mission
     rows = {(r["partition"], r["offset"], r.get("item")): r for r in (json.loads(v) for *_, v in rejected)}
     assert Counter(r["code"] for r in rows.values()) == expected_rejected
     assert all(r["topic"] == "missionwatch.in" and r["reason"] and r["record"] for r in rows.values())

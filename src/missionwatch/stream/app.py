@@ -242,3 +242,8 @@ def _pages(app: faust.App, core: StreamCore) -> None:
     async def _status(web: Any, request: Any, mission_id: str) -> Any:
         body, code = status(core, mission_id)
         return web.json(body, status=code)
+
+    @app.page("/api/missions/{mission_id}/ledger")
+    async def _ledger(web: Any, request: Any, mission_id: str) -> Any:
+        body, code = status(core, mission_id, "ledger")
+        return web.json(body, status=code)

@@ -20,10 +20,16 @@ from typing import Any
 
 from ..monitor import Monitor
 
-__all__ = ["CONTROL", "IN", "OUT", "REJECTED", "Publish", "StreamCore"]
+__all__ = ["CONTROL", "IN", "OUT", "REJECTED", "Publish", "StreamCore", "ledger_summary"]
 
 IN, OUT, CONTROL, REJECTED = ("missionwatch.in", "missionwatch.out", "missionwatch.control",
                               "missionwatch.rejected")
+
+
+def ledger_summary(ms: Any) -> dict[str, Any]:
+    """What `GET /api/missions/{id}/ledger` answers for one `MissionState`."""
+    return {"mission_id": ms.mission_id, "actions": ms.n_actions, "outcomes": ms.n_outcomes,
+            "duplicates": ms.duplicates, "cells": ms.ledger.rows(ms.mission_id)}
 
 
 def _dump(rec: dict[str, Any]) -> bytes:
@@ -138,6 +144,15 @@ class StreamCore:
         self.metrics.latency_sum += time.perf_counter() - t0
         self.metrics.latency_count += 1
         return out
+
+    def ledger(self, mission_id: str) -> dict[str, Any] | None:
+        """A mission's ledger as this worker holds it (counts, and the long-format cells of
+        the analysts' `ledger` table), or None."""
+        for p in self.active:
+            ms = self.partitions[p].missions.get(mission_id)
+            if ms is not None:
+                return ledger_summary(ms)
+        return None
 
     def status(self, mission_id: str) -> dict[str, Any] | None:
         """CONTRACT 4's status answer for a mission held here, or None."""

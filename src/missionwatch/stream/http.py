@@ -14,8 +14,8 @@ def healthz(app: Any, core: StreamCore) -> tuple[dict[str, Any], int]:
     return {"status": "ok" if ok else "stopping", "partitions": sorted(core.active)}, (200 if ok else 503)
 
 
-def status(core: StreamCore, mission_id: str) -> tuple[dict[str, Any], int]:
-    found = core.status(mission_id)
+def status(core: StreamCore, mission_id: str, what: str = "status") -> tuple[dict[str, Any], int]:
+    found = core.status(mission_id) if what == "status" else core.ledger(mission_id)
     if found is None:
         return {"mission_id": mission_id, "error": "no such mission on this worker "
                 "(unknown, or its partition is served by another worker)"}, 404
