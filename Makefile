@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-replay bench-detection golden clean
+.PHONY: demo demo-replay sysdeps test lint bench bench-replay bench-detection golden clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -16,14 +16,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# the streaming demo: embedded broker, monitor, a gateway that obeys pauses (Ctrl-C stops it all)
 demo: $(STAMP)
+	$(BIN)/missionwatch demo
+
+# the offline demo: simulate, replay into files and a DuckDB ledger, explain, verify
+demo-replay: $(STAMP)
 	$(BIN)/python scripts/demo.py
+
+# system packages the tests use: kcat (Debian) talks to the service as any Kafka client would
+sysdeps:
+	@command -v kcat >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/mypy
 
-test: lint
+test: lint sysdeps
 	$(BIN)/pytest -q
 
 bench: bench-replay bench-detection

@@ -206,6 +206,116 @@ def explain(
     render_events(recs, out, receipts=receipts)
 
 
+@app.command()
+def broker(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 to listen on.")] = 9092,
+    partitions: Annotated[int, typer.Option(min=1, help="Partitions of the missionwatch topics it "
+                                            "creates.")] = 4,
+) -> None:
+    """Run the embedded Kafka-compatible broker (Tansu, in memory) on 127.0.0.1 in the foreground."""
+    import time
+
+    from .stream.broker import BrokerError, EmbeddedBroker, create_topics
+
+    try:
+        b = EmbeddedBroker(port=port).start()
+    except BrokerError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        create_topics(b.bootstrap, partitions)
+        err.print(f"broker on {b.url} (in memory: its topics vanish when it stops); Ctrl-C stops it")
+        while b.proc is not None and b.proc.poll() is None:
+            time.sleep(0.5)
+        raise _fail(f"the broker exited with code {b.proc.returncode if b.proc else '?'}", 1)
+    except KeyboardInterrupt:
+        err.print("stopping the broker")
+    finally:
+        b.stop()
+
+
+@app.command()
+def run(
+    broker: Annotated[str | None, typer.Option(
+        "--broker", help="Kafka bootstrap, e.g. kafka://127.0.0.1:9092 (several: separated by ';'). "
+        "Default: start the embedded broker on --broker-port.")] = None,
+    broker_port: Annotated[int | None, typer.Option(help="Port of the embedded broker. Default 9092.")] = None,
+    specs: SpecsOpt = None,
+    keys: Annotated[Path | None, typer.Option("--keys", help="Keyring JSON of the keys allowed to sign "
+                                              "input.")] = None,
+    signing_key: Annotated[Path | None, typer.Option(
+        "--signing-key", help="Monitor private key (PEM). Default: DATA/monitor.pem, made on first "
+        "start and kept.")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Directory for the service's own files. "
+                                              "Default: ./missionwatch-data.")] = None,
+    web_port: Annotated[int | None, typer.Option(help="Port of /healthz, /metrics and the status API. "
+                                                 "Default 6066.")] = None,
+    partitions: Annotated[int | None, typer.Option(min=1, help="Partitions of the topics this service "
+                                                   "creates. Default 4.")] = None,
+    allow_unsigned: Annotated[bool, typer.Option(
+        "--allow-unsigned", help="Accept unsigned input records (a bad signature is still rejected).")] = False,
+    app_id: Annotated[str | None, typer.Option(help="Kafka consumer group: workers with the same id split "
+                                               "the partitions. Default missionwatch.")] = None,
+    web_host: Annotated[str | None, typer.Option(help="Address the HTTP API binds. Default 127.0.0.1.")] = None,
+    batch: Annotated[int | None, typer.Option(min=1, help="Messages taken per step. Default 500.")] = None,
+    linger: Annotated[float | None, typer.Option(help="Longest wait (s) to fill a step. Default 0.02.")] = None,
+    fetch_wait: Annotated[float | None, typer.Option(help="Longest a fetch waits for new messages (s). "
+                                                     "Default 0.05.")] = None,
+    session_timeout: Annotated[float | None, typer.Option(help="Seconds without a heartbeat before a worker "
+                                                          "counts as dead. Default 10.")] = None,
+    rebalance_timeout: Annotated[float | None, typer.Option(help="Seconds the group waits for members to "
+                                                            "rejoin. Default 3.")] = None,
+    loglevel: Annotated[str, typer.Option(help="warning, info or debug.")] = "warning",
+) -> None:
+    """Run the streaming monitor: missionwatch.in -> the core -> missionwatch.out, .control and
+    .rejected. Every option can also be set as MISSIONWATCH_<OPTION> in the environment."""
+    from pydantic import ValidationError
+
+    from .stream.app import StreamSettings
+    from .stream.broker import BrokerError
+    from .stream.run import run_worker
+
+    given: dict[str, Any] = {"broker": broker, "broker_port": broker_port, "specs": specs, "keys": keys,
+             "signing_key": signing_key, "data": data, "web_port": web_port, "partitions": partitions,
+             "allow_unsigned": allow_unsigned or None, "app_id": app_id, "web_host": web_host,
+             "batch": batch, "linger": linger, "fetch_wait": fetch_wait,
+             "session_timeout": session_timeout, "rebalance_timeout": rebalance_timeout}
+    try:
+        settings = StreamSettings(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        raise _fail(f"settings: {exc}") from None
+    _load_specs(settings.specs)  # a bad spec fails here, with its file and field
+    try:
+        run_worker(settings, loglevel=loglevel)
+    except (BrokerError, KeyError_) as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Directory for the demo's files (emptied first).")]
+        = Path("demo-out/stream"),
+    port: Annotated[int | None, typer.Option(help="Port of the embedded broker. Default: a free one.")] = None,
+    web_port: Annotated[int | None, typer.Option(help="Port of the monitor's /metrics and status API. "
+                                                 "Default: a free one.")] = None,
+    rate: Annotated[float, typer.Option(min=10, help="Receipts per second from the simulated agents.")] = 400.0,
+    review_after: Annotated[float, typer.Option(min=0, help="Seconds from the pause to the reviewer's "
+                                                "resume.")] = 3.0,
+    hold: Annotated[bool, typer.Option("--hold", help="Keep the broker and monitor running after the "
+                                       "campaign, until Ctrl-C.")] = False,
+) -> None:
+    """Everything at once with no set-up: the embedded broker, the monitor, and two simulated agent
+    campaigns behind a gateway that obeys pause signals. It narrates receipts per second, strategy
+    receipts, the escalation and its reason, the pause reaching the agent, and the resume; Ctrl-C
+    stops everything it started."""
+    from .stream.demo import DemoOptions, run_demo
+
+    code = run_demo(DemoOptions(stock_specs=default_specs_dir(), out=out, port=port, web_port=web_port,
+                                rate=rate, review_after=review_after, hold=hold),
+                    say=lambda s: print(s, flush=True))
+    if code:
+        raise typer.Exit(code)
+
+
 def main() -> None:
     try:
         app()

@@ -227,9 +227,12 @@ class Monitor:
         self.intake = Intake(keyring or Keyring())
         self.allow_unsigned = allow_unsigned
         self.missions: dict[str, MissionState] = {}
-        self.receipts: dict[str, str] = {}  # receipt_id -> hash
-        self.outcomes: dict[str, str] = {}  # outcome_id -> hash
-        self.reviews: dict[str, str] = {}
+        # (mission_id, receipt_id / outcome_id / review_id) -> hash. Ids are unique within
+        # their mission: the mission is the unit a stream partitions by, so this is the
+        # uniqueness a streaming worker can check, and replay checks the same.
+        self.receipts: dict[tuple[str, str], str] = {}
+        self.outcomes: dict[tuple[str, str], str] = {}
+        self.reviews: dict[tuple[str, str], str] = {}
         self._plans: dict[str, _Plan] = {}
         self.counts: Counter[str] = Counter()
 
@@ -342,11 +345,11 @@ class Monitor:
             ms = self.missions[mission_id] = MissionState(mission_id, spec, self._plan(spec), None, None)
         return ms
 
-    def _dedupe(self, table: dict[str, str], key: str, h: str, what: str) -> bool:
-        """True for an identical duplicate; raise for a conflicting one; record a new one."""
-        prev = table.get(key)
+    def _dedupe(self, table: dict[tuple[str, str], str], mission_id: str, key: str, h: str, what: str) -> bool:
+        """True for an identical duplicate in the mission; raise for a conflicting one; record a new one."""
+        prev = table.get((mission_id, key))
         if prev is None:
-            table[key] = h
+            table[(mission_id, key)] = h
             return False
         if prev == h:
             return True
@@ -377,7 +380,7 @@ class Monitor:
     # ----------------------------------------------------------------- actions
     def _on_action(self, a: ActionRecord, record: dict[str, Any], h: str, key_id: str | None,
                    batch_hash: str | None, step: Step) -> None:
-        if self._dedupe(self.receipts, a.receipt_id, h, "receipt_id"):
+        if self._dedupe(self.receipts, a.mission_id, a.receipt_id, h, "receipt_id"):
             self._mission(a.mission_id).duplicates += 1
             step.accepted.append(Accepted("action", record, a, h, key_id, batch_hash, True))
             return
@@ -494,7 +497,7 @@ class Monitor:
     # ---------------------------------------------------------------- outcomes
     def _on_outcome(self, o: OutcomeRecord, record: dict[str, Any], h: str, key_id: str | None,
                     batch_hash: str | None, step: Step) -> None:
-        if self._dedupe(self.outcomes, o.outcome_id, h, "outcome_id"):
+        if self._dedupe(self.outcomes, o.mission_id, o.outcome_id, h, "outcome_id"):
             self._mission(o.mission_id).duplicates += 1
             step.accepted.append(Accepted("outcome", record, o, h, key_id, batch_hash, True))
             return
@@ -543,12 +546,12 @@ class Monitor:
         if r.escalation_id is not None and r.escalation_id not in ms.escalations:
             raise Reject("unknown_escalation", f"escalation {r.escalation_id!r} is not one of mission "
                           f"{r.mission_id!r}'s escalations")
-        if self._dedupe(self.reviews, r.review_id, h, "review_id"):
+        if self._dedupe(self.reviews, r.mission_id, r.review_id, h, "review_id"):
             ms.duplicates += 1
             step.accepted.append(Accepted("review", record, r, h, key_id, batch_hash, True))
             return
         if ms.state == "terminated":
-            del self.reviews[r.review_id]
+            del self.reviews[(r.mission_id, r.review_id)]
             raise Reject("mission_terminated", repr(r.mission_id))
         step.accepted.append(Accepted("review", record, r, h, key_id, batch_hash, False))
         t = r.occurred_at

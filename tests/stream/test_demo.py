@@ -1,0 +1,62 @@
+"""`missionwatch demo` end to end, and Ctrl-C: it stops everything it started."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+
+def _start(out: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "missionwatch.cli", "demo", "--out", str(out), "--rate", "1500",
+                             "--review-after", "1"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)  # a session of its own, like a terminal's
+
+
+def _leftovers(out: Path, text: str) -> list[str]:
+    """Processes the demo started that still run: its monitor (named by its data directory)
+    and its broker (named by its port)."""
+    port = re.search(r"on kafka://127\.0\.0\.1:(\d+)", text)
+    assert port, text
+    ps = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
+    return [ln for ln in ps.splitlines() if str(out) in ln or f"127.0.0.1:{port.group(1)}" in ln]
+
+
+def test_the_demo_runs_end_to_end_and_stops_cleanly(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    proc = _start(out)
+    text, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, text
+    for said in ("ESCALATION esc-retention-gap-1 (pause, fairness:discount_rate): Discount rate for age_band=65+",
+                 "PAUSE of retention-gap reached the gateway", "the agent is held",
+                 "to resume, a person publishes a review", "retention-gap is RUNNING (cause rv-demo-1)",
+                 "the gateway releases", '"state":"running"', "0 bad signals", "stopped: monitor and broker"):
+        assert said in text, (said, text)
+    ms = int(re.search(r"reached the gateway (\d+) ms", text).group(1))  # type: ignore[union-attr]
+    assert ms < 1000
+    assert _leftovers(out, text) == []
+
+
+def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    proc = _start(out)
+    assert proc.stdout is not None
+    text = ""
+    deadline = time.monotonic() + 180
+    while "agents:" not in text and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        assert line, text
+        text += line
+    assert _leftovers(out, text)  # the monitor and the broker run now
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in its terminal does
+    rest, _ = proc.communicate(timeout=60)
+    text += rest
+    assert proc.returncode == 130, text
+    assert "interrupted: stopping what the demo started" in text and "stopped: monitor and broker" in text
+    assert _leftovers(out, text) == []
