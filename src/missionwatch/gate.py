@@ -173,7 +173,13 @@ class Gate:
         if self.signer is not None:
             envelope = self.signer.sign(envelope)
         value = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
-        await self._producer.send_and_wait(IN, value=value, key=mission.encode())
+        try:
+            await self._producer.send_and_wait(IN, value=value, key=mission.encode())
+        except BaseException:
+            # not published: the records go back to the front of the queue, in order
+            self._queue[mission] = items + self._queue.get(mission, [])
+            self._queued_bytes[mission] = self._queued_bytes.get(mission, 0) + len(value)
+            raise
         self.sent += len(items)
 
     async def _lingerer(self) -> None:
@@ -217,7 +223,12 @@ class Gate:
 
     async def _follow(self) -> None:
         while True:
-            got = await self._consumer.getmany(timeout_ms=200)
+            try:
+                got = await self._consumer.getmany(timeout_ms=200)
+            except Exception as exc:  # the broker went away: say why, keep trying
+                log.warning("following %s failed (%s); retrying", self.bootstrap, exc)
+                await asyncio.sleep(0.5)
+                continue
             for msgs in got.values():
                 for msg in msgs:
                     self.receive(msg.value)

@@ -22,7 +22,7 @@ from missionwatch.monitor import Monitor
 from missionwatch.replay import replay_lines
 from missionwatch.signing import Keyring, Signer
 from missionwatch.spec import SpecRegistry
-from missionwatch.stream.broker import EmbeddedBroker, create_topics, free_port
+from missionwatch.stream.broker import EmbeddedBroker, create_topics, free_port, stop_process_group
 from tests.conftest import SPECS
 
 
@@ -83,13 +83,7 @@ class Worker:
         self.proc.wait(10)
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        stop_process_group(self.proc, grace=30)
         self.log.close()
         return self.proc.returncode
 

@@ -16,8 +16,10 @@ import subprocess
 import time
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
-__all__ = ["BrokerError", "EmbeddedBroker", "bootstrap_of", "create_topics", "free_port", "wait_for_port"]
+__all__ = ["BrokerError", "EmbeddedBroker", "bootstrap_of", "create_topics", "free_port", "stop_process_group",
+           "wait_for_port"]
 
 TOPICS = ("missionwatch.in", "missionwatch.out", "missionwatch.control", "missionwatch.rejected")
 
@@ -39,6 +41,19 @@ def bootstrap_of(url: str) -> str:
             raise BrokerError(f"{url!r} is not a broker address such as kafka://127.0.0.1:9092")
         out.append(f"{host}:{port}")
     return ",".join(out)
+
+
+def stop_process_group(proc: subprocess.Popen[Any], grace: float = 5.0) -> None:
+    """SIGTERM a child started with start_new_session=True (its whole group), SIGKILL after
+    `grace` seconds, and reap it."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
 
 
 def free_port() -> int:
@@ -110,14 +125,8 @@ class EmbeddedBroker:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        if proc is not None:
+            stop_process_group(proc)
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()

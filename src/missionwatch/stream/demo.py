@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -29,7 +27,7 @@ from typing import Any
 from ..gate import ControlState, Gate
 from ..signing import Keyring, load_private_key
 from ..sim import Campaign, write_campaign
-from .broker import EmbeddedBroker, create_topics, free_port
+from .broker import EmbeddedBroker, create_topics, free_port, stop_process_group
 
 __all__ = ["DemoOptions", "run_demo", "write_demo_specs"]
 
@@ -82,13 +80,7 @@ class _Worker:
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        stop_process_group(self.proc, grace=30)
         self.log.close()
 
 
