@@ -61,12 +61,14 @@ class Worker:
             return []
         return list(json.loads(body)["partitions"]) if code == 200 else []
 
-    def metric(self, name: str) -> float:
+    def metrics(self) -> dict[str, float]:
+        """/metrics as {'name' or 'name{labels}': value}, the # lines left out."""
         _, body = self.get("/metrics")
-        for line in body.splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-        raise KeyError(name)
+        return {ln.rsplit(" ", 1)[0]: float(ln.rsplit(" ", 1)[1]) for ln in body.splitlines()
+                if ln and not ln.startswith("#")}
+
+    def metric(self, name: str) -> float:
+        return self.metrics()[name]
 
     def wait_assigned(self, timeout: float = 120.0, want: int = 1) -> list[int]:
         deadline = time.monotonic() + timeout

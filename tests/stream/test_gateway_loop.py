@@ -84,7 +84,7 @@ def test_a_pause_reaches_the_gate_within_a_second_and_a_resume_follows(broker: E
             async with Gate(broker.bootstrap, keyring, signer=load_private_key(paths["reviewer-1"])) as desk:
                 await desk.send(review)
             resumed = await gate.wait_until(lambda: not gate.is_paused("m-loop"), 30)
-            return {"sent_at": sent_at, "held": held, "paused": paused, "status": status, "resumed": resumed,
+            return {"sent": gate.sent, "sent_at": sent_at, "held": held, "paused": paused, "status": status, "resumed": resumed,
                     "after": gate.state("m-loop"), "problems": list(gate.problems),
                     "head": gate.chains.heads.get("m-loop")}
 
@@ -101,3 +101,14 @@ def test_a_pause_reaches_the_gate_within_a_second_and_a_resume_follows(broker: E
     assert got["resumed"] and got["after"].state == "running" and got["after"].cause == "rv-loop-1"
     assert got["head"] is not None and got["head"][0] >= got["after"].seq  # the chain verified up to it
     assert got["problems"] == []
+
+    worker = setup["worker"]
+    deadline = time.monotonic() + 30
+    while worker.metrics().get('missionwatch_consumer_lag{partition="3"}') != 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    m = worker.metrics()
+    assert m['missionwatch_consumer_lag{partition="3"}'] == 0  # m-loop's partition, all processed
+    assert m["missionwatch_records_in_total"] == got["sent"] + 1  # and the review
+    assert m["missionwatch_escalations_total"] == 1 and m["missionwatch_controls_total"] == 2
+    assert m["missionwatch_processing_seconds_count"] == m["missionwatch_messages_in_total"] > 0
+    assert m["missionwatch_partitions"] == 4

@@ -57,3 +57,32 @@ def test_the_broker_command_serves_kafka_with_the_topics_until_ctrl_c() -> None:
     assert proc.returncode == 0 and "stopping the broker" in err
     with subprocess.Popen(["ps", "-ww", "-eo", "args"], stdout=subprocess.PIPE, text=True) as ps:
         assert f"127.0.0.1:{port}" not in (ps.communicate()[0])
+
+
+def test_run_without_a_broker_starts_the_embedded_one_and_stops_it(tmp_path) -> None:
+    import json
+    import time
+    import urllib.request
+
+    port, web = free_port(), free_port()
+    proc = subprocess.Popen([*MW, "run", "--broker-port", str(port), "--web-port", str(web),
+                             "--data", str(tmp_path / "data")], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline, partitions = time.monotonic() + 120, []
+        while len(partitions) < 4 and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()[0]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{web}/healthz", timeout=2) as r:
+                    partitions = json.loads(r.read())["partitions"]
+            except OSError:
+                time.sleep(0.25)
+        assert partitions == [0, 1, 2, 3]
+        assert (tmp_path / "data" / "monitor.pem").is_file()  # its key, made and kept
+        assert (tmp_path / "data" / "monitor-key.json").is_file()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    ps = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    assert f"127.0.0.1:{port}" not in ps  # the broker it started is gone

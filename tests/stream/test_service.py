@@ -62,6 +62,7 @@ def test_stream_equals_replay_across_a_kill_9(broker, tmp_path: Path) -> None:
         quarter, half = len(lines) // 4, len(lines) // 2
         produce(broker.bootstrap, lines[:quarter])
         wait_committed(broker.bootstrap, "kill9", quarter)  # a commit has happened
+        counted = first.metrics()  # the bad messages sit in the first quarter
         produce(broker.bootstrap, lines[quarter:half])
         deadline = time.monotonic() + 60
         while first.metric("missionwatch_messages_in_total") < quarter + 50 and time.monotonic() < deadline:
@@ -96,6 +97,8 @@ def test_stream_equals_replay_across_a_kill_9(broker, tmp_path: Path) -> None:
     for mission, ledger in ledgers.items():
         assert ledger["actions"] > 2000 and ledger["cells"], mission
         assert ledger == json.loads(json.dumps(ledger_summary(replayed.missions[mission]))), mission
+    assert {c: counted.get(f'missionwatch_rejected_total{{code="{c}"}}') for c in expected_rejected} == \
+        dict(expected_rejected)
     rows = {(r["partition"], r["offset"], r.get("item")): r for r in (json.loads(v) for *_, v in rejected)}
     assert Counter(r["code"] for r in rows.values()) == expected_rejected
     assert all(r["topic"] == "missionwatch.in" and r["reason"] and r["record"] for r in rows.values())
