@@ -217,11 +217,12 @@ def broker(
 
     from .stream.broker import BrokerError, EmbeddedBroker, create_topics
 
+    b = EmbeddedBroker(port=port)
     try:
-        b = EmbeddedBroker(port=port).start()
-    except BrokerError as exc:
-        raise _fail(str(exc)) from None
-    try:
+        try:
+            b.start()
+        except BrokerError as exc:
+            raise _fail(str(exc)) from None
         create_topics(b.bootstrap, partitions)
         err.print(f"broker on {b.url} (in memory: its topics vanish when it stops); Ctrl-C stops it")
         while b.proc is not None and b.proc.poll() is None:

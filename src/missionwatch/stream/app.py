@@ -186,8 +186,12 @@ def make_app(settings: StreamSettings, *, bootstrap: str | None = None) -> tuple
 
     gates = _Gates()
 
+    rebalances = [0]  # counts assignments and revocations: a catch-up stops when a newer one starts
+
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+        rebalances[0] += 1
+        this = rebalances[0]
         mine = sorted(t for t in assigned if t.topic == IN)
         for tp in mine:
             gates.close(tp.partition)
@@ -198,7 +202,10 @@ def make_app(settings: StreamSettings, *, bootstrap: str | None = None) -> tuple
         for tp in mine:
             off = committed.get(tp)
             end = int(off) if off is not None and off > 0 else 0
-            n = core.catch_up(tp.partition, await _read(boot, tp.partition, starts[tp.partition], end))
+            messages = await _read(boot, tp.partition, starts[tp.partition], end)
+            if rebalances[0] != this:
+                return  # revoked meanwhile: the next assignment catches up from where this stopped
+            n = core.catch_up(tp.partition, messages)
             core.activate(tp.partition)
             gates.open(tp.partition)
             log.info("partition %d: caught up on %d messages (%d..%d)", tp.partition, n,
@@ -206,6 +213,7 @@ def make_app(settings: StreamSettings, *, bootstrap: str | None = None) -> tuple
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        rebalances[0] += 1
         for tp in revoked:
             if tp.topic == IN:
                 core.revoke(tp.partition)

@@ -120,7 +120,11 @@ class EmbeddedBroker:
         out = subprocess.DEVNULL if self.quiet else None
         # its own process group: a Ctrl-C meant for us reaches it through stop(), in order
         self.proc = subprocess.Popen(cmd, stdout=out, stderr=out, start_new_session=True)
-        wait_for_port(self.port, self.startup_timeout, self.proc)
+        try:
+            wait_for_port(self.port, self.startup_timeout, self.proc)
+        except BaseException:  # a failed or interrupted start leaves no broker behind
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
