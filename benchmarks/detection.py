@@ -22,6 +22,7 @@ import argparse
 import math
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,6 +31,10 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as sps
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # as a script: the repository root
+
+from benchmarks.results import write_section
+
 from missionwatch.detect.fairness import FairnessDelta
 from missionwatch.detect.shift import MixShift
 from missionwatch.spec import FairnessRule
@@ -37,7 +42,6 @@ from missionwatch.stats.cs import wilson_upper
 from missionwatch.stats.edetect import BernoulliECusum, CategoricalECusum
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 BLOCK = 50
 HORIZON = 20_000
 
@@ -525,10 +529,7 @@ about 4 events in its first 4,000 receipts). The strict gap setting runs on 30% 
 """
     print(section)
     if not args.smoke:
-        text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-        head, _, rest = text.partition("## Detection")
-        tail = rest.split("\n## ", 1)[1] if "\n## " in rest else ""
-        RESULTS.write_text(head.rstrip() + "\n\n" + section + (("\n## " + tail) if tail else ""))
+        write_section("Detection", section)
 
 
 if __name__ == "__main__":

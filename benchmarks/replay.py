@@ -15,8 +15,13 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # as a script: the repository root
+
+from benchmarks.results import write_section
 
 from missionwatch.canonical import canonical_bytes, strip_envelope
 from missionwatch.intake import default_workers
@@ -27,7 +32,6 @@ from missionwatch.sim import Campaign, generate
 from missionwatch.spec import SpecRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 
 
 def main() -> None:
@@ -91,10 +95,7 @@ target at least 0.50. The core runs in one process; {workers} more check signatu
 the figure uses {workers + 1} cores against the bare rate's one. In-process (`--workers 0`, one core):
 {s0 / v:.2f}. Unsigned replay / signed replay: {u / s:.1f}x.
 """
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\nWritten by the scripts in benchmarks/.\n"
-    head, _, rest = text.partition("## Replay")
-    tail = rest.split("\n## ", 1)[1] if "\n## " in rest else ""
-    RESULTS.write_text(head.rstrip() + "\n\n" + section + (("\n## " + tail) if tail else ""))
+    write_section("Replay", section)
     print(section)
 
 

@@ -26,6 +26,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # as a script: the repository root
+
+from benchmarks.results import write_section
+
 from missionwatch.monitor import Monitor
 from missionwatch.replay import replay_lines
 from missionwatch.signing import Keyring, Signer, write_private_key
@@ -34,7 +38,6 @@ from missionwatch.spec import SpecRegistry
 from missionwatch.stream.broker import EmbeddedBroker, create_topics, free_port, stop_process_group
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 MISSIONS = ("m-0", "m-1", "m-5", "m-gap")  # one per partition of four
 
 
@@ -155,10 +158,7 @@ record produced to the last processed; beside it, in the same run, an in-process
 The worker runs the core in one process and checks signatures there; the producer, the
 broker and the worker share the machine's cores.
 """
-    text = RESULTS.read_text()
-    head, _, rest = text.partition("## Streaming")
-    tail = rest.split("\n## ", 1)[1] if "\n## " in rest else ""
-    RESULTS.write_text(head.rstrip() + "\n\n" + section + (("\n## " + tail) if tail else ""))
+    write_section("Streaming", section)
     print(section)
 
 
