@@ -36,6 +36,7 @@ from missionwatch.signing import Keyring, Signer, write_private_key
 from missionwatch.sim import Campaign, generate
 from missionwatch.spec import SpecRegistry
 from missionwatch.stream.broker import EmbeddedBroker, create_topics, free_port, stop_process_group
+from missionwatch.stream.http import parse_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 MISSIONS = ("m-0", "m-1", "m-5", "m-gap")  # one per partition of four
@@ -43,9 +44,7 @@ MISSIONS = ("m-0", "m-1", "m-5", "m-gap")  # one per partition of four
 
 def _metrics(port: int) -> dict[str, float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        body = r.read().decode()
-    return {ln.rsplit(" ", 1)[0]: float(ln.rsplit(" ", 1)[1]) for ln in body.splitlines()
-            if ln and not ln.startswith("#")}
+        return parse_metrics(r.read().decode())
 
 
 def _produce(bootstrap: str, messages: list[tuple[bytes, bytes]]) -> None:

@@ -33,7 +33,10 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from .records import SCHEMA_BATCH
+from .records import SCHEMA_BATCH, SCHEMA_CONTROL
+from .records import TOPIC_CONTROL as CONTROL
+from .records import TOPIC_IN as IN
+from .records import TOPIC_OUT as OUT
 from .signing import Keyring, Signer
 from .verify import Chains, check_out_record
 
@@ -41,8 +44,6 @@ __all__ = ["ControlState", "Gate", "GateError"]
 
 log = logging.getLogger("missionwatch.gate")
 
-IN, OUT, CONTROL = "missionwatch.in", "missionwatch.out", "missionwatch.control"
-CONTROL_SCHEMA = "missionwatch/control@1"
 
 
 class GateError(RuntimeError):
@@ -256,7 +257,7 @@ class Gate:
         m.pending[seq] = (h, rec.get("prev_hash"))
         if self.on_record is not None:
             self.on_record(rec)
-        if rec["schema"] == CONTROL_SCHEMA:
+        if rec["schema"] == SCHEMA_CONTROL:
             state = ControlState(mission, str(rec.get("state")), rec.get("cause"), seq, h, time.monotonic())
             if state.state == "running":
                 m.pending_resume[seq] = state  # a resume waits for the chain to reach it

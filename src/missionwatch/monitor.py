@@ -37,6 +37,7 @@ from .ledger import NONE, Ledger
 from .records import (
     IN_SCHEMAS,
     SCHEMA_BATCH,
+    SCHEMA_CONTROL,
     SCHEMA_ESCALATION,
     SCHEMA_STRATEGY,
     ActionRecord,
@@ -718,7 +719,7 @@ class Monitor:
     def _control(self, ms: MissionState, state: MissionStateName, cause: str, t: float, step: Step) -> None:
         ms.state = state
         ms.cause = cause
-        step.out.append(self._chain(ms, {"schema": "missionwatch/control@1", "mission_id": ms.mission_id,
+        step.out.append(self._chain(ms, {"schema": SCHEMA_CONTROL, "mission_id": ms.mission_id,
                                          "state": state, "cause": cause}, t))
 
     def _status(self, ms: MissionState) -> str:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 __all__ = [
     "IN_SCHEMAS",
     "OUT_SCHEMAS",
+    "TOPICS",
     "ActionRecord",
     "BatchEnvelope",
     "InRecord",
@@ -38,6 +39,13 @@ SCHEMA_ESCALATION = "missionwatch/escalation@1"
 SCHEMA_CONTROL = "missionwatch/control@1"
 
 OUT_SCHEMAS = frozenset({SCHEMA_STRATEGY, SCHEMA_ESCALATION, SCHEMA_CONTROL})
+
+# the Kafka topics (CONTRACT 4)
+TOPIC_IN = "missionwatch.in"
+TOPIC_OUT = "missionwatch.out"
+TOPIC_CONTROL = "missionwatch.control"
+TOPIC_REJECTED = "missionwatch.rejected"
+TOPICS = (TOPIC_IN, TOPIC_OUT, TOPIC_CONTROL, TOPIC_REJECTED)
 
 _RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"

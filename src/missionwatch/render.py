@@ -9,6 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from .records import SCHEMA_CONTROL, SCHEMA_ESCALATION, SCHEMA_STRATEGY
+
 __all__ = ["render_events"]
 
 
@@ -18,7 +20,7 @@ def render_events(events: Sequence[dict[str, Any]], console: Console, *, receipt
     for e in events:
         kind = e.get("schema", "")
         mid = str(e.get("mission_id"))
-        if kind == "missionwatch/escalation@1":
+        if kind == SCHEMA_ESCALATION:
             n_esc += 1
             colour = "red" if e["severity"] == "pause" else "yellow"
             console.print(f"[bold {colour}]ESCALATION[/] ({e['severity']}) {mid} seq {e['seq']} at "
@@ -26,10 +28,10 @@ def render_events(events: Sequence[dict[str, Any]], console: Console, *, receipt
             console.print(f"  {e['reason']}")
             console.print(f"  [dim]detector {e['detector']}, code {e['code']}, triggered by "
                           f"{e['triggered_by']}[/]")
-        elif kind == "missionwatch/control@1":
+        elif kind == SCHEMA_CONTROL:
             console.print(f"[bold magenta]CONTROL[/] {mid} -> {e['state']} (cause {e['cause']}) "
                           f"at {e['issued_at']}")
-        elif kind == "missionwatch/strategy@1":
+        elif kind == SCHEMA_STRATEGY:
             latest[mid] = e
             if receipts:
                 console.print(f"[cyan]receipt[/] {mid} seq {e['seq']} {e['issued_at']} "

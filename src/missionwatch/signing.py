@@ -18,6 +18,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from .canonical import canonical_bytes, record_hash, strip_envelope
+from .records import (
+    SCHEMA_ACTION,
+    SCHEMA_CONTROL,
+    SCHEMA_ESCALATION,
+    SCHEMA_MISSION,
+    SCHEMA_OUTCOME,
+    SCHEMA_REVIEW,
+    SCHEMA_STRATEGY,
+)
 
 __all__ = [
     "ROLE_FOR_SCHEMA",
@@ -35,13 +44,13 @@ ROLES: tuple[Role, ...] = ("gate", "reviewer", "monitor")
 
 # Which role may sign which kind of record.
 ROLE_FOR_SCHEMA: dict[str, Role] = {
-    "missionwatch/mission@1": "gate",
-    "missionwatch/action@1": "gate",
-    "missionwatch/outcome@1": "gate",
-    "missionwatch/review@1": "reviewer",
-    "missionwatch/strategy@1": "monitor",
-    "missionwatch/escalation@1": "monitor",
-    "missionwatch/control@1": "monitor",
+    SCHEMA_MISSION: "gate",
+    SCHEMA_ACTION: "gate",
+    SCHEMA_OUTCOME: "gate",
+    SCHEMA_REVIEW: "reviewer",
+    SCHEMA_STRATEGY: "monitor",
+    SCHEMA_ESCALATION: "monitor",
+    SCHEMA_CONTROL: "monitor",
 }
 
 

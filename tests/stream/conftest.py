@@ -23,6 +23,7 @@ from missionwatch.replay import replay_lines
 from missionwatch.signing import Keyring, Signer
 from missionwatch.spec import SpecRegistry
 from missionwatch.stream.broker import EmbeddedBroker, create_topics, free_port, stop_process_group
+from missionwatch.stream.http import parse_metrics
 from tests.conftest import SPECS
 
 
@@ -63,9 +64,7 @@ class Worker:
 
     def metrics(self) -> dict[str, float]:
         """/metrics as {'name' or 'name{labels}': value}, the # lines left out."""
-        _, body = self.get("/metrics")
-        return {ln.rsplit(" ", 1)[0]: float(ln.rsplit(" ", 1)[1]) for ln in body.splitlines()
-                if ln and not ln.startswith("#")}
+        return parse_metrics(self.get("/metrics")[1])
 
     def metric(self, name: str) -> float:
         return self.metrics()[name]

@@ -16,7 +16,15 @@ import duckdb
 import polars as pl
 
 from ..monitor import Accepted, Monitor
-from ..records import ActionRecord, MissionRecord, OutcomeRecord, ReviewRecord
+from ..records import (
+    SCHEMA_CONTROL,
+    SCHEMA_ESCALATION,
+    SCHEMA_STRATEGY,
+    ActionRecord,
+    MissionRecord,
+    OutcomeRecord,
+    ReviewRecord,
+)
 
 __all__ = ["ACTION_COLUMNS", "write_ledger"]
 
@@ -163,19 +171,19 @@ def write_ledger(path: str | Path, monitor: Monitor, accepted: Sequence[tuple[in
         return [{**{c: e.get(c) for c in cols}, "record": json.dumps(e, ensure_ascii=False)}
                 for e in events if e["schema"] == schema]
 
-    sr = out_rows("missionwatch/strategy@1", ("receipt_id", "mission_id", "seq", "issued_at",
-                                               "review_status", "state", "current_tactic_cluster",
-                                               "hash", "prev_hash"))
-    for row, e in zip(sr, (e for e in events if e["schema"] == "missionwatch/strategy@1"), strict=True):
+    sr = out_rows(SCHEMA_STRATEGY, ("receipt_id", "mission_id", "seq", "issued_at",
+                                    "review_status", "state", "current_tactic_cluster",
+                                    "hash", "prev_hash"))
+    for row, e in zip(sr, (e for e in events if e["schema"] == SCHEMA_STRATEGY), strict=True):
         row["cohorts_affected"] = json.dumps(e.get("cohorts_affected", []))
         row["window_actions"] = e.get("window", {}).get("actions")
-    esc = out_rows("missionwatch/escalation@1", ("escalation_id", "mission_id", "seq", "issued_at",
-                                                 "severity", "detector", "code", "reason",
-                                                 "triggered_by", "hash", "prev_hash"))
-    for row, e in zip(esc, (e for e in events if e["schema"] == "missionwatch/escalation@1"), strict=True):
+    esc = out_rows(SCHEMA_ESCALATION, ("escalation_id", "mission_id", "seq", "issued_at",
+                                       "severity", "detector", "code", "reason",
+                                       "triggered_by", "hash", "prev_hash"))
+    for row, e in zip(esc, (e for e in events if e["schema"] == SCHEMA_ESCALATION), strict=True):
         row["evidence"] = json.dumps(e.get("evidence"), ensure_ascii=False)
-    ctl = out_rows("missionwatch/control@1", ("mission_id", "seq", "issued_at", "state", "cause",
-                                              "hash", "prev_hash"))
+    ctl = out_rows(SCHEMA_CONTROL, ("mission_id", "seq", "issued_at", "state", "cause",
+                                    "hash", "prev_hash"))
     ledger_rows = [r for mid, ms in sorted(monitor.missions.items()) for r in ms.ledger.rows(mid)]
     dup_rows = [{"kind": a.kind, "id": _record_id(a), "mission_id": a.record.get("mission_id"),
                  "record_hash": a.hash, "line": ln} for ln, a in accepted if a.duplicate]

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from ..records import TOPICS
+
 __all__ = ["BrokerError", "EmbeddedBroker", "bootstrap_of", "create_topics", "free_port", "stop_process_group",
            "wait_for_port"]
 
-TOPICS = ("missionwatch.in", "missionwatch.out", "missionwatch.control", "missionwatch.rejected")
 
 
 class BrokerError(RuntimeError):

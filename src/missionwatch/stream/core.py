@@ -19,11 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..monitor import Monitor
+from ..records import SCHEMA_CONTROL, SCHEMA_ESCALATION
+from ..records import TOPIC_CONTROL as CONTROL
+from ..records import TOPIC_IN as IN
+from ..records import TOPIC_OUT as OUT
+from ..records import TOPIC_REJECTED as REJECTED
 
 __all__ = ["CONTROL", "IN", "OUT", "REJECTED", "Publish", "StreamCore", "ledger_summary"]
 
-IN, OUT, CONTROL, REJECTED = ("missionwatch.in", "missionwatch.out", "missionwatch.control",
-                              "missionwatch.rejected")
 
 
 def ledger_summary(ms: Any) -> dict[str, Any]:
@@ -122,24 +125,21 @@ class StreamCore:
         step = m.feed(text)
         self.metrics.records_in += len(step.accepted) + len(step.rejected)
         out: list[Publish] = []
-        step_rejected = [(r.code, r.reason, r.item) for r in step.rejected]
-        step_out = step.out
-        for rec in step_out:
-            schema = rec.get("schema", "")
-            topic = CONTROL if schema == "missionwatch/control@1" else OUT
-            if schema == "missionwatch/control@1":
+        for rec in step.out:
+            if rec["schema"] == SCHEMA_CONTROL:
                 self.metrics.controls += 1
-            elif schema == "missionwatch/escalation@1":
+            elif rec["schema"] == SCHEMA_ESCALATION:
                 self.metrics.escalations += 1
             else:
                 self.metrics.strategy_receipts += 1
+            topic = CONTROL if rec["schema"] == SCHEMA_CONTROL else OUT
             out.append(Publish(topic, str(rec["mission_id"]).encode(), _dump(rec)))
-        for code, reason, item in step_rejected:
-            self.metrics.rejected[code] += 1
-            row: dict[str, Any] = {"topic": IN, "partition": partition, "offset": offset, "code": code,
-                                   "reason": reason, "record": text.decode("utf-8", "replace")}
-            if item is not None:
-                row["item"] = item
+        for r in step.rejected:
+            self.metrics.rejected[r.code] += 1
+            row: dict[str, Any] = {"topic": IN, "partition": partition, "offset": offset, "code": r.code,
+                                   "reason": r.reason, "record": text.decode("utf-8", "replace")}
+            if r.item is not None:
+                row["item"] = r.item
             out.append(Publish(REJECTED, None, _dump(row)))
         self.metrics.latency_sum += time.perf_counter() - t0
         self.metrics.latency_count += 1

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..gate import ControlState, Gate
+from ..records import SCHEMA_ESCALATION, SCHEMA_STRATEGY
 from ..signing import Keyring, load_private_key
 from ..sim import Campaign, write_campaign
 from .broker import EmbeddedBroker, create_topics, free_port, stop_process_group
@@ -176,10 +177,10 @@ async def _campaign(opts: DemoOptions, bootstrap: str, paths: dict[str, dict[str
 
     def on_record(rec: dict[str, Any]) -> None:
         seen.counts[rec["schema"]] += 1
-        if rec["schema"] == "missionwatch/strategy@1":
+        if rec["schema"] == SCHEMA_STRATEGY:
             say(f"  strategy receipt {rec['receipt_id']}: {rec['review_status']}, "
                 f"window of {rec['window']['actions']} actions")
-        elif rec["schema"] == "missionwatch/escalation@1":
+        elif rec["schema"] == SCHEMA_ESCALATION:
             seen.escalations[rec["escalation_id"]] = rec
             say(f"  ESCALATION {rec['escalation_id']} ({rec['severity']}, {rec['detector']}): {rec['reason']}")
             if rec["escalation_id"] in pauses:

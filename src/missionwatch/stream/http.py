@@ -6,7 +6,7 @@ from typing import Any
 
 from .core import IN, StreamCore
 
-__all__ = ["healthz", "metrics_text", "status"]
+__all__ = ["healthz", "metrics_text", "parse_metrics", "status"]
 
 
 def healthz(app: Any, core: StreamCore) -> tuple[dict[str, Any], int]:
@@ -74,3 +74,9 @@ async def metrics_text(app: Any, core: StreamCore) -> str:
         f"missionwatch_partitions {len(core.active)}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """`metrics_text` read back: {'name' or 'name{labels}': value}, comments left out."""
+    return {ln.rsplit(" ", 1)[0]: float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines()
+            if ln and not ln.startswith("#")}
