@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -84,30 +85,35 @@ def monitor_signer(settings: StreamSettings) -> Signer:
     return signer
 
 
-async def _read(bootstrap: str, partition: int, start: int, end: int) -> list[tuple[int, bytes]]:
-    """Messages of `missionwatch.in`/partition at offsets [start, end), by a consumer of no group."""
+async def _read(bootstrap: str, ranges: dict[int, tuple[int, int]],
+                feed: Callable[[int, list[tuple[int, bytes]]], object], stop: Callable[[], bool]) -> None:
+    """Hand `feed(partition, [(offset, value), ...])` the messages of `missionwatch.in` at
+    offsets [start, end) of each partition in `ranges`, as one consumer of no group reads
+    them, until all are read or `stop()` says a newer rebalance began."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    if end <= start:
-        return []
-    tp = TopicPartition(IN, partition)
+    todo = {TopicPartition(IN, p): end for p, (start, end) in ranges.items() if end > start}
+    if not todo:
+        return
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
     await c.start()
-    out: list[tuple[int, bytes]] = []
     try:
-        c.assign([tp])
-        c.seek(tp, start)
-        while True:
-            got = await c.getmany(tp, timeout_ms=1000, max_records=5000)
-            out.extend((m.offset, m.value or b"") for m in got.get(tp, []) if m.offset < end)
-            position = await c.position(tp)
-            if position >= end:
-                return out
-            hw = c.highwater(tp)
-            if not got and hw is not None and hw <= position:
-                log.warning("partition %d: the log ends at %d, before the committed offset %d",
-                            partition, position, end)
-                return out
+        c.assign(list(todo))
+        for tp in todo:
+            c.seek(tp, ranges[tp.partition][0])
+        while todo and not stop():
+            got = await c.getmany(*todo, timeout_ms=1000, max_records=5000)
+            for tp, msgs in got.items():
+                feed(tp.partition, [(m.offset, m.value or b"") for m in msgs if m.offset < todo[tp]])
+            for tp, end in list(todo.items()):
+                position = await c.position(tp)
+                hw = c.highwater(tp)
+                if position >= end:
+                    del todo[tp]
+                elif not got.get(tp) and hw is not None and hw <= position:
+                    log.warning("partition %d: the log ends at %d, before the committed offset %d",
+                                tp.partition, position, end)
+                    del todo[tp]
     finally:
         await c.stop()
 
@@ -199,17 +205,20 @@ def make_app(settings: StreamSettings, *, bootstrap: str | None = None) -> tuple
         # the group's committed offsets, where Faust's consumer resumes: every message before
         # one was processed by this worker or another, and is fed to the state silently
         committed = await cast(Any, app.consumer).seek_to_committed()
-        for tp in mine:
-            off = committed.get(tp)
-            end = int(off) if off is not None and off > 0 else 0
-            messages = await _read(boot, tp.partition, starts[tp.partition], end)
-            if rebalances[0] != this:
-                return  # revoked meanwhile: the next assignment catches up from where this stopped
-            n = core.catch_up(tp.partition, messages)
-            core.activate(tp.partition)
-            gates.open(tp.partition)
-            log.info("partition %d: caught up on %d messages (%d..%d)", tp.partition, n,
-                     starts[tp.partition], end)
+        ends = {tp.partition: int(committed[tp]) if (committed.get(tp) or 0) > 0 else 0 for tp in mine}
+        fed = dict.fromkeys(ends, 0)
+
+        def feed(p: int, messages: list[tuple[int, bytes]]) -> None:
+            fed[p] += core.catch_up(p, messages)  # a state fed a prefix of its log stays exact
+
+        await _read(boot, {p: (starts[p], end) for p, end in ends.items()}, feed,
+                    stop=lambda: rebalances[0] != this)
+        if rebalances[0] != this:
+            return  # revoked meanwhile: the next assignment catches up from where this stopped
+        for p, end in ends.items():
+            core.activate(p)
+            gates.open(p)
+            log.info("partition %d: caught up on %d messages (%d..%d)", p, fed[p], starts[p], end)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
