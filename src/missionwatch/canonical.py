@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import rfc8785
@@ -23,6 +24,7 @@ __all__ = [
     "CanonicalizationError",
     "canonical_bytes",
     "loads_canonical",
+    "make_loader",
     "record_hash",
     "strip_envelope",
 ]
@@ -102,31 +104,73 @@ def _parse_int(text: str) -> int:
     return value
 
 
-_fast_decoder = json.JSONDecoder(
-    parse_float=_parse_float, parse_int=_parse_int, object_hook=None,
-    parse_constant=lambda c: (_ for _ in ()).throw(_NeedsReference()),
-)
+def _refuse_constant(text: str) -> Any:
+    raise _NeedsReference
+
+
+Hook = Callable[[str], None]
+
+
+def make_loader(pairs_hook: Callable[[list[tuple[str, Any]]], dict[str, Any]] | None = None,
+                number_hook: Hook | None = None,
+                constant_hook: Callable[[str], Any] | None = None) -> Callable[[str], Any]:
+    """A `loads_canonical` whose decoders build objects with `pairs_hook` (e.g. one refusing
+    duplicate keys), show every number literal to `number_hook` before converting it, and
+    hand NaN and Infinity to `constant_hook` (default: they parse as floats)."""
+
+    def fast_float(text: str) -> float | int:
+        if number_hook is not None:
+            number_hook(text)
+        return _parse_float(text)
+
+    def fast_int(text: str) -> int:
+        if number_hook is not None:
+            number_hook(text)
+        return _parse_int(text)
+
+    def slow_float(text: str) -> float:
+        if number_hook is not None:
+            number_hook(text)
+        return float(text)
+
+    def slow_int(text: str) -> int:
+        if number_hook is not None:
+            number_hook(text)
+        return int(text)
+
+    fast = json.JSONDecoder(parse_float=fast_float, parse_int=fast_int, object_pairs_hook=pairs_hook,
+                            parse_constant=_refuse_constant)
+    slow = json.JSONDecoder(parse_float=slow_float, parse_int=slow_int, object_pairs_hook=pairs_hook,
+                            parse_constant=constant_hook)
+
+    def load(text: str) -> Any:
+        if text.isascii() and not ("\\u" in text and _SURROGATE_ESCAPE.search(text)):
+            try:
+                value = fast.decode(text)
+            except _NeedsReference:
+                return slow.decode(text)
+            if type(value) is dict:
+                return _Plain(value)
+            return value
+        return slow.decode(text)
+
+    return load
 
 
 # An escaped UTF-16 surrogate: a character outside the BMP (keys then sort by
 # UTF-16 code units, not code points) or a lone surrogate (no RFC 8785 form).
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
+_default_loader = make_loader()
+
 
 def loads_canonical(text: str) -> Any:
     """json.loads for records that will be canonicalized: when every number in an ASCII
     text is one whose Python and RFC 8785 forms agree, and no escape encodes a UTF-16
-    surrogate, the top-level dict comes back marked so `canonical_bytes` can skip its walk. Integral floats become ints (the
-    same JSON number). Otherwise this is plain json.loads."""
-    if text.isascii() and not ("\\u" in text and _SURROGATE_ESCAPE.search(text)):
-        try:
-            value = _fast_decoder.decode(text)
-        except _NeedsReference:
-            return json.loads(text)
-        if type(value) is dict:
-            return _Plain(value)
-        return value
-    return json.loads(text)
+    surrogate, the top-level dict comes back marked so `canonical_bytes` can skip its walk.
+    Integral floats become ints (the same JSON number). Otherwise this is plain json.loads.
+    `make_loader` builds one with stricter hooks."""
+    return _default_loader(text)
 
 
 def canonical_bytes(value: Any) -> bytes:

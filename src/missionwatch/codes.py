@@ -40,6 +40,18 @@ RejectionCode = Literal[
     "unknown_spec",
     "unknown_escalation",
     "mission_terminated",
+    "message_too_large",
+    "too_deep",
+    "duplicate_key",
+    "number_out_of_range",
+    "string_too_long",
+    "too_many_items",
+    "mixed_batch",
+    "implausible_time",
+    "review_out_of_order",
+    "resume_without_cause",
+    "reviewer_out_of_scope",
+    "internal_error",
 ]
 
 REJECTION_TEMPLATES: dict[str, str] = {
@@ -64,6 +76,20 @@ REJECTION_TEMPLATES: dict[str, str] = {
     "unknown_spec": "{detail}",
     "unknown_escalation": "{detail}",
     "mission_terminated": "mission {detail} was terminated by a review; no further reviews are taken",
+    "message_too_large": "{detail}",
+    "too_deep": "{detail}",
+    "duplicate_key": "the JSON is ambiguous: {detail} (parsers disagree on which value counts)",
+    "number_out_of_range": "{detail}",
+    "string_too_long": "{detail}",
+    "too_many_items": "the batch envelope has {detail}",
+    "mixed_batch": "a batch envelope must carry the records of one mission (it is keyed, and so "
+                   "partitioned, by mission); this one names {detail}",
+    "implausible_time": "{detail}",
+    "review_out_of_order": "{detail}",
+    "resume_without_cause": "{detail}",
+    "reviewer_out_of_scope": "{detail}",
+    "internal_error": "the monitor failed on this message ({detail}); it was skipped and the monitor "
+                      "went on; please report it",
 }
 
 EscalationCode = Literal[
@@ -76,6 +102,7 @@ EscalationCode = Literal[
     "followup_pressure",
     "risk_elevated",
     "hard_limit",
+    "cohort_integrity",
 ]
 
 ESCALATION_TEMPLATES: dict[str, str] = {
@@ -103,6 +130,10 @@ ESCALATION_TEMPLATES: dict[str, str] = {
         "beyond the allowed {threshold} times."
     ),
     "hard_limit": "{metric_label} for {cohort} is {value}, past the hard limit of {limit} set by the spec.",
+    "cohort_integrity": (
+        "The cohort attribute {dimension} has values the spec does not expect ({problem}): {values}. "
+        "Check the gateway's cohort data; these values are kept apart and never crowd out real cohorts."
+    ),
 }
 
 

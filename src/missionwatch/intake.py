@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from multiprocessing.pool import AsyncResult
 from typing import Any
 
-from .canonical import CanonicalizationError, canonical_bytes, loads_canonical, strip_envelope
+from .admission import DEFAULT_LIMITS, LimitExceeded, Limits, check_value, loads_strict
+from .canonical import CanonicalizationError, canonical_bytes, strip_envelope
 from .codes import RejectionCode, reject_reason
 from .records import IN_SCHEMAS, OUT_SCHEMAS, SCHEMA_BATCH
 from .signing import ROLE_FOR_SCHEMA, Keyring, VerifyFailure
@@ -38,6 +39,10 @@ class Reject(Exception):
     def __init__(self, code: RejectionCode, detail: Any = "") -> None:
         self.code = code
         self.reason = reject_reason(code, detail)
+
+    @classmethod
+    def of(cls, exc: LimitExceeded) -> Reject:
+        return cls(exc.code, exc.args[0] if exc.args else "")
 
 
 @dataclass(frozen=True)
@@ -61,8 +66,9 @@ class Prepared:
 class Intake:
     """Decode, canonicalize and signature-check messages against one keyring."""
 
-    def __init__(self, keyring: Keyring) -> None:
+    def __init__(self, keyring: Keyring, limits: Limits = DEFAULT_LIMITS) -> None:
         self.keyring = keyring
+        self.limits = limits
 
     def prepare(self, raw: str | bytes | dict[str, Any], signatures: Signatures | None = None) -> Prepared:
         """Prepare one message. `signatures`, if given, is what `prepare` of the same
@@ -71,10 +77,13 @@ class Intake:
         try:
             record = self._decode(raw)
             schema = self._check_schema(record)
-            payload = self._payload(record)
+            payload = self._payload(record, whole=schema == SCHEMA_BATCH)
+            items = record.get("items") if schema == SCHEMA_BATCH else None
+            if isinstance(items, list) and len(items) > self.limits.max_batch_items:
+                raise Reject("too_many_items", f"{len(items):,} items, more than the "
+                             f"{self.limits.max_batch_items:,} allowed")
         except Reject as r:
             return Prepared(reject=r)
-        items = record.get("items") if schema == SCHEMA_BATCH else None
         known = signatures if signatures is not None and (
             len(signatures[1]) == (len(items) if isinstance(items, list) else 0)) else None
         if schema != SCHEMA_BATCH:
@@ -117,24 +126,36 @@ class Intake:
             return None
         return self.keyring.verify(record, ROLE_FOR_SCHEMA[schema], payload=payload)
 
-    @staticmethod
-    def _decode(raw: str | bytes | dict[str, Any]) -> dict[str, Any]:
+    def _decode(self, raw: str | bytes | dict[str, Any]) -> dict[str, Any]:
+        limit = self.limits.max_message_bytes
         if isinstance(raw, bytes | bytearray):
+            self._check_size(len(raw))
             try:
                 raw = bytes(raw).decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise Reject("malformed_json", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-        if isinstance(raw, str):
-            try:
-                raw = loads_canonical(raw)
-            except json.JSONDecodeError as exc:
-                raise Reject("malformed_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
-            except RecursionError:
-                raise Reject("malformed_json", "nested too deeply") from None
+        elif isinstance(raw, str) and len(raw) > limit // 4:
+            self._check_size(len(raw.encode("utf-8", "surrogatepass")))
+        try:
+            if isinstance(raw, str):
+                raw = loads_strict(raw, self.limits)
+            else:
+                check_value(raw, self.limits)
+        except LimitExceeded as exc:
+            raise Reject.of(exc) from None
+        except json.JSONDecodeError as exc:
+            raise Reject("malformed_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        except (ValueError, RecursionError) as exc:
+            raise Reject("malformed_json", str(exc)[:200] or type(exc).__name__) from None
         if not isinstance(raw, dict):
             kind = {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(raw), "number")
             raise Reject("not_an_object", kind)
         return raw
+
+    def _check_size(self, size: int) -> None:
+        if size > self.limits.max_message_bytes:
+            raise Reject("message_too_large", f"a message of {size:,} bytes is longer than the "
+                         f"{self.limits.max_message_bytes:,} allowed")
 
     @staticmethod
     def _check_schema(record: dict[str, Any]) -> str:
@@ -149,21 +170,26 @@ class Intake:
             raise Reject("unknown_schema", repr(schema))
         return schema
 
-    @staticmethod
-    def _payload(record: dict[str, Any]) -> bytes:
+    def _payload(self, record: dict[str, Any], *, whole: bool = False) -> bytes:
+        """The canonical bytes of `record`; a single record (not a batch envelope: `whole`)
+        longer than `max_record_bytes` is refused."""
         try:
-            return canonical_bytes(strip_envelope(record))
+            payload = canonical_bytes(strip_envelope(record))
         except (CanonicalizationError, RecursionError) as exc:
             raise Reject("not_canonical", str(exc) or "nested too deeply") from None
+        if not whole and len(payload) > self.limits.max_record_bytes:
+            raise Reject("message_too_large", f"a record of {len(payload):,} bytes is longer than the "
+                         f"{self.limits.max_record_bytes:,} allowed for one record")
+        return payload
 
 
 # ------------------------------------------------------- verification in workers
 _worker: Intake | None = None
 
 
-def _init_worker(keyring_json: dict[str, Any]) -> None:
+def _init_worker(keyring_json: dict[str, Any], limits_json: dict[str, Any]) -> None:
     global _worker
-    _worker = Intake(Keyring.from_json(keyring_json))
+    _worker = Intake(Keyring.from_json(keyring_json), Limits.model_validate(limits_json))
 
 
 def _check_chunk(lines: list[str | bytes]) -> list[Signatures | None]:
@@ -178,7 +204,8 @@ def default_workers() -> int:
 
 
 def verify_ahead(lines: Iterable[str | bytes], keyring: Keyring, workers: int, *, chunk: int = 256,
-                 window: int = 8) -> Iterator[tuple[str | bytes, Signatures | None]]:
+                 window: int = 8, limits: Limits = DEFAULT_LIMITS,
+                 ) -> Iterator[tuple[str | bytes, Signatures | None]]:
     """Yield each line with its signatures checked by `workers` processes, in order.
 
     At most `window` chunks per worker are in flight, so memory stays bounded on
@@ -193,7 +220,7 @@ def verify_ahead(lines: Iterable[str | bytes], keyring: Keyring, workers: int, *
     # fork starts at once with everything imported; spawn where fork is missing.
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     pending: deque[tuple[list[str | bytes], AsyncResult[list[Signatures | None]]]] = deque()
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(keyring.to_json(),)) as pool:
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(keyring.to_json(), limits.model_dump())) as pool:
         batch: list[str | bytes] = []
         for line in lines:
             batch.append(line)

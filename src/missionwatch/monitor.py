@@ -14,6 +14,7 @@ mission. `Step.rejected` says why an input, or an item of a batch, was refused;
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,7 +22,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from .codes import EscalationCode, RejectionCode, escalation_reason
+from .admission import DEFAULT_LIMITS, Limits, excerpt
+from .codes import EscalationCode, RejectionCode, escalation_reason, reject_reason
 from .detect import (
     FairnessDelta,
     FollowupPressure,
@@ -63,6 +65,9 @@ class Rejection:
     reason: str
     item: int | None = None
     """Index of the item within a batch envelope; None for a whole message."""
+    record: str | None = None
+    """For an item of a batch: a bounded excerpt of the item (the shell keeps a bounded
+    excerpt of the whole message otherwise; see `Monitor.rejection_row`)."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,13 @@ def _scopes(hl: HardLimit, plan: _Plan, cohort: dict[str, str]) -> list[str]:
     if hl.rule.scope == "mission":
         return ["mission"]
     return [f"{d}={cohort.get(d, NONE)}" for d in plan.dims]
+
+
+def _internal(exc: Exception) -> Rejection:
+    """A rejection for what the core raised on one message: its type and a short message."""
+    text = str(exc).splitlines()[0][:200] if str(exc) else ""
+    reason = reject_reason("internal_error", f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+    return Rejection("internal_error", reason)
 
 
 def _fmt(x: float | None) -> str:
@@ -222,10 +234,12 @@ class Monitor:
         signer: Signer,
         keyring: Keyring | None = None,
         allow_unsigned: bool = False,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.specs = specs
         self.signer = signer
-        self.intake = Intake(keyring or Keyring())
+        self.limits = limits
+        self.intake = Intake(keyring or Keyring(), limits)
         self.allow_unsigned = allow_unsigned
         self.missions: dict[str, MissionState] = {}
         # (mission_id, receipt_id / outcome_id / review_id) -> hash. Ids are unique within
@@ -247,9 +261,9 @@ class Monitor:
 
         `raw` may be what `prepare` returned for it, from any thread.
         """
-        p = raw if isinstance(raw, Prepared) else self.prepare(raw)
         step = Step()
         try:
+            p = raw if isinstance(raw, Prepared) else self.prepare(raw)
             if p.reject is not None:
                 raise p.reject
             assert p.record is not None and p.payload is not None
@@ -259,9 +273,28 @@ class Monitor:
                 self._feed_one(p, step, None, None)
         except Reject as exc:
             step.rejected.append(Rejection(exc.code, exc.reason))
+        except Exception as exc:  # a poison message must never stop the monitor
+            step.rejected.append(_internal(exc))
         for rejection in step.rejected:
             self.counts[f"rejected:{rejection.code}"] += 1
         return step
+
+    def rejection_row(self, r: Rejection, message: str | bytes) -> dict[str, Any]:
+        """What rejected.jsonl and the rejected topic keep of a rejection: code, reason, the item
+        index, and a bounded excerpt of the offending item or message (never the whole of a
+        large message, never a copy of it per item)."""
+        row: dict[str, Any] = {"code": r.code, "reason": r.reason}
+        if r.item is not None:
+            row["item"] = r.item
+        if r.record is not None:
+            row["record"] = r.record
+        else:
+            if isinstance(message, str):
+                message = message.rstrip("\r\n")
+            elif isinstance(message, bytes | bytearray):
+                message = bytes(message).rstrip(b"\r\n")
+            row["record"] = excerpt(message, self.limits.excerpt_chars)
+        return row
 
     def prepare(self, raw: str | bytes | dict[str, Any], signatures: Signatures | None = None) -> Prepared:
         """The stateless half of `feed` (see `Intake.prepare`): decode, canonicalize and
@@ -286,6 +319,11 @@ class Monitor:
             role = self.keyring.role_of(p.signer)
             assert role is not None
             batch_key = (p.signer, role)
+        missions = sorted({str(i.get("mission_id")) for i in batch.items
+                           if isinstance(i, dict) and isinstance(i.get("mission_id"), str)})
+        if len(missions) > 1:
+            shown = ", ".join(repr(m[:80]) for m in missions[:5])
+            raise Reject("mixed_batch", f"{len(missions)} missions ({shown}{', ...' if len(missions) > 5 else ''})")
         batch_hash = "sha256:" + hashlib.sha256(p.payload).hexdigest()
         for i, item in enumerate(p.items):
             try:
@@ -293,7 +331,18 @@ class Monitor:
                     raise item.reject
                 self._feed_one(item, step, batch_key, batch_hash)
             except Reject as r:
-                step.rejected.append(Rejection(r.code, r.reason, item=i))
+                step.rejected.append(Rejection(r.code, r.reason, item=i, record=self._item_excerpt(batch.items[i])))
+            except Exception as exc:  # one poison item rejects that item only
+                rej = _internal(exc)
+                step.rejected.append(Rejection(rej.code, rej.reason, item=i,
+                                               record=self._item_excerpt(batch.items[i])))
+
+    def _item_excerpt(self, item: Any) -> str:
+        try:
+            text = json.dumps(item, ensure_ascii=False, separators=(",", ":"), allow_nan=True)
+        except (TypeError, ValueError, RecursionError):
+            text = repr(item)[: self.limits.excerpt_chars * 2]
+        return excerpt(text, self.limits.excerpt_chars)
 
     def _feed_one(self, p: Prepared, step: Step, batch_key: tuple[str, str] | None,
                   batch_hash: str | None) -> None:

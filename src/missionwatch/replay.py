@@ -46,7 +46,7 @@ def replay_lines(monitor: Monitor, lines: Iterable[str | bytes], progress: Progr
     rejected: list[dict[str, Any]] = []
     accepted: list[tuple[int, Accepted]] = []
     n = 0
-    checked = verify_ahead(lines, monitor.keyring, workers)
+    checked = verify_ahead(lines, monitor.keyring, workers, limits=monitor.limits)
     for n, (line, signatures) in enumerate(checked, 1):
         if progress is not None:
             progress(len(line))
@@ -55,14 +55,8 @@ def replay_lines(monitor: Monitor, lines: Iterable[str | bytes], progress: Progr
         step = monitor.feed(monitor.prepare(line, signatures))
         events.extend(step.out)
         accepted.extend((n, a) for a in step.accepted)
-        if step.rejected:
-            text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
-            text = text.rstrip("\r\n")
-            for r in step.rejected:
-                row: dict[str, Any] = {"line": n, "code": r.code, "reason": r.reason, "record": text}
-                if r.item is not None:
-                    row["item"] = r.item
-                rejected.append(row)
+        for r in step.rejected:
+            rejected.append({"line": n, **monitor.rejection_row(r, line)})
     return ReplayResult(monitor, events, rejected, accepted, n)
 
 

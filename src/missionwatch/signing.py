@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import fnmatch
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,14 +67,70 @@ class VerifyFailure:
     detail: str
 
 
+@dataclass(frozen=True)
+class KeyScope:
+    """What a key may sign beyond its role (optional keyring fields of an entry):
+    `missions`, shell-style patterns of the mission_ids it may speak for (None: any);
+    `decisions`, the review decisions it may make (None: any); `reviewer`, the one
+    reviewer name its reviews must carry (None: any)."""
+
+    missions: tuple[str, ...] | None = None
+    decisions: tuple[str, ...] | None = None
+    reviewer: str | None = None
+
+    def covers_mission(self, mission_id: str) -> bool:
+        return self.missions is None or any(fnmatch.fnmatchcase(mission_id, p) for p in self.missions)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.missions is not None:
+            out["missions"] = list(self.missions)
+        if self.decisions is not None:
+            out["decisions"] = list(self.decisions)
+        if self.reviewer is not None:
+            out["reviewer"] = self.reviewer
+        return out
+
+
+ANY_SCOPE = KeyScope()
+DECISIONS = ("acknowledge", "resume", "pause", "terminate")
+
+
+def _scope_of(entry: dict[str, Any], where: str) -> KeyScope:
+    def names(field_: str, allowed: tuple[str, ...] | None = None) -> tuple[str, ...] | None:
+        v = entry.get(field_)
+        if v is None:
+            return None
+        if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+            raise KeyError_(f"{where}.{field_} must be a list of non-empty strings")
+        bad = [x for x in v if allowed is not None and x not in allowed]
+        if bad:
+            raise KeyError_(f"{where}.{field_} may hold only {', '.join(allowed or ())}; got {bad[0]!r}")
+        return tuple(v)
+
+    reviewer = entry.get("reviewer")
+    if reviewer is not None and (not isinstance(reviewer, str) or not reviewer):
+        raise KeyError_(f"{where}.reviewer must be a non-empty string")
+    return KeyScope(names("missions"), names("decisions", DECISIONS), reviewer)
+
+
 @dataclass
 class Keyring:
-    """Public keys by key_id, each with its role."""
+    """Public keys by key_id, each with its role and (optionally) a narrower scope."""
 
     keys: dict[str, tuple[Ed25519PublicKey, Role]] = field(default_factory=dict)
+    scopes: dict[str, KeyScope] = field(default_factory=dict)
 
-    def add(self, key_id: str, public_key: Ed25519PublicKey, role: Role) -> None:
+    def add(self, key_id: str, public_key: Ed25519PublicKey, role: Role,
+            scope: KeyScope | None = None) -> None:
         self.keys[key_id] = (public_key, role)
+        if scope is not None and scope != ANY_SCOPE:
+            self.scopes[key_id] = scope
+        else:
+            self.scopes.pop(key_id, None)
+
+    def scope_of(self, key_id: str | None) -> KeyScope:
+        return self.scopes.get(key_id, ANY_SCOPE) if key_id is not None else ANY_SCOPE
 
     def role_of(self, key_id: str) -> Role | None:
         entry = self.keys.get(key_id)
@@ -115,7 +172,7 @@ class Keyring:
                 ) from None
             if key_id in ring.keys:
                 raise KeyError_(f"{where}.key_id {key_id!r} appears twice")
-            ring.add(key_id, key, role)
+            ring.add(key_id, key, role, _scope_of(entry, where))
         return ring
 
     def to_json(self) -> dict[str, Any]:
@@ -128,6 +185,7 @@ class Keyring:
                         pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
                     ).decode(),
                     "role": role,
+                    **self.scope_of(key_id).to_json(),
                 }
                 for key_id, (pub, role) in sorted(self.keys.items())
             ]

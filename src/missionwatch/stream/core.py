@@ -136,10 +136,8 @@ class StreamCore:
             out.append(Publish(topic, str(rec["mission_id"]).encode(), _dump(rec)))
         for r in step.rejected:
             self.metrics.rejected[r.code] += 1
-            row: dict[str, Any] = {"topic": IN, "partition": partition, "offset": offset, "code": r.code,
-                                   "reason": r.reason, "record": text.decode("utf-8", "replace")}
-            if r.item is not None:
-                row["item"] = r.item
+            row: dict[str, Any] = {"topic": IN, "partition": partition, "offset": offset,
+                                   **m.rejection_row(r, text)}
             out.append(Publish(REJECTED, None, _dump(row)))
         self.metrics.latency_sum += time.perf_counter() - t0
         self.metrics.latency_count += 1
