@@ -9,7 +9,7 @@ import pytest
 from hypothesis import settings
 
 from missionwatch.monitor import Monitor
-from missionwatch.signing import Keyring, Signer
+from missionwatch.signing import Keyring, KeyScope, Signer
 from missionwatch.spec import SpecRegistry
 
 # CI runs the same examples every time (a red build must mean a change broke
@@ -30,7 +30,8 @@ def registry() -> SpecRegistry:
 @pytest.fixture(scope="session")
 def keys() -> dict[str, Signer]:
     return {"gate": Signer.generate("gate-1"), "reviewer": Signer.generate("reviewer-1"),
-            "monitor": Signer.generate("monitor-1"), "stranger": Signer.generate("gate-x")}
+            "monitor": Signer.generate("monitor-1"), "stranger": Signer.generate("gate-x"),
+            "scoped": Signer.generate("reviewer-scoped")}
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +40,8 @@ def keyring(keys: dict[str, Signer]) -> Keyring:
     ring.add("gate-1", keys["gate"].public_key, "gate")
     ring.add("reviewer-1", keys["reviewer"].public_key, "reviewer")
     ring.add("monitor-1", keys["monitor"].public_key, "monitor")
+    ring.add("reviewer-scoped", keys["scoped"].public_key, "reviewer",
+             KeyScope(missions=("scoped-*",), decisions=("acknowledge", "resume"), reviewer="user:kim"))
     return ring
 
 

@@ -22,9 +22,9 @@ def feed(monitor: Monitor, signer: Signer, record: dict[str, Any]):
     return monitor.feed(line(signer.sign(record)))
 
 
-def review(decision: str, escalation: str | None = None, rid: str = "rv-1") -> dict[str, Any]:
+def review(decision: str, escalation: str | None = None, rid: str = "rv-1", t: int = 10_000) -> dict[str, Any]:
     rec = {"schema": "missionwatch/review@1", "review_id": rid, "mission_id": "m-1", "reviewer": "user:lee",
-           "decision": decision, "occurred_at": stamp(10_000)}
+           "decision": decision, "occurred_at": stamp(t)}
     if escalation:
         rec["escalation_id"] = escalation
     return rec
@@ -52,7 +52,7 @@ def _cases(keys: dict[str, Signer]) -> dict[str, str | bytes]:
         "unknown_schema": line({"schema": "missionwatch/action@9"}),
         "not_an_input": line({"schema": "missionwatch/control@1", "mission_id": "m"}),
         "invalid_field": line(gate.sign({**action(2), "occurred_at": "yesterday"})),
-        "not_canonical": '{"schema": "missionwatch/action@1", "x": NaN}',
+        "not_canonical": '{"schema": "missionwatch/action@1", "x": "\\ud800"}',
         "signature_missing": line(action(3)),
         "unknown_key": line(keys["stranger"].sign(action(4))),
         "wrong_role": line(reviewer.sign(action(5))),
@@ -70,19 +70,52 @@ def _cases(keys: dict[str, Signer]) -> dict[str, str | bytes]:
         "unknown_escalation": line(reviewer.sign(review("acknowledge", "esc-none"))),
         "mission_terminated": line(reviewer.sign({**review("acknowledge"), "mission_id": "m-term",
                                                   "review_id": "rv-t2"})),
+        "message_too_large": line(gate.sign(action(7, **{f"a{k}": "x" * 4000 for k in range(20)}))),
+        "too_deep": line(gate.sign(action(8, nested=_nest(40)))),
+        "duplicate_key": '{"schema": "missionwatch/action@1", "schema": "missionwatch/review@1"}',
+        "number_out_of_range": '{"schema": "missionwatch/action@1", "x": ' + "9" * 5000 + "}",
+        "string_too_long": line(gate.sign(action(9, note="x" * 9000))),
+        "too_many_items": line({"schema": "missionwatch/batch@1", "batch_id": "b", "items": [1] * 10_001}),
+        "mixed_batch": line(gate.sign({"schema": "missionwatch/batch@1", "batch_id": "bm",
+                                       "items": [action(10), action(11, mission="m-other")]})),
+        "implausible_time": line(gate.sign({**action(12), "occurred_at": "2099-05-01T00:00:00Z"})),
+        "review_out_of_order": line(reviewer.sign({**review("resume", "rv-p1", rid="rv-o1"),
+                                                   "mission_id": "m-ooo", "occurred_at": stamp(5_000)})),
+        "resume_without_cause": line(reviewer.sign(review("resume", rid="rv-r1"))),
+        "reviewer_out_of_scope": line(keys["scoped"].sign({**review("acknowledge", rid="rv-s1"),
+                                                           "reviewer": "user:kim"})),
+        "internal_error": line(gate.sign({"schema": "missionwatch/outcome@1", "outcome_id": "o-boom",
+                                          "mission_id": "m-1", "subject": {"id": "cust-1"},
+                                          "outcome_type": "complaint", "occurred_at": stamp(120)})),
     }
 
 
-def test_every_rejection_code_has_a_case_and_a_reason(monitor: Monitor, keys: dict[str, Signer]) -> None:
+def _nest(depth: int) -> Any:
+    v: Any = 1
+    for _ in range(depth):
+        v = {"a": v}
+    return v
+
+
+def _boom(*args: Any) -> None:
+    raise ZeroDivisionError("a bug")
+
+
+def test_every_rejection_code_has_a_case_and_a_reason(monitor: Monitor, keys: dict[str, Signer],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     gate, reviewer = keys["gate"], keys["reviewer"]
     feed(monitor, gate, action(1))
     feed(monitor, gate, registration("m-reg"))
     feed(monitor, gate, action(1, mission="m-term"))
     feed(monitor, reviewer, {**review("terminate"), "mission_id": "m-term", "review_id": "rv-t1"})
+    feed(monitor, gate, action(1, mission="m-ooo"))
+    feed(monitor, reviewer, {**review("pause", rid="rv-p1"), "mission_id": "m-ooo"})
     cases = _cases(keys)
     assert set(cases) == set(get_args(RejectionCode))
     before = {m: (ms.n_actions, dict(ms.ledger.cells)) for m, ms in monitor.missions.items()}
     for code, text in cases.items():
+        if code == "internal_error":  # no input makes the core raise; stand in for a bug
+            monkeypatch.setattr(monitor, "_on_outcome", _boom)
         step = monitor.feed(text)
         assert [r.code for r in step.rejected] == [code], (code, step.rejected)
         assert step.rejected[0].reason and not step.accepted and not step.out
@@ -198,15 +231,20 @@ def test_fairness_gap_escalates_once_with_evidence(monitor: Monitor, keys: dict[
 def test_pause_holds_until_resume(monitor: Monitor, keys: dict[str, Signer]) -> None:
     gate, reviewer = keys["gate"], keys["reviewer"]
     _gap_mission(monitor, gate, 400)
-    out = feed(monitor, reviewer, review("pause")).out
+    out = feed(monitor, reviewer, review("pause", t=30_000)).out
     assert [o["state"] for o in out if o["schema"] == "missionwatch/control@1"] == ["paused"]
     assert monitor.missions["m-1"].state == "paused"
     for i in range(400, 600):  # actions keep arriving: still paused, no detector resumes
         feed(monitor, gate, action(i, subject=f"c-{i}"))
     assert monitor.missions["m-1"].state == "paused"
-    out = feed(monitor, reviewer, review("acknowledge", rid="rv-2")).out
+    out = feed(monitor, reviewer, review("acknowledge", rid="rv-2", t=40_000)).out
     assert monitor.missions["m-1"].state == "paused"
-    out = feed(monitor, reviewer, review("resume", rid="rv-3")).out
+    for bad, code in ((review("resume", rid="rv-3", t=40_000), "resume_without_cause"),
+                      (review("resume", "rv-2", rid="rv-3", t=40_000), "unknown_escalation"),
+                      (review("resume", "rv-1", rid="rv-3", t=20_000), "review_out_of_order")):
+        assert [r.code for r in monitor.feed(line(reviewer.sign(bad))).rejected] == [code]
+    assert monitor.missions["m-1"].state == "paused"
+    out = feed(monitor, reviewer, review("resume", "rv-1", rid="rv-3", t=40_000)).out
     control = [o for o in out if o["schema"] == "missionwatch/control@1"]
     assert control[0]["state"] == "running" and control[0]["cause"] == "rv-3"
     assert out[-1]["schema"] == "missionwatch/strategy@1"

@@ -155,10 +155,10 @@ def check_value(value: Any, limits: Limits = DEFAULT_LIMITS, depth: int = 0) -> 
             if abs(v) > limits.max_abs_number:
                 raise LimitExceeded("number_out_of_range", f"{v!r} is larger in magnitude than the "
                                     f"{limits.max_abs_number:g} allowed")
-        elif t is dict or t is list:
+        elif isinstance(v, dict | list):
             if d >= limits.max_depth:
                 raise LimitExceeded("too_deep", f"arrays and objects nest deeper than {limits.max_depth} levels")
-            if t is dict:
+            if isinstance(v, dict):
                 for k, x in v.items():
                     if type(k) is str and len(k) > limits.max_string_chars:
                         raise LimitExceeded("string_too_long", f"a key of {len(k):,} characters is longer "

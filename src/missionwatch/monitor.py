@@ -51,7 +51,7 @@ from .records import (
     format_time,
 )
 from .signing import ROLE_FOR_SCHEMA, Keyring, Signer, VerifyFailure
-from .spec import MetricSpec, Spec, SpecRegistry, parse_duration
+from .spec import MetricSpec, Spec, SpecRegistry, normalize_value, parse_duration
 from .stats.cs import e_bh
 
 __all__ = ["Accepted", "MissionState", "Monitor", "Prepared", "Rejection", "Step"]
@@ -100,6 +100,8 @@ class Subject:
 class _Escalation:
     severity: str
     open: bool = True
+    t: float = 0.0
+    """When it was issued (its issued_at): a review of it may not be dated earlier."""
 
 
 class _Plan:
@@ -126,6 +128,10 @@ class _Plan:
                 self.count_actions.setdefault(a, []).append(m)
             for o in m.count_outcomes:
                 self.count_outcomes.setdefault(o, []).append(m)
+        self.skew = parse_duration(spec.spec.skew)
+        self.horizon = parse_duration(spec.spec.horizon)
+        self.declared = {d: spec.cohorts.normal_values(d) for d in self.dims}
+        self.protected = frozenset(spec.cohorts.protected)
         self.n_tests = max(n_tests, 1)
         self.fairness_alpha = spec.spec.alpha / self.n_tests
         self.risk_alpha = spec.spec.alpha / max(len(spec.risk), 1)
@@ -136,6 +142,12 @@ def _scopes(hl: HardLimit, plan: _Plan, cohort: dict[str, str]) -> list[str]:
     if hl.rule.scope == "mission":
         return ["mission"]
     return [f"{d}={cohort.get(d, NONE)}" for d in plan.dims]
+
+
+UNDECLARED = "(undeclared)"
+OTHER = "(other)"
+INTEGRITY_SAMPLE = 20
+"""Distinct unexpected values an integrity report lists per attribute (all are counted)."""
 
 
 def _internal(exc: Exception) -> Rejection:
@@ -170,6 +182,17 @@ class MissionState:
         self.last_hash: str | None = None
         self.state: MissionStateName = "running"
         self.cause: str | None = None
+        self.cause_t: float | None = None
+        self.anchor: float | None = registration.started_at if registration else None
+        """The mission's start: event times are plausible within [anchor - skew, anchor + horizon]."""
+        self.clock: float | None = None
+        """The chain's event time: the latest issued_at; out records never go back before it."""
+        self.cohort_values: dict[str, dict[str, int]] = {d: {} for d in plan.dims}
+        """Records seen per normalised value of each cohort attribute (at most max_values)."""
+        self.integrity: dict[str, dict[str, Any]] = {}
+        """Per cohort attribute, what was wrong with its values (see `Monitor._cohort_of`)."""
+        self.new_problems: list[str] = []
+        """Cohort attributes whose integrity problem appeared with the record being judged."""
         self.n_actions = 0
         self.n_outcomes = 0
         self.duplicates = 0
@@ -367,6 +390,8 @@ class Monitor:
             raise Reject(p.signer.code, p.signer.detail)
         else:
             key_id = p.signer
+        if isinstance(model, ActionRecord | OutcomeRecord | ReviewRecord):
+            self._check_time(model.mission_id, model.occurred_at, schema)
         h = "sha256:" + hashlib.sha256(payload).hexdigest()
         if isinstance(model, ActionRecord):
             self._on_action(model, record, h, key_id, batch_hash, step)
@@ -376,6 +401,22 @@ class Monitor:
             self._on_review(model, record, h, key_id, batch_hash, step)
         elif isinstance(model, MissionRecord):
             self._on_mission(model, record, h, key_id, batch_hash, step)
+
+    def _check_time(self, mission_id: str, t: float, schema: str) -> None:
+        """Refuse an event time outside the mission's plausible window."""
+        ms = self.missions.get(mission_id)
+        if ms is None or ms.anchor is None:
+            return
+        what = schema.removeprefix("missionwatch/").split("@")[0]
+        if t < ms.anchor - ms.plan.skew:
+            raise Reject("implausible_time", f"the {what} is dated {format_time(t)}, more than "
+                         f"{ms.spec.spec.skew} before mission {mission_id!r} started "
+                         f"({format_time(ms.anchor)})")
+        if t > ms.anchor + ms.plan.horizon:
+            raise Reject("implausible_time", f"the {what} is dated {format_time(t)}, more than "
+                         f"{ms.spec.spec.horizon} after mission {mission_id!r} started "
+                         f"({format_time(ms.anchor)}); the spec's horizon bounds how far ahead "
+                         "a record may be dated")
 
     # ---------------------------------------------------------------- missions
     def _plan(self, spec: Spec) -> _Plan:
@@ -388,11 +429,13 @@ class Monitor:
             plan = self._plans[spec.name] = _Plan(spec, n_tests)
         return plan
 
-    def _mission(self, mission_id: str) -> MissionState:
+    def _mission(self, mission_id: str, t: float) -> MissionState:
+        """The mission's state; an unregistered mission starts (its anchor) at its first record."""
         ms = self.missions.get(mission_id)
         if ms is None:
             spec = self.specs.default
             ms = self.missions[mission_id] = MissionState(mission_id, spec, self._plan(spec), None, None)
+            ms.anchor = t
         return ms
 
     def _dedupe(self, table: dict[tuple[str, str], str], mission_id: str, key: str, h: str, what: str) -> bool:
@@ -431,13 +474,13 @@ class Monitor:
     def _on_action(self, a: ActionRecord, record: dict[str, Any], h: str, key_id: str | None,
                    batch_hash: str | None, step: Step) -> None:
         if self._dedupe(self.receipts, a.mission_id, a.receipt_id, h, "receipt_id"):
-            self._mission(a.mission_id).duplicates += 1
+            self._mission(a.mission_id, a.occurred_at).duplicates += 1
             step.accepted.append(Accepted("action", record, a, h, key_id, batch_hash, True))
             return
-        ms = self._mission(a.mission_id)
+        ms = self._mission(a.mission_id, a.occurred_at)
         step.accepted.append(Accepted("action", record, a, h, key_id, batch_hash, False))
         plan, spec, t = ms.plan, ms.spec, a.occurred_at
-        cohort = a.subject.cohort or {}
+        cohort = self._cohort_of(ms, a.subject.cohort)
         phase = "baseline" if ms.n_actions < spec.baseline.actions else "post"
         ms.n_actions += 1
         events: list[ShiftEvent] = []
@@ -533,6 +576,52 @@ class Monitor:
         self._judge(ms, a.receipt_id, t, touched, touched_risk, breaches,
                     [e for e in events if e is not None], step)
 
+    def _cohort_of(self, ms: MissionState, raw: dict[str, str] | None) -> dict[str, str]:
+        """The record's cohort as the mission counts it: each cohort attribute of the spec,
+        normalised (`spec.normalize_value`); a value the spec does not declare becomes
+        '(undeclared)', a value past the attribute's `max_values` becomes '(other)', and
+        either is an integrity problem of the attribute (see `_problem`)."""
+        out: dict[str, str] = {}
+        if not raw:
+            return out
+        cohorts = ms.spec.cohorts
+        for d in ms.plan.dims:
+            v = raw.get(d)
+            if v is None:
+                continue
+            v = normalize_value(v, cohorts.case)
+            if not v:
+                continue
+            declared = ms.plan.declared[d]
+            seen = ms.cohort_values[d]
+            if declared is not None and v not in declared:
+                self._problem(ms, d, "undeclared", v)
+                v = UNDECLARED
+            elif v not in seen and len(seen) >= cohorts.max_values:
+                self._problem(ms, d, "too_many_values", v)
+                v = OTHER
+            if v not in seen and d in ms.plan.protected and declared is None \
+                    and v not in (UNDECLARED, OTHER) and len(seen) >= cohorts.max_cohorts:
+                self._problem(ms, d, "over_budget", v)
+            seen[v] = seen.get(v, 0) + 1
+            out[d] = v
+        return out
+
+    @staticmethod
+    def _problem(ms: MissionState, dim: str, problem: str, value: str) -> None:
+        """Note an unexpected value of a cohort attribute; the first of each attribute is judged
+        (escalated) with the record that brought it."""
+        entry = ms.integrity.get(dim)
+        if entry is None:
+            entry = ms.integrity[dim] = {"problems": [], "values": {}, "records": 0}
+            ms.new_problems.append(dim)
+        if problem not in entry["problems"]:
+            entry["problems"].append(problem)
+        entry["records"] += 1
+        values: dict[str, int] = entry["values"]
+        if value in values or len(values) < INTEGRITY_SAMPLE:
+            values[value] = values.get(value, 0) + 1
+
     def _freeze(self, ms: MissionState) -> None:
         ms.frozen = True
         for w in ms.novelty.values():
@@ -548,15 +637,15 @@ class Monitor:
     def _on_outcome(self, o: OutcomeRecord, record: dict[str, Any], h: str, key_id: str | None,
                     batch_hash: str | None, step: Step) -> None:
         if self._dedupe(self.outcomes, o.mission_id, o.outcome_id, h, "outcome_id"):
-            self._mission(o.mission_id).duplicates += 1
+            self._mission(o.mission_id, o.occurred_at).duplicates += 1
             step.accepted.append(Accepted("outcome", record, o, h, key_id, batch_hash, True))
             return
-        ms = self._mission(o.mission_id)
+        ms = self._mission(o.mission_id, o.occurred_at)
         step.accepted.append(Accepted("outcome", record, o, h, key_id, batch_hash, False))
         ms.n_outcomes += 1
         t = o.occurred_at
         subj = ms.subjects.get(o.subject.id)
-        own = o.subject.cohort
+        own = self._cohort_of(ms, o.subject.cohort) if o.subject.cohort else None
         if own:
             ms.ledger.add_outcome(t, own, o.outcome_type, o.value)
         elif subj is not None and (subj.cohort or subj.contacted):
@@ -593,22 +682,25 @@ class Monitor:
         if ms is None:
             raise Reject("unknown_escalation", f"the review names mission {r.mission_id!r}, "
                           "which the monitor has no record of")
-        if r.escalation_id is not None and r.escalation_id not in ms.escalations:
+        if r.escalation_id is not None and r.escalation_id not in ms.escalations \
+                and r.escalation_id != ms.cause:
             raise Reject("unknown_escalation", f"escalation {r.escalation_id!r} is not one of mission "
                           f"{r.mission_id!r}'s escalations")
         if self._dedupe(self.reviews, r.mission_id, r.review_id, h, "review_id"):
             ms.duplicates += 1
             step.accepted.append(Accepted("review", record, r, h, key_id, batch_hash, True))
             return
-        if ms.state == "terminated":
+        try:
+            self._admit_review(ms, r, key_id)
+        except Reject:
             del self.reviews[(r.mission_id, r.review_id)]
-            raise Reject("mission_terminated", repr(r.mission_id))
+            raise
         step.accepted.append(Accepted("review", record, r, h, key_id, batch_hash, False))
         t = r.occurred_at
         if r.decision in ("acknowledge", "resume"):
             targets = [r.escalation_id] if r.escalation_id else list(ms.escalations)
             for eid in targets:
-                if eid is not None:
+                if eid in ms.escalations:
                     ms.escalations[eid].open = False
             for mx in ms.mix.values():
                 mx.rearm()
@@ -625,12 +717,48 @@ class Monitor:
             self._control(ms, new_state, r.review_id, t, step)
         self._receipt(ms, t, step)
 
+    def _admit_review(self, ms: MissionState, r: ReviewRecord, key_id: str | None) -> None:
+        """The rules a review must meet beyond its signature: the mission is not terminated; the
+        signing key's scope covers the mission, the decision and the reviewer named; it is not
+        dated before what it reviews; a resume names the cause it releases."""
+        if ms.state == "terminated":
+            raise Reject("mission_terminated", repr(r.mission_id))
+        scope = self.keyring.scope_of(key_id)
+        if not scope.covers_mission(r.mission_id):
+            raise Reject("reviewer_out_of_scope", f"key {key_id!r} may review missions matching "
+                         f"{', '.join(scope.missions or ())}, not {r.mission_id!r}")
+        if scope.decisions is not None and r.decision not in scope.decisions:
+            raise Reject("reviewer_out_of_scope", f"key {key_id!r} may decide {', '.join(scope.decisions)}, "
+                         f"not {r.decision!r}")
+        if scope.reviewer is not None and r.reviewer != scope.reviewer:
+            raise Reject("reviewer_out_of_scope", f"key {key_id!r} belongs to reviewer {scope.reviewer!r}; "
+                         f"a review it signs cannot name {r.reviewer!r}")
+        esc = ms.escalations.get(r.escalation_id) if r.escalation_id else None
+        reviewed = esc.t if esc is not None else (ms.cause_t if r.escalation_id == ms.cause else None)
+        if reviewed is not None and r.occurred_at < reviewed:
+            raise Reject("review_out_of_order", f"the review is dated {format_time(r.occurred_at)}, before "
+                         f"{r.escalation_id!r} it reviews ({format_time(reviewed)})")
+        if r.decision != "resume":
+            return
+        if ms.state == "paused" and r.escalation_id != ms.cause:
+            raise Reject("resume_without_cause", f"mission {r.mission_id!r} is paused by {ms.cause!r}; a "
+                         f"resume must name it as escalation_id (this one names {r.escalation_id!r})")
+        if ms.state == "running" and (esc is None or not esc.open):
+            raise Reject("resume_without_cause", f"mission {r.mission_id!r} is running and the resume "
+                         f"names no open escalation (escalation_id {r.escalation_id!r})")
+
     # ------------------------------------------------------------------ verdicts
     def _judge(self, ms: MissionState, trigger: str, t: float,
                touched: set[tuple[FairnessDelta, str]], touched_risk: set[RiskSignal],
                breaches: list[tuple[HardLimit, Any]], events: list[ShiftEvent], step: Step) -> None:
         changed = False
         pause_cause: str | None = None
+        for dim in ms.new_problems:
+            changed = True
+            eid = self._integrity_escalation(ms, dim, trigger, t, step)
+            if eid is not None and ms.spec.cohorts.integrity == "pause":
+                pause_cause = pause_cause or eid
+        ms.new_problems.clear()
         for fd, cohort in sorted(touched, key=lambda p: (p[0].rule.metric, p[0].proxy, p[1])):
             if not fd.due(cohort):
                 continue
@@ -707,6 +835,26 @@ class Monitor:
         if changed or due:
             self._receipt(ms, t, step)
 
+    def _integrity_escalation(self, ms: MissionState, dim: str, trigger: str, t: float,
+                              step: Step) -> str | None:
+        severity = ms.spec.cohorts.integrity
+        if severity == "report":
+            return None
+        entry = ms.integrity[dim]
+        problem = entry["problems"][0]
+        declared = ms.spec.cohorts.values.get(dim)
+        what = {"undeclared": f"not among the declared {', '.join(declared or [])}",
+                "too_many_values": f"more than the {ms.spec.cohorts.max_values} distinct values kept",
+                "over_budget": f"more distinct values than the {ms.spec.cohorts.max_cohorts} cohorts "
+                               "the spec budgets for judgement"}[problem]
+        shown = ", ".join(repr(v) for v in sorted(entry["values"])[:5])
+        reason = escalation_reason("cohort_integrity", dimension=dim, problem=what, values=shown)
+        evidence = {"dimension": dim, "problem": problem, "values": dict(sorted(entry["values"].items())),
+                    "declared": declared, "distinct_values": len(ms.cohort_values[dim]),
+                    "max_cohorts": ms.spec.cohorts.max_cohorts, "max_values": ms.spec.cohorts.max_values}
+        return self._escalate(ms, severity, f"integrity:{dim}", "cohort_integrity", reason, evidence,
+                              trigger, t, step)
+
     @staticmethod
     def _shift_reason(e: ShiftEvent) -> str:
         ev = e.evidence
@@ -741,6 +889,12 @@ class Monitor:
 
     # ------------------------------------------------------------------ output
     def _chain(self, ms: MissionState, body: dict[str, Any], t: float) -> dict[str, Any]:
+        """Seal `body` as the mission's next out record. Its issued_at is the event time `t` of
+        the record that caused it, or the chain's latest issued_at if that is later (records
+        may arrive out of order): a chain's time never goes back."""
+        if ms.clock is not None and t < ms.clock:
+            t = ms.clock
+        ms.clock = t
         body["seq"] = ms.seq
         body["prev_hash"] = ms.last_hash
         body["issued_at"] = format_time(t)
@@ -754,7 +908,7 @@ class Monitor:
         eid = f"esc-{ms.mission_id}-{ms.seq}"
         if ms.state == "terminated":
             return eid
-        ms.escalations[eid] = _Escalation(severity)
+        ms.escalations[eid] = _Escalation(severity, True, max(t, ms.clock or t))
         rec = self._chain(ms, {
             "schema": SCHEMA_ESCALATION, "escalation_id": eid, "mission_id": ms.mission_id,
             "severity": "pause" if severity == "pause" else "review", "detector": detector, "code": code,
@@ -768,6 +922,7 @@ class Monitor:
     def _control(self, ms: MissionState, state: MissionStateName, cause: str, t: float, step: Step) -> None:
         ms.state = state
         ms.cause = cause
+        ms.cause_t = max(t, ms.clock or t)
         step.out.append(self._chain(ms, {"schema": SCHEMA_CONTROL, "mission_id": ms.mission_id,
                                          "state": state, "cause": cause}, t))
 
@@ -854,6 +1009,10 @@ class Monitor:
                 "unattributed_outcomes": sum(len(v) for v in ms.pending_outcomes.values()),
             },
         }
+        if ms.integrity:
+            body["integrity"] = {d: {"problems": list(e["problems"]), "records": e["records"],
+                                     "values": dict(sorted(e["values"].items()))}
+                                 for d, e in sorted(ms.integrity.items())}
         step.out.append(self._chain(ms, body, t))
         ms.window_from = ms.window_to = None
         ms.window_actions = 0

@@ -32,6 +32,7 @@ from .records import (
 __all__ = [
     "ROLE_FOR_SCHEMA",
     "KeyError_",
+    "KeyScope",
     "Keyring",
     "Role",
     "Signer",

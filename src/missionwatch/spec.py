@@ -7,9 +7,11 @@ The README documents every field; `tests/test_spec.py` checks it does.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import tomllib
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,6 +28,7 @@ __all__ = [
     "SpecError",
     "SpecRegistry",
     "load_spec",
+    "normalize_value",
     "parse_duration",
 ]
 
@@ -33,6 +36,20 @@ Severity = Literal["report", "review", "pause"]
 Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:+-]+$")]
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+_INVISIBLE = {"Cf", "Cc", "Cs", "Co", "Cn"}
+
+
+@functools.lru_cache(maxsize=8192)
+def normalize_value(value: str, case: str = "preserve") -> str:
+    """A cohort value as the monitor counts it: Unicode NFKC (so full-width '６５+' is '65+'),
+    format and control characters removed (zero-width spaces, bidi marks), white space
+    trimmed and collapsed to one space; lower-cased when `case` is 'lower'."""
+    text = " ".join(unicodedata.normalize("NFKC", value).split())
+    if not text.isascii() or not text.isprintable():
+        text = " ".join("".join(c for c in text if unicodedata.category(c) not in _INVISIBLE).split())
+    return text.lower() if case == "lower" else text
 
 
 class SpecError(ValueError):
@@ -56,6 +73,11 @@ class Meta(_Model):
     description: str = ""
     owner: str = ""
     escalation_path: list[str] = []
+    skew: str = "1d"
+    """Event times more than this before the mission's start (its registration's started_at,
+    or its first record's time when unregistered) are implausible and rejected."""
+    horizon: str = "400d"
+    """Event times more than this after the mission's start are implausible and rejected."""
     alpha: float = Field(0.05, gt=0, lt=1)
     """Chance, over an unbounded stream, that a mission whose true gaps are all within
     the thresholds is ever escalated by a fairness rule (shared by all rules)."""
@@ -68,7 +90,8 @@ class Meta(_Model):
 
     @model_validator(mode="after")
     def _bucket(self) -> Meta:
-        parse_duration(self.bucket)
+        for d in (self.bucket, self.skew, self.horizon):
+            parse_duration(d)
         return self
 
 
@@ -81,6 +104,35 @@ class CohortSpec(_Model):
     """Cohorts per protected proxy that share the alpha budget; later ones are reported, not judged."""
     min_samples: int = Field(30, ge=2)
     """A cohort with fewer observations of a metric is 'too_small' and never judged."""
+    case: Literal["preserve", "lower"] = "preserve"
+    """Cohort values are normalised (Unicode NFKC, invisible format characters removed,
+    white space trimmed and collapsed); 'lower' also lower-cases them."""
+    values: dict[Name, list[Annotated[str, Field(min_length=1, max_length=256)]]] = {}
+    """Declared values per cohort attribute: any other value of that attribute is kept
+    apart as '(undeclared)' and raises a cohort_integrity escalation."""
+    max_values: int = Field(64, ge=2, le=10_000)
+    """Distinct values kept per cohort attribute; further values are counted together
+    as '(other)' (and raise a cohort_integrity escalation)."""
+    integrity: Severity = "review"
+    """Severity of cohort_integrity escalations."""
+
+    @model_validator(mode="after")
+    def _values(self) -> CohortSpec:
+        for dim, vals in self.values.items():
+            if dim not in self.keys and dim not in self.protected:
+                raise ValueError(f"values.{dim}: {dim!r} is not one of cohorts.keys or cohorts.protected")
+            normal = [normalize_value(v, self.case) for v in vals]
+            if len(set(normal)) != len(normal):
+                raise ValueError(f"values.{dim} repeats a value once normalised")
+            if dim in self.protected and len(vals) > self.max_cohorts:
+                raise ValueError(f"values.{dim} declares {len(vals)} values, more than max_cohorts "
+                                 f"({self.max_cohorts}): every declared cohort of a protected proxy "
+                                 "must have a place to be judged")
+        return self
+
+    def normal_values(self, dim: str) -> frozenset[str] | None:
+        vals = self.values.get(dim)
+        return None if vals is None else frozenset(normalize_value(v, self.case) for v in vals)
 
 
 class ActionsSpec(_Model):

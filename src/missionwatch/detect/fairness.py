@@ -11,7 +11,13 @@ c = 1 for an absolute gap, c = the threshold ratio for a ratio rule. Verdicts:
   current sample sizes would reveal;
 - `too_small`: the cohort or its reference has fewer than `min_samples`;
 - `reference`: the cohort is the reference itself;
-- `not_judged`: the proxy already has `max_cohorts` judged cohorts.
+- `not_judged`: the proxy already had `max_cohorts` judged cohorts when this one
+  reached `min_samples`, or the cohort is a catch-all of values the spec does not
+  expect (`(undeclared)`, `(other)`), which is never judged.
+
+A cohort takes one of the `max_cohorts` places when it first has `min_samples`
+observations, so a flurry of junk values that each appear a few times never
+crowds out a real cohort: the order of arrival does not decide who is judged.
 
 Guarantee: each interval is computed at alpha / (rules x proxies x max_cohorts x
 thresholds of the rule), so on a mission whose true gaps are all within the
@@ -40,6 +46,8 @@ __all__ = ["CohortVerdict", "Disparity", "FairnessDelta", "disparity"]
 
 Verdict = Literal["beyond", "within", "insufficient", "too_small", "reference", "not_judged"]
 PRIOR_N = 10.0
+CATCH_ALL = frozenset({"(undeclared)", "(other)"})
+"""Cohort values that gather what the spec does not expect: never judged."""
 
 
 def _r(x: float, nd: int = 6) -> float | None:
@@ -197,7 +205,14 @@ class FairnessDelta(Detector):
             stat.revise(prev, x)
             self.total.revise(prev, x)
         self._touches[cohort] = self._touches.get(cohort, 0) + 1
+        self._admit(cohort, stat)
         return self
+
+    def _admit(self, cohort: str, stat: MeanStat) -> None:
+        """Give `cohort` a judged place once it has `min_samples`, while places remain."""
+        if (stat.n >= self.min_samples and len(self.judged) < self.max_cohorts
+                and cohort not in CATCH_ALL and cohort not in self.judged):
+            self.judged.append(cohort)
 
     def update_block(self, cohort: str, n: int, total: float, sumsq: float) -> FairnessDelta:
         """Add n observations of `cohort` at once, given their sum and sum of squares
@@ -209,9 +224,10 @@ class FairnessDelta(Detector):
         return self._add_block(cohort, MeanStat(n, total, sumsq))
 
     def _add_block(self, cohort: str, block: MeanStat) -> FairnessDelta:
-        self.cohorts[cohort] = self._cohort(cohort).merge(block)
+        stat = self.cohorts[cohort] = self._cohort(cohort).merge(block)
         self.total = self.total.merge(block)
         self._touches[cohort] = self._touches.get(cohort, 0) + block.n
+        self._admit(cohort, stat)
         return self
 
     def update_many(self, cohort: str, xs: np.ndarray) -> FairnessDelta:
@@ -227,15 +243,14 @@ class FairnessDelta(Detector):
         return self._add_block(cohort, MeanStat(xs.size, float(xs.sum()), float((xs * xs).sum())))
 
     def _cohort(self, cohort: str) -> MeanStat:
-        """The cohort's running statistic; a new cohort is judged while `max_cohorts` allows."""
+        """The cohort's running statistic (strict mode: its betting sequences, and the one of
+        the rest of the proxy, from the cohort's first observation on)."""
         stat = self.cohorts.get(cohort)
         if stat is None:
             stat = self.cohorts[cohort] = MeanStat()
-            if len(self.judged) < self.max_cohorts:
-                self.judged.append(cohort)
             if self.strict:
                 self._bets[cohort] = self._new_bet()
-                if self.rule.reference == "rest" and cohort in self.judged:
+                if self.rule.reference == "rest" and cohort not in CATCH_ALL:
                     assert self._all_bet is not None
                     self._rest_bets[cohort] = copy.deepcopy(self._all_bet)
         return stat
@@ -340,8 +355,10 @@ class FairnessDelta(Detector):
         ref_name, ref = found
         ratio = stat.mean / ref.mean if ref.n and ref.mean else math.nan
         gap = stat.mean - ref.mean if ref.n else math.nan
-        if cohort not in self.judged or stat.n < self.min_samples or ref.n < self.min_samples:
-            kind: Verdict = "not_judged" if cohort not in self.judged else "too_small"
+        judged = cohort in self.judged
+        if not judged or stat.n < self.min_samples or ref.n < self.min_samples:
+            small = stat.n < self.min_samples or (judged and ref.n < self.min_samples)
+            kind: Verdict = "too_small" if small and cohort not in CATCH_ALL else "not_judged"
             v = CohortVerdict(label, kind, stat.mean, stat.n, ref_name, ref.mean, ref.n, gap,
                               (-math.inf, math.inf), ratio, None, math.inf, self.alpha)
             self._verdicts[cohort] = v
