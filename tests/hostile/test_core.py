@@ -78,14 +78,14 @@ def test_numbers_that_overflow_the_statistics_are_refused_after_the_baseline(reg
                                                                             value: str) -> None:
     m = Monitor(registry, signer=keys["monitor"], keyring=keyring, allow_unsigned=True)
     gate = keys["gate"]
-    feed_all(m, [line(gate.sign(registration()))] + gap_campaign(gate, 2100))
+    feed_all(m, [line(gate.sign(registration())), *gap_campaign(gate, 2100)])
     before = snapshot(m)
     bad = line(action(5000, action_type="offer.discount", cohort={**AGE, "age_band": "35-49"},
                       discount_pct=1.0)).replace('"discount_pct":1.0', f'"discount_pct":{value}')
     step = m.feed(bad)
     assert [r.code for r in step.rejected] == ["number_out_of_range"], step.rejected
     assert snapshot(m) == before
-    out, rejected = feed_all(m, gap_campaign(gate, 50, start=2100))  # the monitor goes on
+    _out, rejected = feed_all(m, gap_campaign(gate, 50, start=2100))  # the monitor goes on
     assert not rejected and m.missions["m-1"].n_actions == 2150
 
 
@@ -93,7 +93,7 @@ def test_huge_but_admitted_numbers_never_make_a_detector_raise(registry, keys, k
     """The largest magnitude admitted (1e15) squared and summed stays finite in every detector."""
     m = Monitor(registry, signer=keys["monitor"], keyring=keyring)
     gate = keys["gate"]
-    feed_all(m, [line(gate.sign(registration()))] + gap_campaign(gate, 2100))
+    feed_all(m, [line(gate.sign(registration())), *gap_campaign(gate, 2100)])
     lines = [line(gate.sign(action(3000 + i, action_type=t, subject=f"h-{i}", cohort={**AGE, "age_band": "65+"},
                                    **{a: s * 1e15})))
              for i in range(200)
@@ -279,7 +279,7 @@ def test_reviewer_scope_is_enforced(registry, keys, keyring) -> None:
     step = m.feed(line(scoped.sign(review("rv-1", "resume", first, stamp(7200)))))
     assert [r.code for r in step.rejected] == ["reviewer_out_of_scope"]
     assert "scoped-*" in step.rejected[0].reason and m.missions["m-1"].state == "paused"
-    m2, out2 = _paused(registry, keys, keyring)
+    m2, _out2 = _paused(registry, keys, keyring)
     step = m2.feed(line(scoped.sign(review("rv-1", "terminate", None, stamp(7200)))))
     assert step.rejected  # wrong mission first
     for mission in ("scoped-1",):
