@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .signing import KeyError_, Keyring, Signer, load_private_key
 from .spec import SpecError, SpecRegistry, load_spec
@@ -112,24 +113,59 @@ def replay(
     )
 
 
+def _verify_inputs(events: Path, keys: Path, expect: Path | None) -> tuple[Keyring, dict[str, int] | None]:
+    """The keyring and expectation `verify` needs, or exit 2 naming the file and the problem."""
+    from .verify import ExpectError, load_expectation
+
+    if not events.exists():
+        raise _fail(escape(f"{events}: no such file"))
+    if events.is_dir():
+        raise _fail(escape(f"{events}: is a directory, not an events file"))
+    try:
+        keyring = Keyring.load(keys)
+    except KeyError_ as exc:
+        raise _fail(escape(str(exc))) from None
+    if all(role != "monitor" for _, role in keyring.keys.values()):
+        raise _fail(escape(f"{keys}: the keyring holds no monitor key, so no out record can verify"))
+    try:
+        return keyring, load_expectation(expect) if expect is not None else None
+    except ExpectError as exc:
+        raise _fail(escape(str(exc))) from None
+
+
 @app.command()
 def verify(
     events: Annotated[Path, typer.Argument(help="events.jsonl written by replay or the service.")],
     keys: Annotated[Path, typer.Option("--keys", help="Keyring JSON holding the monitor's public key.")],
+    expect: Annotated[Path | None, typer.Option(
+        "--expect", help="JSON object mapping mission_id to the last seq its chain must reach, as the "
+        "status API answers seq or a checkpoint noted it. Fails when such a mission is missing from "
+        "the file or its chain ends earlier. A lower bound (a snapshot taken earlier): records "
+        "beyond it are fine.")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON object on stdout: ok, records, missions (mission_id to last "
+        "seq), error.")] = False,
 ) -> None:
-    """Check every hash, signature and per-mission chain of the monitor's out records."""
+    """Check every hash, signature and per-mission chain of the monitor's out records and list each
+    mission's last seq. Exit 0 whole; 1 broken, incomplete or empty; 2 unusable arguments. Records
+    cut off the end of the file and deleted chains leave no trace in the chains: --expect catches
+    them."""
     from .verify import verify_events
 
-    if not events.is_file():
-        raise _fail(f"{events}: no such file")
+    keyring, expected = _verify_inputs(events, keys, expect)
     try:
-        keyring = Keyring.load(keys)
-    except KeyError_ as exc:
-        raise _fail(str(exc)) from None
-    report = verify_events(events, keyring)
+        report = verify_events(events, keyring, expected)
+    except OSError as exc:
+        raise _fail(escape(f"{events}: cannot be read ({exc.strerror})")) from None
+    if as_json:
+        print(json.dumps(report.to_json()), flush=True)
+    elif report.ok:
+        out.print(f"ok: {report.records} records in {len(report.missions)} mission chains verify",
+                  markup=False)
+        for mission, seq in sorted(report.missions.items()):
+            out.print(f"  mission {mission!r} -> last seq {seq}", markup=False)
     if not report.ok:
-        raise _fail(f"{events}: {report.error}", code=1)
-    out.print(f"ok: {report.records} records in {report.missions} mission chains verify")
+        raise _fail(escape(f"{events}: {report.error}"), code=1)
 
 
 @app.command()

@@ -5,30 +5,60 @@ must verify under a `monitor` key of the keyring, and each mission's records mus
 form one unbroken chain: seq counting from 0, prev_hash naming the previous hash.
 An edited record fails its hash; a deleted or reordered one breaks the chain; a
 record re-signed by any key outside the keyring's monitor keys fails its signature.
+A file with no out records at all is refused: there is nothing to vouch for.
+
+What a chain cannot show by itself: records cut off the end of a file (the last
+records of a mission, say the control signal of a resume) and a mission whose
+whole chain was deleted. An expectation closes that gap: mission_id -> the last
+seq its chain must reach (as the service's status API answers `seq`, or as a
+checkpoint noted it). It is a lower bound, a snapshot taken earlier: records
+beyond it are fine; a mission missing from the file, or a chain ending before
+it, fails.
+
+Exceptions: `ExpectError` (a ValueError) for an expectation file that cannot be
+used. A broken log is not an exception: it is the `error` of the `VerifyReport`.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .canonical import CanonicalizationError, record_hash
 from .records import OUT_SCHEMAS
 from .signing import Keyring, VerifyFailure
 
-__all__ = ["Chains", "VerifyReport", "check_out_record", "verify_events"]
+__all__ = [
+    "Chains",
+    "ExpectError",
+    "VerifyReport",
+    "check_expectation",
+    "check_out_record",
+    "load_expectation",
+    "verify_events",
+]
 
 
 @dataclass(frozen=True)
 class VerifyReport:
+    """What `verify_events` found: how many records verified, each mission's last verified
+    seq (up to the first problem, if any), and the first problem, or None when the log is whole."""
+
     records: int
-    missions: int
+    missions: Mapping[str, int] = field(default_factory=dict)
     error: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def to_json(self) -> dict[str, Any]:
+        """The `--json` answer: {"ok", "records", "missions": {mission_id: last_seq}, "error"}."""
+        return {"ok": self.ok, "records": self.records,
+                "missions": dict(sorted(self.missions.items())), "error": self.error}
 
 
 _WHY = {"signature_missing": "it is not signed",
@@ -51,6 +81,8 @@ def check_out_record(rec: object, keyring: Keyring) -> tuple[str, int, str] | st
         h = record_hash(rec)
     except CanonicalizationError as exc:
         return f"{where}: cannot be canonicalized ({exc})"
+    except RecursionError:
+        return f"{where}: cannot be canonicalized (nested too deeply)"
     if rec.get("hash") != h:
         return (f"{where}: the hash does not match the content (edited record); "
                 f"recorded {rec.get('hash')!r}, computed {h!r}")
@@ -80,23 +112,157 @@ class Chains:
         self.heads[mission] = (seq, h)
         return None
 
+    def last_seqs(self) -> dict[str, int]:
+        """mission_id -> the seq of its chain's last record."""
+        return {mission: seq for mission, (seq, _) in self.heads.items()}
 
-def verify_events(path: str | Path, keyring: Keyring) -> VerifyReport:
-    chains = Chains()
+
+class _Unreadable(ValueError):
+    """A line that is not one JSON value in UTF-8; the message says why."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) < len(pairs):
+        keys = [k for k, _ in pairs]
+        twice = next(k for i, k in enumerate(keys) if k in keys[:i])
+        # a JSON parser keeps the first or the last: the line reads differently to different readers
+        raise _Unreadable(f"the key {twice!r} appears twice in one object; different JSON parsers "
+                          "read such a line differently")
+    return obj
+
+
+_decoder = json.JSONDecoder(object_pairs_hook=_unique_keys)
+
+
+def _parse(raw: bytes) -> Any:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _Unreadable(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        return _decoder.decode(text)
+    except json.JSONDecodeError as exc:
+        cut = "" if raw.endswith(b"\n") else "; the file ends here without a newline, as a file cut short does"
+        raise _Unreadable(f"not valid JSON ({exc.msg}: column {exc.colno}){cut}") from None
+    except RecursionError:
+        raise _Unreadable("not valid JSON (nested too deeply)") from None
+
+
+def _check_line(raw: bytes, keyring: Keyring, chains: Chains) -> str | None:
+    """None when the line is the next record of its mission's chain, else why not."""
+    try:
+        rec = _parse(raw)
+    except _Unreadable as exc:
+        return str(exc)
+    checked = check_out_record(rec, keyring)
+    if isinstance(checked, str):
+        return checked
+    return chains.extend(*checked, rec.get("prev_hash"))
+
+
+def _walk(lines: Iterable[bytes], keyring: Keyring, chains: Chains) -> tuple[int, str | None]:
+    """(records that verified, the first problem or None); blank lines are skipped."""
     n = 0
-    with Path(path).open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                return VerifyReport(n, len(chains.heads), f"line {lineno}: not valid JSON ({exc.msg})")
-            checked = check_out_record(rec, keyring)
-            if isinstance(checked, str):
-                return VerifyReport(n, len(chains.heads), f"line {lineno}: {checked}")
-            error = chains.extend(*checked, rec.get("prev_hash"))
-            if error is not None:
-                return VerifyReport(n, len(chains.heads), f"line {lineno}: {error}")
-            n += 1
-    return VerifyReport(n, len(chains.heads))
+    for lineno, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        error = _check_line(raw, keyring, chains)
+        if error is not None:
+            return n, f"line {lineno}: {error}"
+        n += 1
+    return n, None
+
+
+def verify_events(path: str | Path, keyring: Keyring,
+                  expect: Mapping[str, int] | None = None) -> VerifyReport:
+    """Verify an events file: every record, every chain, and, given `expect` (mission_id ->
+    the least last seq, see `load_expectation`), that no expected mission or record is missing.
+    The report names the first problem. OSError when the file cannot be read."""
+    chains = Chains()
+    with Path(path).open("rb") as f:
+        n, error = _walk(f, keyring, chains)
+    if error is None and n == 0:
+        error = "no out records: the file is empty or blank, so there is nothing to verify"
+    if error is None and expect is not None:
+        error = check_expectation(chains.last_seqs(), expect)
+    return VerifyReport(n, chains.last_seqs(), error)
+
+
+def check_expectation(missions: Mapping[str, int], expect: Mapping[str, int]) -> str | None:
+    """None when every expected mission's chain reaches its expected seq (or goes beyond it);
+    otherwise why the first one (in `expect`'s order) falls short, and how many others do."""
+    short = [_shortfall(mission, missions.get(mission), want) for mission, want in expect.items()]
+    problems = [p for p in short if p is not None]
+    if not problems:
+        return None
+    more = len(problems) - 1
+    return problems[0] + (f" ({more} more expected mission{'s fall' if more > 1 else ' falls'} short)"
+                          if more else "")
+
+
+def _shortfall(mission: str, last: int | None, want: int) -> str | None:
+    if last is None:
+        return (f"mission {mission!r}: expected its chain up to seq {want}, but the file holds no "
+                "record of this mission (its chain was deleted)")
+    if last < want:
+        missing = want - last
+        return (f"mission {mission!r}: the chain ends at seq {last}, expected at least seq {want}: "
+                f"{missing} record{'s are' if missing > 1 else ' is'} missing from its end (the file "
+                "was cut short, or trailing records such as a control signal were removed)")
+    return None
+
+
+class ExpectError(ValueError):
+    """An expectation file that cannot be used; the message names the file and why."""
+
+
+class _Pairs(list[tuple[str, Any]]):
+    """A JSON object as parsed, keys in order, duplicates kept (to be refused by name)."""
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, _Pairs):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if value is None:
+        return "null (a mission with no out records yet has no seq to expect: leave it out)"
+    return json.dumps(value)
+
+
+def load_expectation(path: str | Path) -> dict[str, int]:
+    """Read an expectation file: one JSON object, mission_id -> last seq (a non-negative
+    integer), at least one mission, each named once. ExpectError says what is wrong."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ExpectError(f"{path}: cannot read the expectation ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ExpectError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        data = json.loads(text, object_pairs_hook=_Pairs)
+    except json.JSONDecodeError as exc:
+        raise ExpectError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} "
+                          f"column {exc.colno})") from None
+    except RecursionError:
+        raise ExpectError(f"{path}: not valid JSON (nested too deeply)") from None
+    return _expectation(data, str(path))
+
+
+def _expectation(data: Any, source: str) -> dict[str, int]:
+    if not isinstance(data, _Pairs):
+        raise ExpectError(f'{source}: must be a JSON object mapping mission_id to its last seq, '
+                          f'e.g. {{"retention-campaign-2026-q2": 41}}; got {_describe(data)}')
+    if not data:
+        raise ExpectError(f"{source}: names no mission; an expectation must name at least one")
+    expect: dict[str, int] = {}
+    for mission, seq in data:
+        if mission in expect:
+            raise ExpectError(f"{source}: mission {mission!r} appears twice")
+        if type(seq) is not int or seq < 0:
+            raise ExpectError(f"{source}: mission {mission!r}: the last seq must be a non-negative "
+                              f"integer, got {_describe(seq)}")
+        expect[mission] = seq
+    return expect
