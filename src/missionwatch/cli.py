@@ -31,7 +31,7 @@ out = Console(highlight=False, soft_wrap=True)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}")
     return typer.Exit(code)
 
 
@@ -238,7 +238,16 @@ def explain(
         raise _fail(f"{events}: no such file")
     from .render import render_events
 
-    recs: list[dict[str, Any]] = [json.loads(line) for line in events.open(encoding="utf-8") if line.strip()]
+    recs: list[dict[str, Any]] = []
+    with events.open(encoding="utf-8", errors="replace") as f:
+        for n, text in enumerate(f, 1):
+            if not text.strip():
+                continue
+            try:
+                recs.append(json.loads(text))
+            except (json.JSONDecodeError, RecursionError) as exc:
+                raise _fail(f"{events}: line {n} is not JSON ({getattr(exc, 'msg', 'nested too deeply')})",
+                            1) from None
     render_events(recs, out, receipts=receipts)
 
 
