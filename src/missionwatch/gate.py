@@ -126,6 +126,20 @@ class _Late(Exception):
         self.error = error
 
 
+async def _stop_client(client: Any) -> None:
+    """Stop an aiokafka client. Its stop() can raise the CancelledError of a task it cancelled
+    itself (aio-libs/aiokafka#647: the consumer's fetcher awaits the fetch requests it cancels,
+    seen here after a broker restart): that one is dropped; a cancellation of this task is not."""
+    try:
+        await client.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+    except Exception as exc:  # the broker is gone: there is nothing left to close cleanly
+        log.debug("closing %s: %r", type(client).__name__, exc)
+
+
 def _retrieve(task: asyncio.Future[object]) -> None:
     if not task.cancelled():
         task.exception()  # looked at by `_outcome`; this keeps asyncio from warning when it is not
@@ -251,8 +265,7 @@ class Gate:
             flight.task.cancel()
         for client in (self._consumer, self._producer):
             if client is not None:
-                with contextlib.suppress(Exception):
-                    await client.stop()
+                await _stop_client(client)
         self._producer = self._consumer = None
         self._flights = {}
         self._publish = self._injected
