@@ -378,7 +378,9 @@ class Gate:
                                     "items": [record for record, _ in queue[:count]]}
         if self.signer is not None:
             envelope = self.signer.sign(envelope)
-        assert self._publish is not None
+        if self._publish is None:
+            raise GateError(f"the gate is stopped with {self.queued} records queued; start it to send them",
+                            queued=self.queued)
         task = asyncio.ensure_future(self._publish(IN, mission.encode(), _compact(envelope)))
         task.add_done_callback(_retrieve)
         flight = self._flights[mission] = _Flight(count, task)
