@@ -257,26 +257,28 @@ def broker(
     partitions: Annotated[int, typer.Option(min=1, help="Partitions of the missionwatch topics it "
                                             "creates.")] = 4,
 ) -> None:
-    """Run the embedded Kafka-compatible broker (Tansu, in memory) on 127.0.0.1 in the foreground."""
+    """Run the embedded Kafka-compatible broker (Tansu, in memory) on 127.0.0.1 in the foreground.
+    Ctrl-C or SIGTERM stops it (exit code 0)."""
     import time
 
-    from .stream.broker import BrokerError, EmbeddedBroker, create_topics
+    from .stream.broker import BrokerError, EmbeddedBroker, create_topics, interrupt_on_signals
 
     b = EmbeddedBroker(port=port)
-    try:
+    with interrupt_on_signals():  # SIGTERM unwinds as Ctrl-C does, through b.stop()
         try:
-            b.start()
-        except BrokerError as exc:
-            raise _fail(str(exc)) from None
-        create_topics(b.bootstrap, partitions)
-        err.print(f"broker on {b.url} (in memory: its topics vanish when it stops); Ctrl-C stops it")
-        while b.proc is not None and b.proc.poll() is None:
-            time.sleep(0.5)
-        raise _fail(f"the broker exited with code {b.proc.returncode if b.proc else '?'}", 1)
-    except KeyboardInterrupt:
-        err.print("stopping the broker")
-    finally:
-        b.stop()
+            try:
+                b.start()
+            except BrokerError as exc:
+                raise _fail(str(exc)) from None
+            create_topics(b.bootstrap, partitions)
+            err.print(f"broker on {b.url} (in memory: its topics vanish when it stops); Ctrl-C stops it")
+            while b.proc is not None and b.proc.poll() is None:
+                time.sleep(0.5)
+            raise _fail(f"the broker exited with code {b.proc.returncode if b.proc else '?'}", 1)
+        except KeyboardInterrupt:
+            err.print("stopping the broker")
+        finally:
+            b.stop()
 
 
 @app.command()

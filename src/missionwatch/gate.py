@@ -16,6 +16,24 @@ policy checks:
   only once the chain up to it is verified; a mission whose chain breaks or forks
   stays paused (fail closed) until a person looks.
 
+Publishing survives a broker that goes away. A record stays queued, in order, until the
+broker has acknowledged the batch that carries it. `flush()` (and `send()` when a batch is
+full) retries transient errors (the connection-level and retriable Kafka errors, request
+timeouts, NotLeader, and UnknownError, which a restarted broker answers) after an
+exponential, capped, jittered wait, until the broker has acknowledged nothing for
+`retry_deadline` seconds. A batch already handed to the producer is never abandoned: a
+later flush waits for that same batch instead of sending its records again, so an outage
+adds no duplicates of its own. A batch the broker refuses as too large is split; a single
+record too large for the broker is set aside in `refused` (never retried). Any other error
+(authorization, an unknown topic name, an unsupported broker) is not retried: the records
+stay queued and the background publisher holds (`halted`) until `flush()` is called again.
+
+The exception tree is one class:
+
+    GateError (RuntimeError)    anything the gate cannot do; the message says why.
+        .queued                 records still queued when a flush gave up (0 otherwise)
+        .fatal                  True when retrying cannot help (see `error_kind`)
+
 Gateways in other languages do the same with any Kafka client (README, "Gateway
 integration").
 """
@@ -26,12 +44,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from .records import SCHEMA_BATCH, SCHEMA_CONTROL
 from .records import TOPIC_CONTROL as CONTROL
@@ -40,14 +59,90 @@ from .records import TOPIC_OUT as OUT
 from .signing import Keyring, Signer
 from .verify import Chains, check_out_record
 
-__all__ = ["ControlState", "Gate", "GateError"]
+__all__ = ["ControlState", "Gate", "GateError", "Publish", "backoff_delay", "error_kind"]
 
 log = logging.getLogger("missionwatch.gate")
 
+Publish = Callable[[str, bytes, bytes], Awaitable[object]]
+"""The gate's one I/O seam: `publish(topic, key, value)` returns once the broker has acknowledged
+the message and raises otherwise. By default an aiokafka producer (acks=all); tests pass a plain
+async function."""
+
+ErrorKind = Literal["transient", "too_large", "fatal"]
 
 
 class GateError(RuntimeError):
     """The gate cannot do what was asked; the message says why."""
+
+    def __init__(self, message: str, *, queued: int = 0, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.queued = queued
+        """Records still queued (in order, to be sent by a later flush) when a flush gave up."""
+        self.fatal = fatal
+        """True when retrying cannot help: a person has to change something first."""
+
+
+def error_kind(error: BaseException) -> ErrorKind:
+    """How the gate treats a failed publish. "transient": retried after a wait (connection
+    errors, timeouts, every aiokafka error marked retriable such as NotLeaderForPartition,
+    and UnknownError, BrokerNotAvailable and KafkaUnavailable, which a restarting broker
+    answers). "too_large": the batch is split; a single record is refused. "fatal": anything
+    else (authorization, an invalid topic, an unsupported broker, a bug): never retried."""
+    from aiokafka import errors as ke
+
+    if isinstance(error, ke.MessageSizeTooLargeError | ke.RecordListTooLargeError | ke.RecordTooLargeError):
+        return "too_large"
+    if isinstance(error, OSError | TimeoutError | asyncio.CancelledError):
+        return "transient"  # connection refused or reset; a try cut short when the gate stopped
+    transient = (ke.UnknownError, ke.KafkaTimeoutError, ke.KafkaUnavailableError, ke.BrokerNotAvailableError,
+                 ke.ReplicaNotAvailableError)
+    if isinstance(error, ke.KafkaError) and (error.retriable or isinstance(error, transient)):
+        return "transient"
+    return "fatal"
+
+
+def backoff_delay(failures: int, base: float, cap: float, rng: random.Random) -> float:
+    """Seconds to wait after `failures` + 1 failed tries in a row: min(cap, base * 2**failures),
+    times a factor drawn from [0.5, 1) so that many gateways do not retry in step."""
+    return min(cap, base * 2.0 ** min(failures, 64)) * (0.5 + rng.random() / 2)
+
+
+def _compact(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@dataclass
+class _Flight:
+    """A batch handed to `publish`: the first `count` records of its mission's queue."""
+
+    count: int
+    task: asyncio.Future[object]
+
+
+class _Late(Exception):
+    """The deadline passed; `error` is the last failure, or None when a batch is still out."""
+
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+
+
+async def _stop_client(client: Any) -> None:
+    """Stop an aiokafka client. Its stop() can raise the CancelledError of a task it cancelled
+    itself (aio-libs/aiokafka#647: the consumer's fetcher awaits the fetch requests it cancels,
+    seen here after a broker restart): that one is dropped; a cancellation of this task is not."""
+    try:
+        await client.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+    except Exception as exc:  # the broker is gone: there is nothing left to close cleanly
+        log.debug("closing %s: %r", type(client).__name__, exc)
+
+
+def _retrieve(task: asyncio.Future[object]) -> None:
+    if not task.cancelled():
+        task.exception()  # looked at by `_outcome`; this keeps asyncio from warning when it is not
 
 
 @dataclass(frozen=True)
@@ -77,27 +172,54 @@ class Gate:
 
     def __init__(self, bootstrap: str, monitor_keys: Keyring, *, signer: Signer | None = None,
                  linger: float = 0.02, max_batch: int = 500, max_bytes: int = 512_000,
+                 retry_deadline: float = 60.0, retry_backoff: float = 0.1, retry_backoff_max: float = 5.0,
+                 request_timeout: float = 30.0,
                  on_control: Callable[[ControlState], None] | None = None,
-                 on_record: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_record: Callable[[dict[str, Any]], None] | None = None,
+                 publish: Publish | None = None, rng: random.Random | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         if not any(role == "monitor" for _, role in monitor_keys.keys.values()):
             raise GateError("the keyring has no monitor key: control signals could not be verified")
         self.bootstrap = bootstrap
         self.keys = monitor_keys
         self.signer = signer
         self.linger, self.max_batch, self.max_bytes = linger, max_batch, max_bytes
+        self.retry_deadline = retry_deadline
+        """A flush gives up when the broker has acknowledged nothing for this many seconds."""
+        self.retry_backoff, self.retry_backoff_max = retry_backoff, retry_backoff_max
+        """The first wait before a retry, and the longest; each failure in a row doubles it."""
+        self.request_timeout = request_timeout
+        """How long the producer keeps one batch before it counts as failed (and is retried)."""
         self.on_control = on_control
         self.on_record = on_record
         """Called once per authentic out record (strategy receipt, escalation, control)."""
+        self.rng = rng or random.Random()
+        """The jitter of the waits; pass a seeded one for reproducible waits."""
+        self.clock, self.sleep = clock, sleep
         self.missions: dict[str, _Mission] = {}
         self.chains = Chains()
         self.problems: list[str] = []
         self.sent = 0
-        self._queue: dict[str, list[dict[str, Any]]] = {}
+        """Records the broker has acknowledged."""
+        self.retries = 0
+        """Transient failures retried so far."""
+        self.refused: list[tuple[dict[str, Any], str]] = []
+        """Records the broker will never take (each alone too large), with the reason; not retried."""
+        self.halted: str | None = None
+        """Why background publishing holds after an error retrying cannot fix; cleared by a
+        flush that succeeds."""
+        self._queue: dict[str, list[tuple[dict[str, Any], int]]] = {}
+        """mission -> [(record, its size in bytes)], oldest first, until acknowledged."""
         self._queued_bytes: dict[str, int] = {}
+        self._flights: dict[str, _Flight] = {}
+        self._lock = asyncio.Lock()
         self._batch_prefix = uuid.uuid4().hex[:12]
         self._batches = 0
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._injected = publish
+        self._publish: Publish | None = publish
         self._producer: Any = None
         self._consumer: Any = None
 
@@ -105,37 +227,48 @@ class Gate:
     async def start(self) -> Gate:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=0)
+        if self._injected is None:
+            self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=0,
+                                              request_timeout_ms=int(self.request_timeout * 1000))
         self._consumer = AIOKafkaConsumer(OUT, CONTROL, bootstrap_servers=self.bootstrap, group_id=None,
                                           auto_offset_reset="earliest", enable_auto_commit=False,
                                           fetch_max_wait_ms=20)
         try:
-            await self._producer.start()
+            if self._producer is not None:
+                await self._producer.start()
             await self._consumer.start()
         except Exception as exc:
             await self._close()
             raise GateError(f"cannot reach the broker at {self.bootstrap}: {exc}") from None
+        if self._producer is not None:
+            self._publish = self._kafka_publish
         self._tasks = [asyncio.create_task(self._follow()), asyncio.create_task(self._lingerer())]
         return self
 
     async def stop(self) -> None:
-        """Flush what is queued, then stop following."""
+        """Flush what is queued (retrying as `flush` does), then stop following and close. Raises
+        GateError, after closing, when records could not be published: they go with the gate."""
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self._tasks = []
-        if self._producer is not None:
-            await self.flush()
-        await self._close()
+        try:
+            if self._publish is not None:
+                await self.flush()
+        finally:
+            await self._close()
 
     async def _close(self) -> None:
+        for flight in self._flights.values():
+            flight.task.cancel()
         for client in (self._consumer, self._producer):
             if client is not None:
-                with contextlib.suppress(Exception):
-                    await client.stop()
+                await _stop_client(client)
         self._producer = self._consumer = None
+        self._flights = {}
+        self._publish = self._injected
 
     async def __aenter__(self) -> Gate:
         return await self.start()
@@ -144,52 +277,167 @@ class Gate:
                         tb: TracebackType | None) -> None:
         await self.stop()
 
+    async def _kafka_publish(self, topic: str, key: bytes, value: bytes) -> None:
+        await self._producer.send_and_wait(topic, value=value, key=key)
+
     # --- publishing ------------------------------------------------------------------------
+    @property
+    def queued(self) -> int:
+        """Records not yet acknowledged by the broker (those in flight included)."""
+        return sum(len(q) for q in self._queue.values())
+
+    @property
+    def in_flight(self) -> int:
+        """Queued records in a batch handed to the producer whose fate is not known yet."""
+        return sum(f.count for f in self._flights.values() if not f.task.done())
+
     async def send(self, record: dict[str, Any]) -> None:
-        """Queue one in record for its mission's next batch."""
+        """Queue one in record for its mission's next batch. When the mission's queue is full
+        (`max_batch` records or `max_bytes`), wait until it is published; that raises GateError
+        as `flush` does, and the record stays queued."""
         mission = record.get("mission_id")
         if not isinstance(mission, str) or not mission:
             raise GateError(f"a record needs a mission_id string to be routed; got {mission!r}")
-        if self._producer is None:
+        if self._publish is None:
             raise GateError("the gate is not started (use `async with Gate(...)` or await start())")
+        size = len(_compact(record))
         queue = self._queue.setdefault(mission, [])
-        queue.append(record)
-        size = self._queued_bytes[mission] = self._queued_bytes.get(mission, 0) + len(json.dumps(record))
-        if len(queue) >= self.max_batch or size >= self.max_bytes:
-            await self._flush_mission(mission)
+        queue.append((record, size))
+        total = self._queued_bytes[mission] = self._queued_bytes.get(mission, 0) + size
+        if len(queue) >= self.max_batch or total >= self.max_bytes:
+            await self._flush([mission])
 
-    async def flush(self) -> None:
-        """Publish every queued record now, and wait until the broker has them."""
-        for mission in list(self._queue):
-            await self._flush_mission(mission)
+    async def flush(self, *, retry_deadline: float | None = None) -> None:
+        """Publish every record queued now and return once the broker has acknowledged them.
+        Transient errors are retried until the broker has acknowledged nothing for
+        `retry_deadline` seconds (default: the gate's setting); then GateError says how many
+        records remain queued. They stay queued, in order, and a later flush sends them."""
+        await self._flush(list(self._queue), retry_deadline)
 
-    async def _flush_mission(self, mission: str) -> None:
-        items = self._queue.pop(mission, [])
-        self._queued_bytes.pop(mission, None)
-        if not items:
-            return
+    async def _flush(self, missions: Iterable[str], retry_deadline: float | None = None) -> None:
+        refused = 0
+        async with self._lock:  # one publisher at a time keeps each mission's batches in order
+            window = self.retry_deadline if retry_deadline is None else retry_deadline
+            try:
+                for mission in missions:
+                    refused += await self._drain(mission, window)
+            except GateError as exc:
+                if exc.fatal:
+                    self.halted = str(exc)
+                raise
+            self.halted = None
+        if refused:
+            raise GateError(f"{refused} record(s) alone exceed what the broker accepts: set aside in "
+                            f"gate.refused, not retried; the rest were published", queued=self.queued)
+
+    async def _drain(self, mission: str, window: float) -> int:
+        """Publish the records queued for `mission` now, in order, a batch at a time; return how
+        many were refused as too large."""
+        goal, done, failures, refused = len(self._queue.get(mission, [])), 0, 0, 0
+        limit = self.max_batch
+        deadline = self.clock() + window
+        try:
+            while done < goal and self._queue.get(mission):
+                flight = self._flights.get(mission) or self._launch(mission, limit)
+                error = await self._outcome(mission, flight, deadline)
+                if error is None:
+                    self._acked(mission, flight.count)
+                    done, failures, deadline = done + flight.count, 0, self.clock() + window
+                    continue
+                kind = error_kind(error)
+                if kind == "fatal":
+                    raise GateError(f"publishing to {self.bootstrap} failed with {error!r}, which retrying "
+                                    f"cannot fix; {self.queued} records remain queued", queued=self.queued,
+                                    fatal=True) from error
+                if kind == "too_large" and flight.count > 1:
+                    limit = flight.count // 2  # fewer records per envelope, at once
+                elif kind == "too_large":
+                    self._refuse(mission, error)
+                    done, refused = done + 1, refused + 1
+                else:
+                    await self._back_off(failures, deadline, error)
+                    failures += 1
+        except _Late as late:
+            last = f"last error: {late.error!r}" if late.error is not None else "a batch is still in flight"
+            raise GateError(f"the broker at {self.bootstrap} acknowledged nothing for {window:g} s ({last}); "
+                            f"{self.queued} records remain queued, in order, for a later flush",
+                            queued=self.queued) from None
+        return refused
+
+    def _launch(self, mission: str, limit: int) -> _Flight:
+        """Hand the oldest records of `mission` (at most `limit`, and `max_bytes` unless one record
+        alone is larger) to `publish` as one signed envelope."""
+        queue = self._queue[mission]
+        count = size = 0
+        for _, n in queue[:limit]:
+            if count and size + n > self.max_bytes:
+                break
+            count, size = count + 1, size + n
         self._batches += 1
         envelope: dict[str, Any] = {"schema": SCHEMA_BATCH, "batch_id": f"{self._batch_prefix}-{self._batches}",
-                                    "items": items}
+                                    "items": [record for record, _ in queue[:count]]}
         if self.signer is not None:
             envelope = self.signer.sign(envelope)
-        value = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
-        try:
-            await self._producer.send_and_wait(IN, value=value, key=mission.encode())
-        except BaseException:
-            # not published: the records go back to the front of the queue, in order
-            self._queue[mission] = items + self._queue.get(mission, [])
-            self._queued_bytes[mission] = self._queued_bytes.get(mission, 0) + len(value)
-            raise
-        self.sent += len(items)
+        if self._publish is None:
+            raise GateError(f"the gate is stopped with {self.queued} records queued; start it to send them",
+                            queued=self.queued)
+        task = asyncio.ensure_future(self._publish(IN, mission.encode(), _compact(envelope)))
+        task.add_done_callback(_retrieve)
+        flight = self._flights[mission] = _Flight(count, task)
+        return flight
+
+    async def _outcome(self, mission: str, flight: _Flight, deadline: float) -> BaseException | None:
+        """Wait for `flight` until `deadline`: its error, or None once acknowledged. A flight still
+        out at the deadline stays in `_flights`, and the next flush waits for it again."""
+        if not flight.task.done():
+            await asyncio.sleep(0)  # a publish that answers at once does so before a timer starts
+        if not flight.task.done():
+            left = deadline - self.clock()
+            if left > 0:
+                timer: asyncio.Future[Any] = asyncio.ensure_future(self.sleep(left))
+                try:
+                    await asyncio.wait((flight.task, timer), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    timer.cancel()
+            if not flight.task.done():
+                raise _Late(None)
+        del self._flights[mission]
+        return asyncio.CancelledError() if flight.task.cancelled() else flight.task.exception()
+
+    async def _back_off(self, failures: int, deadline: float, error: BaseException) -> None:
+        delay = backoff_delay(failures, self.retry_backoff, self.retry_backoff_max, self.rng)
+        if self.clock() + delay >= deadline:  # no new try could start in time
+            raise _Late(error)
+        self.retries += 1
+        log.warning("publishing to %s failed (%r); retrying in %.2f s", self.bootstrap, error, delay)
+        await self.sleep(delay)
+
+    def _acked(self, mission: str, count: int) -> None:
+        queue = self._queue[mission]
+        self._queued_bytes[mission] -= sum(n for _, n in queue[:count])
+        del queue[:count]
+        if not queue:
+            del self._queue[mission], self._queued_bytes[mission]
+        self.sent += count
+
+    def _refuse(self, mission: str, error: BaseException) -> None:
+        record, size = self._queue[mission].pop(0)
+        self._queued_bytes[mission] -= size
+        if not self._queue[mission]:
+            del self._queue[mission], self._queued_bytes[mission]
+        why = f"{size} bytes, refused as too large: {error!r}"
+        log.error("mission %r: a record of %s; set aside in gate.refused", mission, why)
+        self.refused.append((record, why))
 
     async def _lingerer(self) -> None:
         while True:
-            await asyncio.sleep(self.linger)
+            await self.sleep(self.linger)
+            if self.halted is not None or not self._queue:
+                continue  # halted: an error retrying cannot fix; the next explicit flush tries again
             try:
                 await self.flush()
-            except Exception as exc:  # the broker went away: keep the records, say why, retry
-                log.warning("publishing to %s failed (%s); retrying", self.bootstrap, exc)
+            except GateError as exc:  # the records stay queued; say why, try again next time
+                log.warning("%s", exc)
 
     # --- following control -----------------------------------------------------------------
     def state(self, mission_id: str) -> ControlState | None:

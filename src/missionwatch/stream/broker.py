@@ -3,25 +3,35 @@
 Tansu keeps everything in memory and listens on IPv4, so it is always bound to
 127.0.0.1. Production points `--broker` at real Kafka; nothing here depends on
 Tansu beyond starting it.
+
+The Tansu process never outlives the Python process that started it: `stop()`
+ends it (SIGINT, which Tansu obeys at once; on SIGTERM it waits up to 5 s for
+connected clients), `interrupt_on_signals` turns SIGTERM into the same unwinding
+as Ctrl-C so that `stop()` runs, and on Linux the kernel kills it when its
+parent dies by any means, kill -9 included (prctl PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any
 
 from ..records import TOPICS
 
-__all__ = ["BrokerError", "EmbeddedBroker", "bootstrap_of", "create_topics", "free_port", "stop_process_group",
-           "wait_for_port"]
+__all__ = ["BrokerError", "EmbeddedBroker", "bootstrap_of", "create_topics", "free_port", "interrupt_on_signals",
+           "stop_process_group", "wait_for_port"]
 
 
 
@@ -44,17 +54,60 @@ def bootstrap_of(url: str) -> str:
     return ",".join(out)
 
 
-def stop_process_group(proc: subprocess.Popen[Any], grace: float = 5.0) -> None:
-    """SIGTERM a child started with start_new_session=True (its whole group), SIGKILL after
+def stop_process_group(proc: subprocess.Popen[Any], grace: float = 5.0, sig: int = signal.SIGTERM) -> None:
+    """Send `sig` to a child started with start_new_session=True (its whole group), SIGKILL after
     `grace` seconds, and reap it."""
     if proc.poll() is not None:
         return
-    os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(ProcessLookupError):  # it ended since poll()
+        os.killpg(proc.pid, sig)
     try:
         proc.wait(grace)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
+
+
+@contextlib.contextmanager
+def interrupt_on_signals(signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> Iterator[None]:
+    """Within the block (main thread only), the first of `signals` raises KeyboardInterrupt, as
+    Ctrl-C does, so that `finally` clauses stop the children; later ones are ignored while they
+    do. The previous handlers come back when the block ends."""
+    fired = False
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        nonlocal fired
+        if not fired:
+            fired = True
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, interrupt) for s in signals}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """On Linux, called in the main thread: a preexec_fn that asks the kernel to SIGKILL the child
+    when this process dies, however it dies. (The kernel ties it to the thread that starts the
+    child, hence the main thread only: elsewhere the child would die when that thread ends.)"""
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # pragma: no cover - a libc without prctl
+        return None
+    parent = os.getpid()
+
+    def set_parent_death_signal() -> None:
+        prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return set_parent_death_signal
 
 
 def free_port() -> int:
@@ -120,7 +173,8 @@ class EmbeddedBroker:
                "--storage-engine", "memory://tansu/", "--cluster-id", "missionwatch"]
         out = subprocess.DEVNULL if self.quiet else None
         # its own process group: a Ctrl-C meant for us reaches it through stop(), in order
-        self.proc = subprocess.Popen(cmd, stdout=out, stderr=out, start_new_session=True)
+        self.proc = subprocess.Popen(cmd, stdout=out, stderr=out, start_new_session=True,
+                                     preexec_fn=_die_with_parent())
         try:
             wait_for_port(self.port, self.startup_timeout, self.proc)
         except BaseException:  # a failed or interrupted start leaves no broker behind
@@ -130,8 +184,8 @@ class EmbeddedBroker:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is not None:
-            stop_process_group(proc)
+        if proc is not None:  # SIGINT: Tansu stops at once (SIGTERM waits up to 5 s for its clients)
+            stop_process_group(proc, sig=signal.SIGINT)
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()

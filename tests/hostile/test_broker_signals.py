@@ -1,0 +1,115 @@
+"""`missionwatch broker` leaves nothing behind: SIGTERM and SIGINT stop it and its Tansu child,
+and on Linux the child dies with it even on kill -9. Checked in /proc, not by asking it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from missionwatch.stream.broker import free_port, wait_for_port
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+
+def stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat fields after the command name (state, ppid, pgrp, session, ...), or None."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return text.rpartition(")")[2].split()
+
+
+def processes() -> Iterator[tuple[int, list[str]]]:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := stat(int(entry.name))) is not None:
+            yield int(entry.name), fields
+
+
+def children(pid: int) -> list[int]:
+    return [p for p, fields in processes() if fields[1] == str(pid)]
+
+
+def running(pid: int) -> bool:
+    fields = stat(pid)
+    return fields is not None and fields[0] != "Z"  # a zombie has stopped; its reaper is not ours
+
+
+def in_session(sid: int) -> list[int]:
+    return [p for p, fields in processes() if fields[3] == str(sid) and fields[0] != "Z"]
+
+
+def listening(port: int) -> bool:
+    """Does any socket listen on 127.0.0.1/0.0.0.0:`port` (per /proc/net/tcp)?"""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        if state == "0A" and int(local.rpartition(":")[2], 16) == port:
+            return True
+    return False
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+@contextlib.contextmanager
+def broker_command(tmp_path: Path, ready: bool) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
+    """`missionwatch broker` on a free port, once it listens (and, if `ready`, has made its
+    topics): (the process, its Tansu child's pid, the port). Whatever is left is killed after."""
+    port = free_port()
+    log = tmp_path / f"broker-{port}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "missionwatch.cli", "broker", "--port", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    tansu: list[int] = []
+    try:
+        wait_for_port(port, 60, proc)  # Tansu listens: it has been started
+        tansu.extend(children(proc.pid))
+        assert len(tansu) == 1, f"one Tansu child expected, found {tansu}"
+        if ready:
+            assert wait_for(lambda: "Ctrl-C stops it" in log.read_text(), 60), log.read_text()
+        yield proc, tansu[0], port
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        for pid in tansu:
+            if running(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def assert_nothing_left(tansu: int, port: int, timeout: float) -> None:
+    assert wait_for(lambda: not running(tansu), timeout), f"Tansu (pid {tansu}) outlived the command"
+    assert in_session(tansu) == [], "a process of Tansu's session is left"
+    assert wait_for(lambda: not listening(port), timeout), f"something still listens on {port}"
+
+
+@pytest.mark.parametrize("ready", [True, False], ids=["running", "starting"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_the_broker_and_its_tansu(sig: signal.Signals, ready: bool, tmp_path: Path) -> None:
+    with broker_command(tmp_path, ready) as (proc, tansu, port):
+        assert running(tansu) and listening(port)
+        os.kill(proc.pid, sig)  # the command alone, as a service manager or `kill` does
+        assert proc.wait(10) == 0
+        assert_nothing_left(tansu, port, timeout=1)
+
+
+def test_tansu_dies_with_the_command_even_on_kill_9(tmp_path: Path) -> None:
+    with broker_command(tmp_path, ready=True) as (proc, tansu, port):
+        os.kill(proc.pid, signal.SIGKILL)  # no handler runs: the kernel's parent-death signal does it
+        proc.wait(10)
+        assert_nothing_left(tansu, port, timeout=5)
