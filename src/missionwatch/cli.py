@@ -118,19 +118,19 @@ def _verify_inputs(events: Path, keys: Path, expect: Path | None) -> tuple[Keyri
     from .verify import ExpectError, load_expectation
 
     if not events.exists():
-        raise _fail(escape(f"{events}: no such file"))
+        raise _fail(f"{events}: no such file")
     if events.is_dir():
-        raise _fail(escape(f"{events}: is a directory, not an events file"))
+        raise _fail(f"{events}: is a directory, not an events file")
     try:
         keyring = Keyring.load(keys)
     except KeyError_ as exc:
-        raise _fail(escape(str(exc))) from None
+        raise _fail(str(exc)) from None
     if all(role != "monitor" for _, role in keyring.keys.values()):
-        raise _fail(escape(f"{keys}: the keyring holds no monitor key, so no out record can verify"))
+        raise _fail(f"{keys}: the keyring holds no monitor key, so no out record can verify")
     try:
         return keyring, load_expectation(expect) if expect is not None else None
     except ExpectError as exc:
-        raise _fail(escape(str(exc))) from None
+        raise _fail(str(exc)) from None
 
 
 @app.command()
@@ -156,7 +156,7 @@ def verify(
     try:
         report = verify_events(events, keyring, expected)
     except OSError as exc:
-        raise _fail(escape(f"{events}: cannot be read ({exc.strerror})")) from None
+        raise _fail(f"{events}: cannot be read ({exc.strerror})") from None
     if as_json:
         print(json.dumps(report.to_json()), flush=True)
     elif report.ok:
@@ -165,7 +165,7 @@ def verify(
         for mission, seq in sorted(report.missions.items()):
             out.print(f"  mission {mission!r} -> last seq {seq}", markup=False)
     if not report.ok:
-        raise _fail(escape(f"{events}: {report.error}"), code=1)
+        raise _fail(f"{events}: {report.error}", code=1)
 
 
 @app.command()

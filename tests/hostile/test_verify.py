@@ -51,7 +51,7 @@ def log(tmp_path_factory: pytest.TempPathFactory) -> Log:
     m2 = [line(gate.sign(json.loads(x))) for x in (d / "b" / "receipts.jsonl").read_text().splitlines()]
     later = stamp(40 * 86_400)
     reviews = [line(reviewer.sign({**review("pause"), "occurred_at": later})),
-               line(reviewer.sign({**review("resume", rid="rv-2"), "occurred_at": later}))]
+               line(reviewer.sign({**review("resume", "rv-1", rid="rv-2"), "occurred_at": later}))]
     (d / "input.jsonl").write_text("\n".join([*(d / "a" / "receipts.jsonl").read_text().splitlines(),
                                               *m2, *reviews]) + "\n")
     mw("replay", str(d / "input.jsonl"), "--out", str(d / "out"), "--keys", str(d / "a" / "keyring.json"),
