@@ -24,6 +24,7 @@ import faust
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ..admission import Limits
 from ..monitor import Monitor
 from ..signing import Keyring, Signer, load_private_key, write_private_key
 from ..spec import SpecRegistry
@@ -35,8 +36,9 @@ __all__ = ["StreamSettings", "make_app", "monitor_signer"]
 log = logging.getLogger("missionwatch.stream")
 
 
-class StreamSettings(BaseSettings):
-    """Settings of the streaming service: flags of `missionwatch run`, or MISSIONWATCH_* variables."""
+class StreamSettings(BaseSettings, Limits):
+    """Settings of the streaming service: flags of `missionwatch run`, or MISSIONWATCH_* variables.
+    The admission limits (`admission.Limits`: max_message_bytes, max_depth, ...) are settings too."""
 
     model_config = SettingsConfigDict(env_prefix="MISSIONWATCH_", extra="forbid")
 
@@ -68,6 +70,11 @@ class StreamSettings(BaseSettings):
     fetch_wait: float = Field(0.05, gt=0, le=5)
     """Longest a fetch waits for new messages (s). Faust fixes 1.5 s, which a broker that
     holds fetches to the limit (Tansu does) adds to the time a pause takes."""
+
+    @property
+    def limits(self) -> Limits:
+        """The admission limits every core `Monitor` of this service holds messages to."""
+        return Limits(**{name: getattr(self, name) for name in Limits.model_fields})
 
 
 def monitor_signer(settings: StreamSettings) -> Signer:
@@ -162,8 +169,9 @@ def make_app(settings: StreamSettings, *, bootstrap: str | None = None) -> tuple
     registry = SpecRegistry.load_dir(settings.specs)
     keyring = Keyring.load(settings.keys) if settings.keys else Keyring()
     signer = monitor_signer(settings)
+    limits = settings.limits
     core = StreamCore(lambda: Monitor(registry, signer=signer, keyring=keyring,
-                                      allow_unsigned=settings.allow_unsigned))
+                                      allow_unsigned=settings.allow_unsigned, limits=limits))
     settings.data.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
