@@ -70,14 +70,15 @@ ExcerptChars = Annotated[int | None, typer.Option(help="Characters of a rejected
                                                   "rejection keeps. Default 2048.")]
 
 
-def _limits(**given: Any) -> Limits:
-    """`admission.Limits` from the limit options given (the others keep their defaults)."""
+def _limits(arguments: dict[str, Any]) -> Limits:
+    """`admission.Limits` from the limit options among a command's `arguments` (those not given
+    keep their defaults)."""
     from pydantic import ValidationError
 
     from .admission import Limits
 
     try:
-        return Limits(**{k: v for k, v in given.items() if v is not None})
+        return Limits(**{k: v for k, v in arguments.items() if k in Limits.model_fields and v is not None})
     except ValidationError as exc:
         raise _fail(f"limits: {exc}") from None
 
@@ -124,10 +125,8 @@ def replay(
     if keys is None and not allow_unsigned:
         err.print("[yellow]warning:[/] no --keys given: every signed record will be rejected as "
                   "signed by an unknown key")
-    limits = _limits(max_message_bytes=max_message_bytes, max_record_bytes=max_record_bytes, max_depth=max_depth,
-                     max_string_chars=max_string_chars, max_number_chars=max_number_chars,
-                     max_abs_number=max_abs_number, max_batch_items=max_batch_items, excerpt_chars=excerpt_chars)
-    monitor = Monitor(registry, signer=signer, keyring=keyring, allow_unsigned=allow_unsigned, limits=limits)
+    monitor = Monitor(registry, signer=signer, keyring=keyring, allow_unsigned=allow_unsigned,
+                      limits=_limits(locals()))
     size = input.stat().st_size
     if err.is_terminal:
         from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
