@@ -1,4 +1,4 @@
-"""The README documents every rejection code, escalation code and CLI command."""
+"""The README documents every rejection code, escalation code, CLI command and setting."""
 
 from __future__ import annotations
 
@@ -25,3 +25,15 @@ def test_every_command_is_documented() -> None:
 
 def test_quick_start_is_two_commands() -> None:
     assert "make demo" in README and "make test" in README
+
+
+def test_every_setting_is_documented_and_a_flag_of_run() -> None:
+    from missionwatch.stream.app import StreamSettings
+
+    [run] = [c for c in app.registered_commands if c.callback and c.callback.__name__ == "run"]
+    assert run.callback is not None
+    flags = set(run.callback.__code__.co_varnames[: run.callback.__code__.co_argcount])
+    for name in StreamSettings.model_fields:
+        flag, env = "--" + name.replace("_", "-"), f"MISSIONWATCH_{name.upper()}"
+        assert f"| `{flag}` | `{env}` |" in README, name
+        assert name in flags, name

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -15,6 +15,9 @@ from rich.markup import escape
 
 from .signing import KeyError_, Keyring, Signer, load_private_key
 from .spec import SpecError, SpecRegistry, load_spec
+
+if TYPE_CHECKING:
+    from .admission import Limits
 
 app = typer.Typer(
     name="missionwatch",
@@ -53,6 +56,33 @@ def _load_specs(specs: Path | None) -> SpecRegistry:
 SpecsOpt = Annotated[Path | None, typer.Option("--specs", help="Directory of detector specs (*.toml). "
                                                "Default: ./detectors.")]
 
+# The admission limits (admission.Limits), options of `run` and `replay`; a message or record
+# beyond one is rejected with its code (README, "Rejection codes").
+MaxMessageBytes = Annotated[int | None, typer.Option(help="Longest message (record or batch envelope), "
+                                                     "in bytes. Default 8388608 (8 MiB).")]
+MaxRecordBytes = Annotated[int | None, typer.Option(help="Longest record or batch item, in bytes of its "
+                                                    "canonical JSON. Default 65536.")]
+MaxDepth = Annotated[int | None, typer.Option(help="Deepest nesting of arrays and objects. Default 32.")]
+MaxStringChars = Annotated[int | None, typer.Option(help="Longest string or key, in characters. Default 8192.")]
+MaxNumberChars = Annotated[int | None, typer.Option(help="Longest number literal, in characters. Default 40.")]
+MaxAbsNumber = Annotated[float | None, typer.Option(help="Largest magnitude of any number. Default 1e15.")]
+MaxBatchItems = Annotated[int | None, typer.Option(help="Most items in one batch envelope. Default 10000.")]
+ExcerptChars = Annotated[int | None, typer.Option(help="Characters of a rejected message or item that its "
+                                                  "rejection keeps. Default 2048.")]
+
+
+def _limits(arguments: dict[str, Any]) -> Limits:
+    """`admission.Limits` from the limit options among a command's `arguments` (those not given
+    keep their defaults)."""
+    from pydantic import ValidationError
+
+    from .admission import Limits
+
+    try:
+        return Limits(**{k: v for k, v in arguments.items() if k in Limits.model_fields and v is not None})
+    except ValidationError as exc:
+        raise _fail(f"limits: {exc}") from None
+
 
 @app.command()
 def replay(
@@ -71,6 +101,9 @@ def replay(
     workers: Annotated[int | None, typer.Option(
         "--workers", min=0, help="Processes that check signatures ahead of the core (0: none, check "
         "in-process). Default: one per spare core, at most 4. The output is the same either way.")] = None,
+    max_message_bytes: MaxMessageBytes = None, max_record_bytes: MaxRecordBytes = None, max_depth: MaxDepth = None,
+    max_string_chars: MaxStringChars = None, max_number_chars: MaxNumberChars = None,
+    max_abs_number: MaxAbsNumber = None, max_batch_items: MaxBatchItems = None, excerpt_chars: ExcerptChars = None,
 ) -> None:
     """Run the monitoring core over a file, in file order, as the streaming service would."""
     from .monitor import Monitor
@@ -93,7 +126,8 @@ def replay(
     if keys is None and not allow_unsigned:
         err.print("[yellow]warning:[/] no --keys given: every signed record will be rejected as "
                   "signed by an unknown key")
-    monitor = Monitor(registry, signer=signer, keyring=keyring, allow_unsigned=allow_unsigned)
+    monitor = Monitor(registry, signer=signer, keyring=keyring, allow_unsigned=allow_unsigned,
+                      limits=_limits(locals()))
     size = input.stat().st_size
     if err.is_terminal:
         from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
@@ -312,23 +346,23 @@ def run(
                                                           "counts as dead. Default 10.")] = None,
     rebalance_timeout: Annotated[float | None, typer.Option(help="Seconds the group waits for members to "
                                                             "rejoin. Default 3.")] = None,
+    max_message_bytes: MaxMessageBytes = None, max_record_bytes: MaxRecordBytes = None, max_depth: MaxDepth = None,
+    max_string_chars: MaxStringChars = None, max_number_chars: MaxNumberChars = None,
+    max_abs_number: MaxAbsNumber = None, max_batch_items: MaxBatchItems = None, excerpt_chars: ExcerptChars = None,
     loglevel: Annotated[str, typer.Option(help="warning, info or debug.")] = "warning",
 ) -> None:
     """Run the streaming monitor: missionwatch.in -> the core -> missionwatch.out, .control and
     .rejected. Every option can also be set as MISSIONWATCH_<OPTION> in the environment."""
+    # the options given (an option left out, or a flag not set, leaves the setting to the environment)
+    given = {k: v for k, v in locals().items() if k != "loglevel" and v is not None and v is not False}
     from pydantic import ValidationError
 
     from .stream.app import StreamSettings
     from .stream.broker import BrokerError
     from .stream.run import run_worker
 
-    given: dict[str, Any] = {"broker": broker, "broker_port": broker_port, "specs": specs, "keys": keys,
-             "signing_key": signing_key, "data": data, "web_port": web_port, "partitions": partitions,
-             "allow_unsigned": allow_unsigned or None, "app_id": app_id, "web_host": web_host,
-             "batch": batch, "linger": linger, "fetch_wait": fetch_wait,
-             "session_timeout": session_timeout, "rebalance_timeout": rebalance_timeout}
     try:
-        settings = StreamSettings(**{k: v for k, v in given.items() if v is not None})
+        settings = StreamSettings(**given)
     except ValidationError as exc:
         raise _fail(f"settings: {exc}") from None
     _load_specs(settings.specs)  # a bad spec fails here, with its file and field

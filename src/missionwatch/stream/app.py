@@ -10,6 +10,13 @@
   committed offset, so nothing is lost and nothing counted twice; records published
   after the last commit are published again, byte-identical (same mission, seq, hash).
 - Publishes are awaited before the batch's offsets can be committed.
+- A poison message never stops the agent (Faust restarts a crashed agent with a fresh
+  stream and acks the batch it held, so one exception skipped the valid messages behind
+  it): the core turns what fails on a message into a rejection, the agent guards each
+  message again, a record too large to publish is replaced by a bounded rejection row,
+  and other publish failures are retried while the batch's offsets wait.
+- The consumers fetch at least `max_message_bytes` per partition, so the largest message
+  the monitor admits always fits in one fetch.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,19 +32,22 @@ import faust
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ..admission import Limits
 from ..monitor import Monitor
 from ..signing import Keyring, Signer, load_private_key, write_private_key
 from ..spec import SpecRegistry
 from .broker import bootstrap_of
-from .core import CONTROL, IN, OUT, REJECTED, StreamCore
+from .core import CONTROL, IN, OUT, REJECTED, Publish, StreamCore, exception_text
+from .http import Health
 
 __all__ = ["StreamSettings", "make_app", "monitor_signer"]
 
 log = logging.getLogger("missionwatch.stream")
 
 
-class StreamSettings(BaseSettings):
-    """Settings of the streaming service: flags of `missionwatch run`, or MISSIONWATCH_* variables."""
+class StreamSettings(BaseSettings, Limits):
+    """Settings of the streaming service: flags of `missionwatch run`, or MISSIONWATCH_* variables.
+    The admission limits (`admission.Limits`: max_message_bytes, max_depth, ...) are settings too."""
 
     model_config = SettingsConfigDict(env_prefix="MISSIONWATCH_", extra="forbid")
 
@@ -69,6 +80,16 @@ class StreamSettings(BaseSettings):
     """Longest a fetch waits for new messages (s). Faust fixes 1.5 s, which a broker that
     holds fetches to the limit (Tansu does) adds to the time a pause takes."""
 
+    @property
+    def limits(self) -> Limits:
+        """The admission limits every core `Monitor` of this service holds messages to."""
+        return Limits(**{name: getattr(self, name) for name in Limits.model_fields})
+
+    @property
+    def fetch_bytes(self) -> int:
+        """Bytes a consumer fetches per partition: room for the largest admissible message."""
+        return max(1024**2, self.max_message_bytes + 64 * 1024)
+
 
 def monitor_signer(settings: StreamSettings) -> Signer:
     if settings.signing_key is not None:
@@ -86,23 +107,30 @@ def monitor_signer(settings: StreamSettings) -> Signer:
 
 
 async def _read(bootstrap: str, ranges: dict[int, tuple[int, int]],
-                feed: Callable[[int, list[tuple[int, bytes]]], object], stop: Callable[[], bool]) -> None:
+                feed: Callable[[int, list[tuple[int, bytes]]], object], stop: Callable[[], bool],
+                fetch_bytes: int = 1024**2) -> None:
     """Hand `feed(partition, [(offset, value), ...])` the messages of `missionwatch.in` at
     offsets [start, end) of each partition in `ranges`, as one consumer of no group reads
     them, until all are read or `stop()` says a newer rebalance began."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.errors import RecordTooLargeError
 
     todo = {TopicPartition(IN, p): end for p, (start, end) in ranges.items() if end > start}
     if not todo:
         return
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+                         max_partition_fetch_bytes=fetch_bytes)
     await c.start()
     try:
         c.assign(list(todo))
         for tp in todo:
             c.seek(tp, ranges[tp.partition][0])
         while todo and not stop():
-            got = await c.getmany(*todo, timeout_ms=1000, max_records=5000)
+            try:
+                got = await c.getmany(*todo, timeout_ms=1000, max_records=5000)
+            except RecordTooLargeError as exc:  # a broker that cuts a fetch short; aiokafka steps past it
+                log.error("catch-up: %s", exc)
+                continue
             for tp, msgs in got.items():
                 feed(tp.partition, [(m.offset, m.value or b"") for m in msgs if m.offset < todo[tp]])
             for tp, end in list(todo.items()):
@@ -156,15 +184,55 @@ def _fetching_within(seconds: float) -> type:
     return Consumer
 
 
-def make_app(settings: StreamSettings, *, bootstrap: str | None = None) -> tuple[faust.App, StreamCore]:
-    """The Faust app and the core it drives. `bootstrap`: the broker actually used."""
+def make_app(settings: StreamSettings, *, bootstrap: str | None = None,
+             monitor: type[Monitor] = Monitor) -> tuple[faust.App, StreamCore]:
+    """The Faust app and the core it drives. `bootstrap`: the broker actually used; `monitor`:
+    the core's class (tests plant a failing one)."""
     boot = bootstrap or bootstrap_of(settings.broker or f"127.0.0.1:{settings.broker_port}")
     registry = SpecRegistry.load_dir(settings.specs)
     keyring = Keyring.load(settings.keys) if settings.keys else Keyring()
     signer = monitor_signer(settings)
-    core = StreamCore(lambda: Monitor(registry, signer=signer, keyring=keyring,
-                                      allow_unsigned=settings.allow_unsigned))
+    limits = settings.limits
     settings.data.mkdir(parents=True, exist_ok=True)
+    app = _faust_app(settings, boot)
+    core = StreamCore(lambda: monitor(registry, signer=signer, keyring=keyring,
+                                      allow_unsigned=settings.allow_unsigned, limits=limits),
+                      max_publish_bytes=app.conf.producer_max_request_size)
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw",
+           "partitions": settings.partitions}
+    in_topic = app.topic(IN, **raw)  # type: ignore[arg-type]
+    topics = {t: app.topic(t, **raw) for t in (OUT, CONTROL, REJECTED)}  # type: ignore[arg-type]
+    gates, health = _Gates(), Health()
+    _rebalances(app, core, gates, health, boot, settings.fetch_bytes)
+    publisher = _Publisher(topics, core, health)
+
+    @app.agent(in_topic, concurrency=1)
+    async def monitor_in(stream: Any) -> None:
+        health.agent_running = True
+        try:
+            async for events in stream.take_events(settings.batch, within=settings.linger):
+                sent = []
+                for ev in events:
+                    p, offset, value = ev.message.partition, ev.message.offset, ev.value or b""
+                    await gates.wait(p)
+                    try:
+                        pubs = core.process(p, offset, value)
+                    except Exception as exc:  # process never raises: the last guard, should that change
+                        pubs = [core.internal_error(p, offset, value, exception_text(exc))]
+                    sent += [await publisher.send(pub, p, offset, value) for pub in pubs]
+                await publisher.settle(sent)
+        except Exception as exc:  # nothing above raises; if it does, /healthz says so until a restart
+            health.agent_crash = exception_text(exc)
+            log.exception("the agent crashed")
+            raise
+        finally:
+            health.agent_running = False
+
+    _pages(app, core, health)
+    return app, core
+
+
+def _faust_app(settings: StreamSettings, boot: str) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker="kafka://" + boot.replace(",", ";kafka://"),
@@ -172,6 +240,7 @@ def make_app(settings: StreamSettings, *, bootstrap: str | None = None) -> tuple
         topic_partitions=settings.partitions,
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
+        consumer_max_fetch_size=settings.fetch_bytes,
         processing_guarantee="at_least_once",
         web_enabled=True,
         web_port=settings.web_port,
@@ -185,13 +254,13 @@ def make_app(settings: StreamSettings, *, bootstrap: str | None = None) -> tuple
         stream_buffer_maxsize=4 * settings.batch,
     )
     app.transport.Consumer = _fetching_within(settings.fetch_wait)  # type: ignore[misc]
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw",
-           "partitions": settings.partitions}
-    in_topic = app.topic(IN, **raw)  # type: ignore[arg-type]
-    topics = {t: app.topic(t, **raw) for t in (OUT, CONTROL, REJECTED)}  # type: ignore[arg-type]
+    return app
 
-    gates = _Gates()
 
+def _rebalances(app: faust.App, core: StreamCore, gates: _Gates, health: Health, boot: str,
+                fetch_bytes: int) -> None:
+    """On assignment, catch each new partition up before the agent may process it; on
+    revocation, stop processing it."""
     rebalances = [0]  # counts assignments and revocations: a catch-up stops when a newer one starts
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
@@ -202,6 +271,7 @@ def make_app(settings: StreamSettings, *, bootstrap: str | None = None) -> tuple
         for tp in mine:
             gates.close(tp.partition)
         starts = core.assign(tp.partition for tp in mine)
+        health.catching_up = {tp.partition for tp in mine}
         # the group's committed offsets, where Faust's consumer resumes: every message before
         # one was processed by this worker or another, and is fed to the state silently
         committed = await cast(Any, app.consumer).seek_to_committed()
@@ -212,12 +282,13 @@ def make_app(settings: StreamSettings, *, bootstrap: str | None = None) -> tuple
             fed[p] += core.catch_up(p, messages)  # a state fed a prefix of its log stays exact
 
         await _read(boot, {p: (starts[p], end) for p, end in ends.items()}, feed,
-                    stop=lambda: rebalances[0] != this)
+                    stop=lambda: rebalances[0] != this, fetch_bytes=fetch_bytes)
         if rebalances[0] != this:
             return  # revoked meanwhile: the next assignment catches up from where this stopped
         for p, end in ends.items():
             core.activate(p)
             gates.open(p)
+            health.catching_up.discard(p)
             log.info("partition %d: caught up on %d messages (%d..%d)", p, fed[p], starts[p], end)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
@@ -227,28 +298,94 @@ def make_app(settings: StreamSettings, *, bootstrap: str | None = None) -> tuple
             if tp.topic == IN:
                 core.revoke(tp.partition)
                 gates.open(tp.partition)
-
-    @app.agent(in_topic, concurrency=1)
-    async def monitor_in(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch, within=settings.linger):
-            futures = []
-            for ev in events:
-                await gates.wait(ev.message.partition)
-                for p in core.process(ev.message.partition, ev.message.offset, ev.value):
-                    futures.append(await topics[p.topic].send(key=p.key, value=p.value))
-            if futures:
-                await asyncio.gather(*futures)
-
-    _pages(app, core)
-    return app, core
+                health.catching_up.discard(tp.partition)
 
 
-def _pages(app: faust.App, core: StreamCore) -> None:
+def _too_large(exc: BaseException) -> bool:
+    """Whether a publish failed because the record is larger than the producer or broker takes."""
+    from aiokafka.errors import (
+        MessageSizeTooLargeError,
+        RecordListTooLargeError,
+        RecordTooLargeError,
+    )
+
+    seen: BaseException | None = exc
+    for _ in range(5):  # Faust wraps aiokafka's error (ProducerSendError from MessageSizeTooLargeError)
+        if seen is None:
+            return False
+        if isinstance(seen, MessageSizeTooLargeError | RecordListTooLargeError | RecordTooLargeError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+@dataclass
+class _Sent:
+    pub: Publish
+    partition: int
+    offset: int
+    message: bytes
+    delivery: asyncio.Future[Any]
+    replaced: bool = False
+
+
+class _Publisher:
+    """Sends what the core returns and waits until the broker has it. A record the producer or
+    the broker refuses as too large is replaced by a bounded rejection row of the message that
+    caused it; other failures (the broker unreachable) are retried, and the batch's offsets
+    wait meanwhile, so nothing is skipped (/healthz says publishing is failing)."""
+
+    def __init__(self, topics: dict[str, Any], core: StreamCore, health: Health) -> None:
+        self.topics = topics
+        self.core = core
+        self.health = health
+
+    async def send(self, pub: Publish, partition: int, offset: int, message: bytes) -> _Sent:
+        return _Sent(pub, partition, offset, message, await self._send(pub))
+
+    async def _send(self, pub: Publish) -> asyncio.Future[Any]:
+        try:
+            delivery: asyncio.Future[Any] = asyncio.ensure_future(
+                await self.topics[pub.topic].send(key=pub.key, value=pub.value))
+            return delivery
+        except Exception as exc:  # refused before it left (too large, producer stopped): settle decides
+            failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return failed
+
+    async def settle(self, sent: list[_Sent]) -> None:
+        for s in sent:
+            await self._settle(s)
+
+    async def _settle(self, s: _Sent) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await s.delivery
+                self.health.publish_failing = None
+                return
+            except Exception as exc:
+                if _too_large(exc) and s.replaced:
+                    log.error("partition %d offset %d: even the bounded rejection row (%d bytes) is too "
+                              "large to publish (%s); dropped", s.partition, s.offset, len(s.pub.value), exc)
+                    return
+                if _too_large(exc):
+                    s.pub = self.core.too_large(s.partition, s.offset, s.message, s.pub, exception_text(exc))
+                    s.replaced = True
+                else:
+                    self.health.publish_failing = exception_text(exc)
+                    log.warning("publishing to %s failed (%s); retrying in %.1f s", s.pub.topic, exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+            s.delivery = await self._send(s.pub)
+
+
+def _pages(app: faust.App, core: StreamCore, health: Health) -> None:
     from .http import healthz, metrics_text, status
 
     @app.page("/healthz")
     async def _health(web: Any, request: Any) -> Any:
-        body, code = healthz(app, core)
+        body, code = healthz(app, core, health)
         return web.json(body, status=code)
 
     @app.page("/metrics")

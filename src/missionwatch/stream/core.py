@@ -7,17 +7,26 @@ no clock), so it is rebuilt exactly by feeding the partition again from offset 0
 everything after it is processed (and published) again. Out records are signed
 deterministically (Ed25519), so a message processed twice publishes byte-identical
 records with the same (mission_id, seq): at-least-once delivery, idempotent state.
+
+A poison message never stops a partition: whatever fails on one message (the core, the
+encoding of what it caused, a record too large to publish) becomes a rejection of that
+message on `missionwatch.rejected` (code `internal_error` unless the core gave a better
+one), is logged with its partition and offset, and the partition moves on. `process` and
+`catch_up` never raise.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..admission import DEFAULT_LIMITS, excerpt
+from ..codes import reject_reason
 from ..monitor import Monitor
 from ..records import SCHEMA_CONTROL, SCHEMA_ESCALATION
 from ..records import TOPIC_CONTROL as CONTROL
@@ -25,8 +34,14 @@ from ..records import TOPIC_IN as IN
 from ..records import TOPIC_OUT as OUT
 from ..records import TOPIC_REJECTED as REJECTED
 
-__all__ = ["CONTROL", "IN", "OUT", "REJECTED", "Publish", "StreamCore", "ledger_summary"]
+__all__ = ["CONTROL", "IN", "OUT", "REJECTED", "Publish", "StreamCore", "exception_text", "ledger_summary"]
 
+log = logging.getLogger("missionwatch.stream")
+
+MAX_PUBLISH_BYTES = 1_000_000
+"""Faust's default producer `max_request_size`; a record (key and value) must fit in it."""
+_RECORD_OVERHEAD = 512
+"""Bytes a Kafka record batch adds around one record's key and value (headers, lengths)."""
 
 
 def ledger_summary(ms: Any) -> dict[str, Any]:
@@ -36,7 +51,10 @@ def ledger_summary(ms: Any) -> dict[str, Any]:
 
 
 def _dump(rec: dict[str, Any]) -> bytes:
-    return json.dumps(rec, ensure_ascii=False, separators=(",", ":")).encode()
+    try:
+        return json.dumps(rec, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:  # a lone surrogate: JSON's \u escapes carry it
+        return json.dumps(rec, ensure_ascii=True, separators=(",", ":")).encode()
 
 
 @dataclass(frozen=True)
@@ -59,6 +77,18 @@ class Metrics:
     latency_sum: float = 0.0
     latency_count: int = 0
     replayed: int = 0
+    internal_errors: int = 0
+    """Messages the monitor failed on, live or during a catch-up (each also a rejection)."""
+    last_internal_error: dict[str, Any] | None = None
+    """The latest of those: partition, offset, reason, and whether it was live or a catch-up."""
+    too_large: int = 0
+    """Records too large to publish, replaced by a bounded rejection row."""
+
+
+def exception_text(exc: BaseException) -> str:
+    """An exception as `Type: first line` (at most 200 characters of it), for a rejection reason."""
+    text = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class StreamCore:
@@ -70,8 +100,10 @@ class StreamCore:
     worker processed them); `activate` lets `process` run; `revoke` stops it (the state is
     kept: if the partition comes back, only what others did meanwhile is fed again)."""
 
-    def __init__(self, make_monitor: Callable[[], Monitor]) -> None:
+    def __init__(self, make_monitor: Callable[[], Monitor], *, max_publish_bytes: int = MAX_PUBLISH_BYTES) -> None:
         self.make_monitor = make_monitor
+        self.max_publish_bytes = max_publish_bytes
+        """Largest record (key and value) the producer may send; a larger one is replaced."""
         self.partitions: dict[int, Monitor] = {}
         self.next_offset: dict[int, int] = {}
         self.active: set[int] = set()
@@ -99,49 +131,111 @@ class StreamCore:
         self.active.discard(partition)
 
     def catch_up(self, partition: int, messages: Iterable[tuple[int, bytes]]) -> int:
-        """Feed already-processed messages (offset, value) without publishing; return how many."""
-        m = self.partitions[partition]
+        """Feed already-processed messages (offset, value) without publishing; return how many.
+        Never raises: a message the monitor fails on is counted, logged and passed; a partition
+        no longer assigned here (a newer rebalance took it) is left alone."""
+        m = self.partitions.get(partition)
+        if m is None:
+            return 0
         n = 0
         for offset, value in messages:
             if offset < self.next_offset[partition]:
                 continue
-            m.feed(value)
             self.next_offset[partition] = offset + 1
             n += 1
+            try:
+                step = m.feed(value)
+            except Exception as exc:  # the core never raises; this keeps the catch-up going if it did
+                self._internal(partition, offset, reject_reason("internal_error", exception_text(exc)), "catch-up")
+                continue
+            for r in step.rejected:
+                if r.code == "internal_error":
+                    self._internal(partition, offset, r.reason, "catch-up")
         self.metrics.replayed += n
         return n
 
     def process(self, partition: int, offset: int, value: bytes | None) -> list[Publish]:
         """One message of `missionwatch.in`; what to publish because of it. A message at an
         offset already processed (a redelivery after a crash or rebalance) is processed only
-        if the partition's core has not seen it; a partition not active here is skipped."""
+        if the partition's core has not seen it; a partition not active here is skipped.
+        Never raises: what fails on the message becomes an `internal_error` rejection of it."""
         if partition not in self.active or offset < self.next_offset[partition]:
             return []
-        m = self.partitions[partition]
         self.next_offset[partition] = offset + 1
         t0 = time.perf_counter()
         self.metrics.messages_in += 1
         text = value or b""
+        try:
+            out = self._step(partition, offset, text)
+        except Exception as exc:
+            self.metrics.records_in += 1
+            out = [self.internal_error(partition, offset, text, exception_text(exc))]
+        self.metrics.latency_sum += time.perf_counter() - t0
+        self.metrics.latency_count += 1
+        return out
+
+    def _step(self, partition: int, offset: int, text: bytes) -> list[Publish]:
+        m = self.partitions[partition]
         step = m.feed(text)
-        self.metrics.records_in += len(step.accepted) + len(step.rejected)
         out: list[Publish] = []
         for rec in step.out:
+            topic = CONTROL if rec["schema"] == SCHEMA_CONTROL else OUT
+            pub = Publish(topic, str(rec["mission_id"]).encode(), _dump(rec))
+            if self._fits(pub):
+                out.append(pub)
+            else:
+                out.append(self.too_large(partition, offset, text, pub))
+        for r in step.rejected:
+            row: dict[str, Any] = {"topic": IN, "partition": partition, "offset": offset,
+                                   **m.rejection_row(r, text)}
+            pub = Publish(REJECTED, None, _dump(row))
+            if not self._fits(pub):  # a large excerpt setting: keep the row, cut its excerpt
+                pub = Publish(REJECTED, None, _dump({**row, "record": excerpt(str(row.get("record")), 256)}))
+            out.append(pub)
+            if r.code == "internal_error":
+                self._internal(partition, offset, r.reason, "live")
+        self.metrics.records_in += len(step.accepted) + len(step.rejected)
+        self._count(step.out, step.rejected)
+        return out
+
+    def _count(self, out: list[dict[str, Any]], rejected: list[Any]) -> None:
+        for rec in out:
             if rec["schema"] == SCHEMA_CONTROL:
                 self.metrics.controls += 1
             elif rec["schema"] == SCHEMA_ESCALATION:
                 self.metrics.escalations += 1
             else:
                 self.metrics.strategy_receipts += 1
-            topic = CONTROL if rec["schema"] == SCHEMA_CONTROL else OUT
-            out.append(Publish(topic, str(rec["mission_id"]).encode(), _dump(rec)))
-        for r in step.rejected:
+        for r in rejected:
             self.metrics.rejected[r.code] += 1
-            row: dict[str, Any] = {"topic": IN, "partition": partition, "offset": offset,
-                                   **m.rejection_row(r, text)}
-            out.append(Publish(REJECTED, None, _dump(row)))
-        self.metrics.latency_sum += time.perf_counter() - t0
-        self.metrics.latency_count += 1
-        return out
+
+    def _fits(self, pub: Publish) -> bool:
+        return len(pub.value) + len(pub.key or b"") + _RECORD_OVERHEAD <= self.max_publish_bytes
+
+    def internal_error(self, partition: int, offset: int, message: bytes, detail: str) -> Publish:
+        """The rejection of a message the monitor (or the shell around it) failed on: counted,
+        logged with its partition and offset, with a bounded excerpt of the message."""
+        reason = reject_reason("internal_error", detail)
+        self.metrics.rejected["internal_error"] += 1
+        self._internal(partition, offset, reason, "live")
+        m = self.partitions.get(partition)
+        chars = (m.limits if m is not None else DEFAULT_LIMITS).excerpt_chars
+        row = {"topic": IN, "partition": partition, "offset": offset, "code": "internal_error",
+               "reason": reason, "record": excerpt(message.rstrip(b"\r\n"), min(chars, 4096))}
+        return Publish(REJECTED, None, _dump(row))
+
+    def too_large(self, partition: int, offset: int, message: bytes, pub: Publish, detail: str = "") -> Publish:
+        """What to publish instead of `pub`, a record the producer or the broker refuses as too
+        large: an `internal_error` rejection of the message that caused it, naming the record."""
+        self.metrics.too_large += 1
+        what = f"a record of {len(pub.value):,} bytes for {pub.topic}, too large to publish"
+        return self.internal_error(partition, offset, message, f"{what}: {detail}" if detail else what)
+
+    def _internal(self, partition: int, offset: int, reason: str, during: str) -> None:
+        self.metrics.internal_errors += 1
+        self.metrics.last_internal_error = {"partition": partition, "offset": offset, "reason": reason,
+                                            "during": during}
+        log.error("partition %d offset %d (%s): %s", partition, offset, during, reason)
 
     def ledger(self, mission_id: str) -> dict[str, Any] | None:
         """A mission's ledger as this worker holds it (counts, and the long-format cells of

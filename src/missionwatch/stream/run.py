@@ -6,6 +6,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
+from ..monitor import Monitor
 from .app import StreamSettings, make_app
 from .broker import EmbeddedBroker, bootstrap_of, create_topics
 
@@ -26,12 +27,13 @@ def broker_for(settings: StreamSettings) -> Iterator[str]:
         yield b.bootstrap
 
 
-def run_worker(settings: StreamSettings, loglevel: str = "warning") -> None:
-    """Run until Ctrl-C or SIGTERM (Faust's worker handles both and stops cleanly)."""
+def run_worker(settings: StreamSettings, loglevel: str = "warning", monitor: type[Monitor] = Monitor) -> None:
+    """Run until Ctrl-C or SIGTERM (Faust's worker handles both and stops cleanly). `monitor`:
+    the core's class (tests plant a failing one)."""
     import faust
 
     with broker_for(settings) as boot:
-        app, _ = make_app(settings, bootstrap=boot)
+        app, _ = make_app(settings, bootstrap=boot, monitor=monitor)
         logging.getLogger("missionwatch").setLevel(loglevel.upper())
         worker = faust.Worker(app, loglevel=loglevel, quiet=loglevel != "info", override_logging=loglevel == "info")
         worker.execute_from_commandline()
