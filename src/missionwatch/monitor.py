@@ -408,10 +408,13 @@ class Monitor:
         if ms is None or ms.anchor is None:
             return
         what = schema.removeprefix("missionwatch/").split("@")[0]
-        if t < ms.anchor - ms.plan.skew:
+        # a registration declares the start; an unregistered mission's first record only hints
+        # at it (an earlier-dated record may come next), so it gets the horizon both ways
+        back = (ms.plan.skew, ms.spec.spec.skew) if ms.registered else (ms.plan.horizon, ms.spec.spec.horizon)
+        if t < ms.anchor - back[0]:
+            started = "started" if ms.registered else "first record was dated"
             raise Reject("implausible_time", f"the {what} is dated {format_time(t)}, more than "
-                         f"{ms.spec.spec.skew} before mission {mission_id!r} started "
-                         f"({format_time(ms.anchor)})")
+                         f"{back[1]} before mission {mission_id!r} {started} ({format_time(ms.anchor)})")
         if t > ms.anchor + ms.plan.horizon:
             raise Reject("implausible_time", f"the {what} is dated {format_time(t)}, more than "
                          f"{ms.spec.spec.horizon} after mission {mission_id!r} started "

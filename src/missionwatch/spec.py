@@ -74,10 +74,11 @@ class Meta(_Model):
     owner: str = ""
     escalation_path: list[str] = []
     skew: str = "1d"
-    """Event times more than this before the mission's start (its registration's started_at,
-    or its first record's time when unregistered) are implausible and rejected."""
+    """Event times more than this before a registered mission's started_at are implausible
+    and rejected."""
     horizon: str = "400d"
-    """Event times more than this after the mission's start are implausible and rejected."""
+    """Event times more than this after the mission's start are implausible and rejected (an
+    unregistered mission: more than this either side of its first record's time)."""
     alpha: float = Field(0.05, gt=0, lt=1)
     """Chance, over an unbounded stream, that a mission whose true gaps are all within
     the thresholds is ever escalated by a fairness rule (shared by all rules)."""
