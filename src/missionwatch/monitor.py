@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from .admission import DEFAULT_LIMITS, Limits, excerpt
 from .codes import EscalationCode, RejectionCode, escalation_reason, reject_reason
+from .core.idset import IdTable, content_digest
 from .detect import (
     FairnessDelta,
     FollowupPressure,
@@ -144,6 +145,8 @@ def _scopes(hl: HardLimit, plan: _Plan, cohort: dict[str, str]) -> list[str]:
     return [f"{d}={cohort.get(d, NONE)}" for d in plan.dims]
 
 
+CONTACT, BASELINE = 1, 2
+"""Flags of an action's id: it contacted its subject; it was among the baseline actions."""
 UNDECLARED = "(undeclared)"
 OTHER = "(other)"
 INTEGRITY_SAMPLE = 20
@@ -198,8 +201,9 @@ class MissionState:
         self.duplicates = 0
         self.subjects: dict[str, Subject] = {}
         self.pending_outcomes: dict[str, list[tuple[float, str, float]]] = {}
-        self.action_phase: dict[str, str] = {}
-        """Phase ('baseline' or 'post') of each contact action, for outcomes that name it."""
+        self.ids = IdTable()
+        """Every accepted receipt, outcome and review id, with its content digest; an action's
+        flags say whether it was a contact and in the baseline (for outcomes that name it)."""
         self.escalations: dict[str, _Escalation] = {}
         self.frozen = False
         c = spec.cohorts
@@ -236,6 +240,13 @@ class MissionState:
     def registered(self) -> bool:
         return self.registration is not None
 
+    def phase_of(self, receipt_id: str) -> str | None:
+        """'baseline' or 'post' for a contact action of this mission, else None."""
+        found = self.ids.get("r", receipt_id)
+        if found is None or not found[1] & CONTACT:
+            return None
+        return "baseline" if found[1] & BASELINE else "post"
+
     def followup_detector(self, key: str) -> FollowupPressure:
         fp = self.followups.get(key)
         if fp is None:
@@ -265,12 +276,6 @@ class Monitor:
         self.intake = Intake(keyring or Keyring(), limits)
         self.allow_unsigned = allow_unsigned
         self.missions: dict[str, MissionState] = {}
-        # (mission_id, receipt_id / outcome_id / review_id) -> hash. Ids are unique within
-        # their mission: the mission is the unit a stream partitions by, so this is the
-        # uniqueness a streaming worker can check, and replay checks the same.
-        self.receipts: dict[tuple[str, str], str] = {}
-        self.outcomes: dict[tuple[str, str], str] = {}
-        self.reviews: dict[tuple[str, str], str] = {}
         self._plans: dict[str, _Plan] = {}
         self.counts: Counter[str] = Counter()
 
@@ -441,17 +446,20 @@ class Monitor:
             ms.anchor = t
         return ms
 
-    def _dedupe(self, table: dict[tuple[str, str], str], mission_id: str, key: str, h: str, what: str) -> bool:
-        """True for an identical duplicate in the mission; raise for a conflicting one; record a new one."""
-        prev = table.get((mission_id, key))
+    @staticmethod
+    def _seen(ms: MissionState, kind: str, key: str, h: str) -> bool:
+        """True for an identical duplicate in the mission, False for a new id; raise for a
+        conflicting one. Ids are unique within their mission: the mission is the unit a stream
+        partitions by, so this is the uniqueness a streaming worker can check."""
+        prev = ms.ids.get(kind, key)
         if prev is None:
-            table[(mission_id, key)] = h
             return False
-        if prev == h:
+        if prev[0] == content_digest(h):
             return True
+        what = {"r": "receipt_id", "o": "outcome_id", "v": "review_id"}[kind]
         raise Reject("conflicting_duplicate",
                       f"{what} {key!r} was already accepted with different content "
-                      f"(first {prev}, this {h}); the first one stands")
+                      f"(this one is {h}); the first one stands")
 
     def _on_mission(self, m: MissionRecord, record: dict[str, Any], h: str, key_id: str | None,
                     batch_hash: str | None, step: Step) -> None:
@@ -476,13 +484,16 @@ class Monitor:
     # ----------------------------------------------------------------- actions
     def _on_action(self, a: ActionRecord, record: dict[str, Any], h: str, key_id: str | None,
                    batch_hash: str | None, step: Step) -> None:
-        if self._dedupe(self.receipts, a.mission_id, a.receipt_id, h, "receipt_id"):
-            self._mission(a.mission_id, a.occurred_at).duplicates += 1
+        ms = self._mission(a.mission_id, a.occurred_at)
+        if self._seen(ms, "r", a.receipt_id, h):
+            ms.duplicates += 1
             step.accepted.append(Accepted("action", record, a, h, key_id, batch_hash, True))
             return
-        ms = self._mission(a.mission_id, a.occurred_at)
-        step.accepted.append(Accepted("action", record, a, h, key_id, batch_hash, False))
         plan, spec, t = ms.plan, ms.spec, a.occurred_at
+        is_contact = not plan.contact or a.action_type in plan.contact
+        ms.ids.put("r", a.receipt_id, content_digest(h),
+                   (CONTACT if is_contact else 0) | (BASELINE if ms.n_actions < spec.baseline.actions else 0))
+        step.accepted.append(Accepted("action", record, a, h, key_id, batch_hash, False))
         cohort = self._cohort_of(ms, a.subject.cohort)
         phase = "baseline" if ms.n_actions < spec.baseline.actions else "post"
         ms.n_actions += 1
@@ -542,8 +553,7 @@ class Monitor:
             subj.phase = phase
             for m in plan.subject_metrics:
                 observe(m, subj.cohort, phase, subj.counts.get(m.name, 0), None)
-        if not plan.contact or a.action_type in plan.contact:
-            ms.action_phase[a.receipt_id] = phase
+        if is_contact:
             for m in plan.subject_metrics:
                 for rs in ms.risk.get(m.name, ()):
                     rs.update(0.0, phase=phase, t=t)
@@ -639,11 +649,12 @@ class Monitor:
     # ---------------------------------------------------------------- outcomes
     def _on_outcome(self, o: OutcomeRecord, record: dict[str, Any], h: str, key_id: str | None,
                     batch_hash: str | None, step: Step) -> None:
-        if self._dedupe(self.outcomes, o.mission_id, o.outcome_id, h, "outcome_id"):
-            self._mission(o.mission_id, o.occurred_at).duplicates += 1
+        ms = self._mission(o.mission_id, o.occurred_at)
+        if self._seen(ms, "o", o.outcome_id, h):
+            ms.duplicates += 1
             step.accepted.append(Accepted("outcome", record, o, h, key_id, batch_hash, True))
             return
-        ms = self._mission(o.mission_id, o.occurred_at)
+        ms.ids.put("o", o.outcome_id, content_digest(h))
         step.accepted.append(Accepted("outcome", record, o, h, key_id, batch_hash, False))
         ms.n_outcomes += 1
         t = o.occurred_at
@@ -660,7 +671,7 @@ class Monitor:
         touched: set[tuple[FairnessDelta, str]] = set()
         touched_risk: set[RiskSignal] = set()
         breaches: list[tuple[HardLimit, Any]] = []
-        follows = ms.action_phase.get(o.follows) if o.follows else None
+        follows = ms.phase_of(o.follows) if o.follows else None
         for m in ms.plan.count_outcomes.get(o.outcome_type, ()):
             if follows is not None:  # only an outcome that names its action has a phase
                 for rs in ms.risk.get(m.name, ()):
@@ -689,15 +700,12 @@ class Monitor:
                 and r.escalation_id != ms.cause:
             raise Reject("unknown_escalation", f"escalation {r.escalation_id!r} is not one of mission "
                           f"{r.mission_id!r}'s escalations")
-        if self._dedupe(self.reviews, r.mission_id, r.review_id, h, "review_id"):
+        if self._seen(ms, "v", r.review_id, h):
             ms.duplicates += 1
             step.accepted.append(Accepted("review", record, r, h, key_id, batch_hash, True))
             return
-        try:
-            self._admit_review(ms, r, key_id)
-        except Reject:
-            del self.reviews[(r.mission_id, r.review_id)]
-            raise
+        self._admit_review(ms, r, key_id)
+        ms.ids.put("v", r.review_id, content_digest(h))
         step.accepted.append(Accepted("review", record, r, h, key_id, batch_hash, False))
         t = r.occurred_at
         if r.decision in ("acknowledge", "resume"):
