@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -145,6 +145,7 @@ def _scopes(hl: HardLimit, plan: _Plan, cohort: dict[str, str]) -> list[str]:
     return [f"{d}={cohort.get(d, NONE)}" for d in plan.dims]
 
 
+SHIFT_EVENTS_KEPT = 50
 CONTACT, BASELINE = 1, 2
 """Flags of an action's id: it contacted its subject; it was among the baseline actions."""
 UNDECLARED = "(undeclared)"
@@ -227,7 +228,10 @@ class MissionState:
         self.mix = {"action_type": MixShift("action_type", s.alpha, s.mix_rises),
                     "template": MixShift("template", s.alpha, s.mix_rises)}
         self.followups: dict[str, FollowupPressure] = {}
-        self.shift_events: list[dict[str, Any]] = []
+        self.shift_events: deque[dict[str, Any]] = deque(maxlen=SHIFT_EVENTS_KEPT)
+        """The latest shift events, as receipts show them."""
+        self.shift_affected: set[str] = set()
+        """Cohorts named by any shift event so far (follow-up pressure, hard limits)."""
         # strategy-receipt window
         self.window_from: float | None = None
         self.window_to: float | None = None
@@ -817,6 +821,8 @@ class Monitor:
                 if hl.rule.severity == "pause":
                     pause_cause = pause_cause or eid
             ms.shift_events.append({"code": "hard_limit", "detector": f"limit:{m.name}", **evidence})
+            if b.scope != "mission":
+                ms.shift_affected.add(b.scope)
         shift = ms.spec.shift
         severity_of = {"new_template": shift.new_template, "new_action_type": shift.new_action_type,
                        "new_cohort": shift.new_cohort, "mix_shift": shift.mix,
@@ -824,6 +830,8 @@ class Monitor:
         for e in events:
             changed = True
             sev = severity_of[e.code]
+            if e.code == "followup_pressure" and e.value != "*":
+                ms.shift_affected.add(str(e.value))
             ms.shift_events.append({"code": e.code, "detector": e.detector, "value": e.value,
                                     "issued_at": format_time(t), "triggered_by": trigger})
             if sev == "report":
@@ -971,16 +979,12 @@ class Monitor:
                         e_values[f"{metric}:{v.cohort}"] = v.e_value
         risk = {f"{rs.rule.metric}" + ("" if rs.rule.statistic == "mean" else f"_{rs.rule.statistic}"):
                 rs.to_json() for rss in ms.risk.values() for rs in rss}
-        for e in ms.shift_events:
-            if e["code"] == "followup_pressure" and e["value"] != "*":
-                affected.add(e["value"])
-            if e["code"] == "hard_limit" and e["scope"] != "mission":
-                affected.add(e["scope"])
+        affected |= ms.shift_affected
         mix_total = sum(ms.window_mix.values())
         top = ms.window_mix.most_common(1)
         cluster = top[0][0] if top else None
         shifts = {
-            "events": ms.shift_events[-50:],
+            "events": list(ms.shift_events),
             "detectors": [mx.status() for mx in ms.mix.values()]
             + [fp.status() for _, fp in sorted(ms.followups.items())],
             "baseline": {"actions": ms.spec.baseline.actions, "frozen": ms.frozen},
