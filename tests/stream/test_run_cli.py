@@ -86,3 +86,39 @@ def test_run_without_a_broker_starts_the_embedded_one_and_stops_it(tmp_path) -> 
     assert proc.returncode == 0, out
     ps = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True, check=True).stdout
     assert f"127.0.0.1:{port}" not in ps  # the broker it started is gone
+
+
+def test_run_without_a_broker_joins_the_one_missionwatch_broker_started(tmp_path) -> None:
+    """`missionwatch broker` then `missionwatch run`: the default of CONTRACT 3, two commands."""
+    import json
+    import time
+    import urllib.request
+
+    port, web = free_port(), free_port()
+    broker = subprocess.Popen([*MW, "broker", "--port", str(port)], stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    try:
+        wait_for_port(port, 30)
+        assert broker.stderr is not None and "broker on" in broker.stderr.readline()
+        proc = subprocess.Popen([*MW, "run", "--broker-port", str(port), "--web-port", str(web),
+                                 "--data", str(tmp_path / "data")], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            deadline, partitions = time.monotonic() + 120, []
+            while len(partitions) < 4 and time.monotonic() < deadline:
+                assert proc.poll() is None, proc.communicate()[0]
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{web}/healthz", timeout=2) as r:
+                        partitions = json.loads(r.read())["partitions"]
+                except OSError:
+                    time.sleep(0.25)
+            assert partitions == [0, 1, 2, 3]
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out
+        assert f"a broker already listens on 127.0.0.1:{port}" in out
+        assert broker.poll() is None  # the broker it joined is not its to stop
+    finally:
+        os.killpg(broker.pid, signal.SIGINT)
+        broker.communicate(timeout=30)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 from collections.abc import Iterator
 
 from ..monitor import Monitor
@@ -12,13 +13,25 @@ from .broker import EmbeddedBroker, bootstrap_of, create_topics
 
 __all__ = ["broker_for", "run_worker"]
 
+log = logging.getLogger("missionwatch.stream")
+
+
+def _listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return True
+    return False
+
 
 @contextlib.contextmanager
 def broker_for(settings: StreamSettings) -> Iterator[str]:
-    """The bootstrap address to use: `settings.broker`, or an embedded broker started for the
-    duration (stopped on exit). The topics exist when it yields."""
-    if settings.broker:
-        boot = bootstrap_of(settings.broker)
+    """The bootstrap address to use: `settings.broker`; else the broker already listening on
+    127.0.0.1:`broker_port` (as `missionwatch broker` starts one, CONTRACT 3's default); else
+    an embedded broker started for the duration (stopped on exit). The topics exist when it
+    yields."""
+    if settings.broker or _listening(settings.broker_port):
+        boot = bootstrap_of(settings.broker or f"127.0.0.1:{settings.broker_port}")
+        if not settings.broker:
+            log.warning("a broker already listens on %s: using it (pass --broker to name one)", boot)
         create_topics(boot, settings.partitions)
         yield boot
         return
