@@ -442,7 +442,7 @@ def run_mix(missions: int, seed: int, alpha: float, horizon: int) -> list[Result
             counts = {c: base.count(c) for c in cats}
             dirichlet = CategoricalECusum(counts, alpha)
             for key, step, rearm in (
-                ("mix", lambda v, m=mix: m.update(v) is not None, mix.rearm),
+                ("mix", lambda v, m=mix: m.update(v).event is not None, mix.rearm),
                 ("dirichlet", lambda v, d=dirichlet: d.update(v).alarm, dirichlet.reset),
             ):
                 f = None

@@ -96,7 +96,7 @@ def test_stream_equals_replay_across_a_kill_9(broker, tmp_path: Path) -> None:
     replayed = replay_monitor(lines, keyring, signer)
     for mission, ledger in ledgers.items():
         assert ledger["actions"] > 2000 and ledger["cells"], mission
-        assert ledger == json.loads(json.dumps(ledger_summary(replayed.missions[mission]))), mission
+        assert ledger == json.loads(json.dumps(ledger_summary(replayed, mission))), mission
     assert {c: counted.get(f'missionwatch_rejected_total{{code="{c}"}}') for c in expected_rejected} == \
         dict(expected_rejected)
     rows = {(r["partition"], r["offset"], r.get("item")): r for r in (json.loads(v) for *_, v in rejected)}

@@ -344,13 +344,18 @@ class FairnessDelta(Detector):
         return max(es, default=1.0) / self.n_thresholds
 
     def evaluate(self, cohort: str) -> CohortVerdict:
+        """Judge `cohort` now; `verdict(cohort)` then returns this until the next evaluation."""
+        v = self._verdicts[cohort] = self.assess(cohort)
+        return v
+
+    def assess(self, cohort: str) -> CohortVerdict:
+        """The cohort's verdict as of now, without keeping it (a read-only look)."""
         stat = self.cohorts[cohort]
         label = f"{self.proxy}={cohort}"
         found = self._reference(cohort)
         if found is None:
             v = CohortVerdict(label, "reference", stat.mean, stat.n, label, stat.mean, stat.n,
                               0.0, (0.0, 0.0), 1.0, None, math.nan, self.alpha)
-            self._verdicts[cohort] = v
             return v
         ref_name, ref = found
         ratio = stat.mean / ref.mean if ref.n and ref.mean else math.nan
@@ -361,7 +366,6 @@ class FairnessDelta(Detector):
             kind: Verdict = "too_small" if small and cohort not in CATCH_ALL else "not_judged"
             v = CohortVerdict(label, kind, stat.mean, stat.n, ref_name, ref.mean, ref.n, gap,
                               (-math.inf, math.inf), ratio, None, math.inf, self.alpha)
-            self._verdicts[cohort] = v
             return v
         a = self.alpha / self.n_thresholds
         prior = self.total.var
@@ -390,5 +394,4 @@ class FairnessDelta(Detector):
         mdg = (rule.max_gap or 0.0) + hw
         v = CohortVerdict(label, verdict, stat.mean, stat.n, ref_name, ref.mean, ref.n, gap,
                           (lo, hi), ratio, beyond, mdg, self.alpha, self._e_value(cohort, stat, ref, prior))
-        self._verdicts[cohort] = v
         return v

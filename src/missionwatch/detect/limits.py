@@ -29,10 +29,17 @@ class HardLimit(Detector):
     def _reset(self) -> None:
         self.stats: dict[str, MeanStat] = {}
         self.breached: set[str] = set()
+        self._breaches: tuple[LimitBreach, ...] = ()
+
+    @property
+    def breaches(self) -> tuple[LimitBreach, ...]:
+        """The scopes the last update took past the limit."""
+        return self._breaches
 
     def update(self, scopes: list[str], x: float, *, prev: float | None = None,
-               t: float | None = None) -> list[LimitBreach]:
-        """Observe x (or revise prev -> x) in each scope; return the scopes newly past the limit."""
+               t: float | None = None) -> HardLimit:
+        """Observe x (or revise prev -> x) in each scope; `breaches` then names the scopes newly
+        past the limit."""
         out = []
         rule = self.rule
         for scope in scopes:
@@ -49,7 +56,8 @@ class HardLimit(Detector):
             if (rule.above is not None and m > rule.above) or (rule.below is not None and m < rule.below):
                 self.breached.add(scope)
                 out.append(LimitBreach(scope, m, stat.n))
-        return out
+        self._breaches = tuple(out)
+        return self
 
     def status(self) -> dict[str, Any]:
         return {"detector": f"limit:{self.rule.metric}", "breached": sorted(self.breached),

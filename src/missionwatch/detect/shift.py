@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..codes import EscalationCode
 from ..stats.base import Detector
 from ..stats.cs import wilson_upper
 from ..stats.edetect import BernoulliECusum
@@ -31,7 +32,7 @@ __all__ = ["FollowupPressure", "MixShift", "NoveltyWatch", "ShiftEvent"]
 
 @dataclass(frozen=True)
 class ShiftEvent:
-    code: str  # an EscalationCode
+    code: EscalationCode
     detector: str
     value: str
     evidence: dict[str, Any] = field(default_factory=dict)
@@ -40,7 +41,7 @@ class ShiftEvent:
 class NoveltyWatch(Detector):
     """Values of one dimension (templates, action types, a cohort attribute) seen in the baseline."""
 
-    def __init__(self, dimension: str, code: str) -> None:
+    def __init__(self, dimension: str, code: EscalationCode) -> None:
         self.dimension = dimension
         self.code = code
         self._reset()
@@ -49,16 +50,24 @@ class NoveltyWatch(Detector):
         self.known: set[str] = set()
         self.frozen = False
         self.new: list[str] = []
+        self._event: ShiftEvent | None = None
 
-    def update(self, value: str, t: float | None = None) -> ShiftEvent | None:
+    @property
+    def event(self) -> ShiftEvent | None:
+        """The shift the last update revealed, if any."""
+        return self._event
+
+    def update(self, value: str, t: float | None = None) -> NoveltyWatch:
+        self._event = None
         if value in self.known:
-            return None
+            return self
         self.known.add(value)
         if not self.frozen:
-            return None
+            return self
         self.new.append(value)
-        return ShiftEvent(self.code, f"novelty:{self.dimension}", value,
-                          {"dimension": self.dimension, "baseline_values": sorted(self.known - {value})})
+        self._event = ShiftEvent(self.code, f"novelty:{self.dimension}", value,
+                                 {"dimension": self.dimension, "baseline_values": sorted(self.known - {value})})
+        return self
 
     def freeze(self) -> NoveltyWatch:
         self.frozen = True
@@ -88,6 +97,7 @@ class MixShift(Detector):
         self.baseline: Counter[str] = Counter()
         self.detectors: dict[str, BernoulliECusum] | None = None
         self.latched: Counter[str] | None = None
+        self._event: ShiftEvent | None = None
         self.recent: Counter[str] = Counter()
         self.recent_n = 0
 
@@ -95,7 +105,16 @@ class MixShift(Detector):
     def shifted(self) -> bool:
         return self.latched is not None
 
-    def update(self, value: str, t: float | None = None) -> ShiftEvent | None:
+    @property
+    def event(self) -> ShiftEvent | None:
+        """The shift the last update revealed, if any."""
+        return self._event
+
+    def update(self, value: str, t: float | None = None) -> MixShift:
+        self._event = self._observe(value)
+        return self
+
+    def _observe(self, value: str) -> ShiftEvent | None:
         if self.detectors is None:
             self.baseline[value] += 1
             return None
@@ -167,13 +186,28 @@ class FollowupPressure(Detector):
         self.detector: BernoulliECusum | None = None
         self.latched: list[int] | None = None
         self.recent = [0, 0]  # actions, follow-ups since the detector last armed
+        self._event: ShiftEvent | None = None
 
     @property
     def p0(self) -> float:
         """The baseline share the detector tests rises against: its 99.9% upper bound."""
         return wilson_upper(self.k0, self.n0)
 
-    def update(self, followup: bool, t: float | None = None) -> ShiftEvent | None:
+    @property
+    def event(self) -> ShiftEvent | None:
+        """The shift the last update revealed, if any."""
+        return self._event
+
+    @property
+    def baseline(self) -> tuple[int, int]:
+        """Actions and follow-ups of the baseline."""
+        return self.n0, self.k0
+
+    def update(self, followup: bool, t: float | None = None) -> FollowupPressure:
+        self._event = self._observe(followup)
+        return self
+
+    def _observe(self, followup: bool) -> ShiftEvent | None:
         if self.detector is None:
             self.n0 += 1
             self.k0 += followup

@@ -44,10 +44,13 @@ _RECORD_OVERHEAD = 512
 """Bytes a Kafka record batch adds around one record's key and value (headers, lengths)."""
 
 
-def ledger_summary(ms: Any) -> dict[str, Any]:
-    """What `GET /api/missions/{id}/ledger` answers for one `MissionState`."""
-    return {"mission_id": ms.mission_id, "actions": ms.n_actions, "outcomes": ms.n_outcomes,
-            "duplicates": ms.duplicates, "cells": ms.ledger.rows(ms.mission_id)}
+def ledger_summary(monitor: Monitor, mission_id: str) -> dict[str, Any] | None:
+    """What `GET /api/missions/{id}/ledger` answers for a mission of `monitor`, or None."""
+    view = monitor.view(mission_id)
+    if view is None:
+        return None
+    return {"mission_id": mission_id, "actions": view.totals["actions"], "outcomes": view.totals["outcomes"],
+            "duplicates": view.totals["duplicates"], "cells": monitor.ledger_rows(mission_id)}
 
 
 def _dump(rec: dict[str, Any]) -> bytes:
@@ -241,16 +244,15 @@ class StreamCore:
         """A mission's ledger as this worker holds it (counts, and the long-format cells of
         the analysts' `ledger` table), or None."""
         for p in self.active:
-            ms = self.partitions[p].missions.get(mission_id)
-            if ms is not None:
-                return ledger_summary(ms)
+            found = ledger_summary(self.partitions[p], mission_id)
+            if found is not None:
+                return found
         return None
 
     def status(self, mission_id: str) -> dict[str, Any] | None:
         """CONTRACT 4's status answer for a mission held here, or None."""
         for p in self.active:
-            ms = self.partitions[p].missions.get(mission_id)
-            if ms is not None:
-                return {"mission_id": mission_id, "state": ms.state, "cause": ms.cause,
-                        "seq": ms.seq - 1 if ms.seq else None}
+            view = self.partitions[p].view(mission_id)
+            if view is not None:
+                return view.status()
         return None

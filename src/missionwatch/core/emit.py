@@ -1,0 +1,71 @@
+"""Emission: seal out records into a mission's chain (seq, prev_hash, issued_at, hash,
+signature; CONTRACT 2) and keep the mission's state in step with what was issued."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..records import SCHEMA_CONTROL, SCHEMA_ESCALATION, SCHEMA_STRATEGY, format_time
+from ..signing import Signer
+from .judge import Escalate
+from .mission import EscalationEntry, MissionState, StateName
+from .views import review_status, view_of
+
+__all__ = ["Emitter"]
+
+
+class Emitter:
+    def __init__(self, signer: Signer) -> None:
+        self.signer = signer
+
+    def chain(self, ms: MissionState, body: dict[str, Any], t: float) -> dict[str, Any]:
+        """Seal `body` as the mission's next out record. Its issued_at is the event time `t` of
+        the record that caused it, or the chain's latest issued_at if that is later (records
+        may arrive out of order): a chain's time never goes back."""
+        if ms.clock is not None and t < ms.clock:
+            t = ms.clock
+        ms.clock = t
+        body["seq"] = ms.seq
+        body["prev_hash"] = ms.last_hash
+        body["issued_at"] = format_time(t)
+        sealed = self.signer.seal(body)
+        ms.seq += 1
+        ms.last_hash = sealed["hash"]
+        return sealed
+
+    def escalation(self, ms: MissionState, e: Escalate, trigger: str, t: float) -> tuple[str, dict[str, Any] | None]:
+        """Issue an escalation; its id, and the record (None for a terminated mission)."""
+        eid = f"esc-{ms.mission_id}-{ms.seq}"
+        if ms.state == "terminated":
+            return eid, None
+        ms.escalations[eid] = EscalationEntry(e.severity, True, max(t, ms.clock or t))
+        return eid, self.chain(ms, {
+            "schema": SCHEMA_ESCALATION, "escalation_id": eid, "mission_id": ms.mission_id,
+            "severity": "pause" if e.severity == "pause" else "review", "detector": e.detector, "code": e.code,
+            "reason": e.reason, "evidence": e.evidence, "triggered_by": trigger,
+            "spec": ms.spec.name, "spec_version": ms.spec.version,
+        }, t)
+
+    def control(self, ms: MissionState, state: StateName, cause: str, t: float) -> dict[str, Any]:
+        ms.state = state
+        ms.cause = cause
+        ms.cause_t = max(t, ms.clock or t)
+        return self.chain(ms, {"schema": SCHEMA_CONTROL, "mission_id": ms.mission_id, "state": state,
+                               "cause": cause}, t)
+
+    def receipt(self, ms: MissionState, t: float) -> dict[str, Any]:
+        """A strategy receipt of the mission's view; it closes the receipt window."""
+        status = review_status(ms)
+        for fds in ms.fairness.values():  # a receipt is a judgement: cohorts it shows keep their verdict
+            for fd in fds:
+                for cohort in fd.cohorts:
+                    if fd.verdict(cohort) is None:
+                        fd.evaluate(cohort)
+        view = view_of(ms, status)
+        ms.review_status = status
+        sealed = self.chain(ms, {"schema": SCHEMA_STRATEGY, **view.receipt_body(f"sr-{ms.mission_id}-{ms.seq}")}, t)
+        ms.window_from = ms.window_to = None
+        ms.window_actions = 0
+        ms.window_mix.clear()
+        ms.last_receipt_t = t
+        return sealed

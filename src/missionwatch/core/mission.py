@@ -1,0 +1,218 @@
+"""What one mission holds: its ledger, detectors, subjects, ids, chain head and state.
+
+`MissionState` is plain data plus the small rules that read or keep it consistent
+(dedupe, cohort normalisation, phases, freezing the baseline). What a record does to
+it is `observe.py`; what the mission then decides is `judge.py`. Picklable.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..detect import FairnessDelta, FollowupPressure, HardLimit, MixShift, NoveltyWatch, RiskSignal
+from ..intake import Reject
+from ..ledger import Ledger
+from ..records import MissionRecord
+from ..spec import Spec, normalize_value
+from .idset import IdTable, content_digest
+from .plan import Plan
+
+__all__ = ["BASELINE", "CONTACT", "OTHER", "UNDECLARED", "EscalationEntry", "MissionState", "StateName",
+           "Subject"]
+
+StateName = Literal["running", "paused", "terminated"]
+SHIFT_EVENTS_KEPT = 50
+CONTACT, BASELINE = 1, 2
+"""Flags of an action's id: it contacted its subject; it was among the baseline actions."""
+UNDECLARED = "(undeclared)"
+OTHER = "(other)"
+INTEGRITY_SAMPLE = 20
+"""Distinct unexpected values an integrity report lists per attribute (all are counted)."""
+_ID_KINDS = {"r": "receipt_id", "o": "outcome_id", "v": "review_id"}
+
+
+@dataclass(slots=True)
+class Subject:
+    cohort: dict[str, str]
+    contacted: bool = False
+    phase: str = "baseline"
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class EscalationEntry:
+    severity: str
+    open: bool = True
+    t: float = 0.0
+    """When it was issued (its issued_at): a review of it may not be dated earlier."""
+
+
+def _detectors(ms: MissionState, spec: Spec, plan: Plan) -> None:
+    c = spec.cohorts
+    ms.fairness = {}
+    for rule in spec.fairness:
+        for proxy in c.protected:
+            fd = FairnessDelta(rule, proxy, plan.fairness_alpha, c.min_samples, c.max_cohorts,
+                               strict=spec.spec.intervals == "strict")
+            ms.fairness.setdefault(rule.metric, []).append(fd)
+    ms.risk = {}
+    for r in spec.risk:
+        ms.risk.setdefault(r.metric, []).append(RiskSignal(r, plan.risk_alpha, c.min_samples))
+    ms.limits = {}
+    for lim in spec.limits:
+        ms.limits.setdefault(lim.metric, []).append(HardLimit(lim))
+    ms.novelty = {"template": NoveltyWatch("template", "new_template"),
+                  "action_type": NoveltyWatch("action_type", "new_action_type")}
+    for d in plan.dims:
+        ms.novelty[f"cohort:{d}"] = NoveltyWatch(d, "new_cohort")
+    s = spec.shift
+    ms.mix = {"action_type": MixShift("action_type", s.alpha, s.mix_rises),
+              "template": MixShift("template", s.alpha, s.mix_rises)}
+    ms.followups = {}
+
+
+class MissionState:
+    """Everything the core knows of one mission."""
+
+    fairness: dict[str, list[FairnessDelta]]
+    risk: dict[str, list[RiskSignal]]
+    limits: dict[str, list[HardLimit]]
+    novelty: dict[str, NoveltyWatch]
+    mix: dict[str, MixShift]
+    followups: dict[str, FollowupPressure]
+
+    def __init__(self, mission_id: str, spec: Spec, plan: Plan, registration: MissionRecord | None,
+                 registration_hash: str | None, anchor: float | None = None) -> None:
+        self.mission_id, self.spec, self.plan = mission_id, spec, plan
+        self.registration, self.registration_hash = registration, registration_hash
+        self.ledger = Ledger(spec.bucket_seconds, plan.dims)
+        self.seq = 0
+        self.last_hash: str | None = None
+        self.state: StateName = "running"
+        self.cause: str | None = None
+        self.cause_t: float | None = None
+        self.anchor = registration.started_at if registration else anchor
+        """The mission's start: event times are plausible within a window around it."""
+        self.clock: float | None = None
+        """The chain's event time: the latest issued_at; out records never go back before it."""
+        self.cohort_values: dict[str, dict[str, int]] = {d: {} for d in plan.dims}
+        """Records seen per normalised value of each cohort attribute (at most max_values)."""
+        self.integrity: dict[str, dict[str, Any]] = {}
+        """Per cohort attribute, what was wrong with its values (see `cohort_of`)."""
+        self.new_problems: list[str] = []
+        """Cohort attributes whose integrity problem appeared with the record being judged."""
+        self.n_actions = self.n_outcomes = self.duplicates = 0
+        self.subjects: dict[str, Subject] = {}
+        self.pending_outcomes: dict[str, list[tuple[float, str, float]]] = {}
+        self.ids = IdTable()
+        """Every accepted receipt, outcome and review id, with its content digest; an action's
+        flags say whether it was a contact and in the baseline (for outcomes that name it)."""
+        self.escalations: dict[str, EscalationEntry] = {}
+        self.frozen = False
+        _detectors(self, spec, plan)
+        self.shift_events: deque[dict[str, Any]] = deque(maxlen=SHIFT_EVENTS_KEPT)
+        """The latest shift events, as receipts show them."""
+        self.shift_affected: set[str] = set()
+        """Cohorts named by any shift event so far (follow-up pressure, hard limits)."""
+        self.window_from: float | None = None
+        self.window_to: float | None = None
+        self.window_actions = 0
+        self.window_mix: Counter[str] = Counter()
+        self.last_receipt_t: float | None = None
+        self.review_status = "continue"
+
+    @property
+    def registered(self) -> bool:
+        return self.registration is not None
+
+    def seen(self, kind: str, key: str, h: str) -> bool:
+        """True for an identical duplicate in the mission, False for a new id; raise for a
+        conflicting one. Ids are unique within their mission: the mission is the unit a stream
+        partitions by, so this is the uniqueness a streaming worker can check."""
+        prev = self.ids.get(kind, key)
+        if prev is None:
+            return False
+        if prev[0] == content_digest(h):
+            return True
+        raise Reject("conflicting_duplicate",
+                     f"{_ID_KINDS[kind]} {key!r} was already accepted with different content "
+                     f"(this one is {h}); the first one stands")
+
+    def phase_of(self, receipt_id: str) -> str | None:
+        """'baseline' or 'post' for a contact action of this mission, else None."""
+        found = self.ids.get("r", receipt_id)
+        if found is None or not found[1] & CONTACT:
+            return None
+        return "baseline" if found[1] & BASELINE else "post"
+
+    def followup_detector(self, key: str) -> FollowupPressure:
+        fp = self.followups.get(key)
+        if fp is None:
+            s = self.spec.shift
+            fp = self.followups[key] = FollowupPressure(key, s.followup_rises, s.alpha)
+            if self.frozen:
+                fp.freeze(self._followup_fallback())
+        return fp
+
+    def _followup_fallback(self) -> tuple[int, int] | None:
+        overall = self.followups.get("*")
+        return overall.baseline if overall else None
+
+    def freeze(self) -> None:
+        """End the baseline: the shift detectors compare with what they saw so far."""
+        self.frozen = True
+        for w in self.novelty.values():
+            w.freeze()
+        for mx in self.mix.values():
+            mx.freeze()
+        fallback = self._followup_fallback()
+        for fp in self.followups.values():
+            fp.freeze(fallback)
+
+    def cohort_of(self, raw: dict[str, str] | None) -> dict[str, str]:
+        """The record's cohort as the mission counts it: each cohort attribute of the spec,
+        normalised (`spec.normalize_value`); a value the spec does not declare becomes
+        '(undeclared)', a value past the attribute's `max_values` becomes '(other)', and
+        either is an integrity problem of the attribute (see `note_problem`)."""
+        out: dict[str, str] = {}
+        if not raw:
+            return out
+        cohorts = self.spec.cohorts
+        for d in self.plan.dims:
+            v = raw.get(d)
+            if v is None:
+                continue
+            v = normalize_value(v, cohorts.case)
+            if v:
+                out[d] = self._count_value(d, v)
+        return out
+
+    def _count_value(self, d: str, v: str) -> str:
+        cohorts, declared, seen = self.spec.cohorts, self.plan.declared[d], self.cohort_values[d]
+        if declared is not None and v not in declared:
+            self.note_problem(d, "undeclared", v)
+            v = UNDECLARED
+        elif v not in seen and len(seen) >= cohorts.max_values:
+            self.note_problem(d, "too_many_values", v)
+            v = OTHER
+        if v not in seen and d in self.plan.protected and declared is None \
+                and v not in (UNDECLARED, OTHER) and len(seen) >= cohorts.max_cohorts:
+            self.note_problem(d, "over_budget", v)
+        seen[v] = seen.get(v, 0) + 1
+        return v
+
+    def note_problem(self, dim: str, problem: str, value: str) -> None:
+        """Note an unexpected value of a cohort attribute; the first of each attribute is judged
+        (escalated) with the record that brought it."""
+        entry = self.integrity.get(dim)
+        if entry is None:
+            entry = self.integrity[dim] = {"problems": [], "values": {}, "records": 0}
+            self.new_problems.append(dim)
+        if problem not in entry["problems"]:
+            entry["problems"].append(problem)
+        entry["records"] += 1
+        values: dict[str, int] = entry["values"]
+        if value in values or len(values) < INTEGRITY_SAMPLE:
+            values[value] = values.get(value, 0) + 1

@@ -1,0 +1,318 @@
+"""The functional core: `Monitor.feed(message) -> Step`.
+
+Records in, out records back. No I/O, no wall clock: time is the records' own
+event time. The replay command, the streaming service and the tests all drive
+this one class, so a stream and a replay of the same records give the same
+ledger, the same verdicts and byte-identical out records.
+
+A message goes: intake (decode, limits, canonical bytes, signatures; `intake.py`)
+-> admission (model, role, time window, dedupe, review rules; `admission.py`)
+-> the mission observes it (`observe.py`) -> judgement (`judge.py`) -> emission
+into the mission's chain (`emit.py`). Surfaces read `view(mission_id)`.
+
+`Step.out` holds the out records issued, in order (escalations, then a control
+signal, then a strategy receipt). `Step.rejected` says why an input, or an item
+of a batch, was refused; `Step.accepted` lists what entered the ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..admission import DEFAULT_LIMITS, Limits, excerpt
+from ..intake import Intake, Prepared, Reject, Signatures
+from ..records import (
+    SCHEMA_BATCH,
+    ActionRecord,
+    BatchEnvelope,
+    MissionRecord,
+    OutcomeRecord,
+    ReviewRecord,
+    describe_validation_error,
+)
+from ..signing import Keyring, Signer, VerifyFailure
+from ..spec import Spec, SpecRegistry
+from .admission import admit_review, check_time, signer_of, validate
+from .emit import Emitter
+from .idset import content_digest
+from .judge import judge, note_events, receipt_due
+from .mission import BASELINE, CONTACT, MissionState, StateName
+from .observe import Observation, observe_action, observe_outcome
+from .plan import Plan
+from .step import Accepted, Rejection, Step, internal_error
+from .views import MissionView, view_of
+
+__all__ = ["Monitor"]
+
+
+class Monitor:
+    """The monitoring core. Feed it records in arrival order; it returns what to emit."""
+
+    def __init__(self, specs: SpecRegistry, *, signer: Signer, keyring: Keyring | None = None,
+                 allow_unsigned: bool = False, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.specs = specs
+        self.signer = signer
+        self.limits = limits
+        self.intake = Intake(keyring or Keyring(), limits)
+        self.allow_unsigned = allow_unsigned
+        self.missions: dict[str, MissionState] = {}
+        self._plans: dict[str, Plan] = {}
+        self._emit = Emitter(signer)
+        self.counts: Counter[str] = Counter()
+
+    @property
+    def keyring(self) -> Keyring:
+        return self.intake.keyring
+
+    # ------------------------------------------------------------------ reading
+    def view(self, mission_id: str) -> MissionView | None:
+        ms = self.missions.get(mission_id)
+        return view_of(ms) if ms is not None else None
+
+    def mission_ids(self) -> list[str]:
+        return sorted(self.missions)
+
+    def ledger_rows(self, mission_id: str) -> list[dict[str, Any]]:
+        """The mission's long-format ledger cells (the analysts' `ledger` table)."""
+        ms = self.missions.get(mission_id)
+        return ms.ledger.rows(mission_id) if ms is not None else []
+
+    def template_attribute(self, mission_id: str) -> str:
+        ms = self.missions.get(mission_id)
+        return (ms.spec if ms is not None else self.specs.default).actions.template_attribute
+
+    # ------------------------------------------------------------------ input
+    def feed(self, raw: str | bytes | dict[str, Any] | Prepared) -> Step:
+        """Take one message (a record or a batch envelope); return what it caused.
+
+        `raw` may be what `prepare` returned for it, from any thread. Whatever the core raises
+        on one message becomes its `internal_error` rejection: the monitor never stops.
+        """
+        step = Step()
+        try:
+            p = raw if isinstance(raw, Prepared) else self.prepare(raw)
+            if p.reject is not None:
+                raise p.reject
+            if p.schema == SCHEMA_BATCH:
+                self._feed_batch(p, step)
+            else:
+                self._feed_one(p, step, None, None)
+        except Reject as exc:
+            step.rejected.append(Rejection(exc.code, exc.reason))
+        except Exception as exc:  # a poison message must never stop the monitor
+            step.rejected.append(internal_error(exc))
+        for rejection in step.rejected:
+            self.counts[f"rejected:{rejection.code}"] += 1
+        return step
+
+    def prepare(self, raw: str | bytes | dict[str, Any], signatures: Signatures | None = None) -> Prepared:
+        """The stateless half of `feed` (see `Intake.prepare`): decode, canonicalize and
+        check signatures. It may run ahead of `feed` on other threads; `feed(prepare(x))`
+        equals `feed(x)`."""
+        return self.intake.prepare(raw, signatures)
+
+    def rejection_row(self, r: Rejection, message: str | bytes) -> dict[str, Any]:
+        """What rejected.jsonl and the rejected topic keep of a rejection: code, reason, the item
+        index, and a bounded excerpt of the offending item or message (never the whole of a
+        large message, never a copy of it per item)."""
+        row: dict[str, Any] = {"code": r.code, "reason": r.reason}
+        if r.item is not None:
+            row["item"] = r.item
+        if r.record is not None:
+            row["record"] = r.record
+        else:
+            if isinstance(message, str):
+                message = message.rstrip("\r\n")
+            elif isinstance(message, bytes | bytearray):
+                message = bytes(message).rstrip(b"\r\n")
+            row["record"] = excerpt(message, self.limits.excerpt_chars)
+        return row
+
+    def _feed_batch(self, p: Prepared, step: Step) -> None:
+        assert p.record is not None and p.payload is not None
+        try:
+            batch = BatchEnvelope.model_validate(p.record)
+        except ValidationError as exc:
+            raise Reject("invalid_field", describe_validation_error(SCHEMA_BATCH, exc)) from None
+        if not batch.items:
+            raise Reject("empty_batch")
+        if isinstance(p.signer, VerifyFailure):
+            raise Reject("bad_batch_signature" if p.signer.code == "bad_signature" else p.signer.code,
+                         p.signer.detail)
+        batch_key: tuple[str, str] | None = None
+        if p.signer is not None:
+            role = self.keyring.role_of(p.signer)
+            assert role is not None
+            batch_key = (p.signer, role)
+        missions = sorted({i["mission_id"] for i in batch.items
+                           if isinstance(i, dict) and isinstance(i.get("mission_id"), str)})
+        if len(missions) > 1:
+            shown = ", ".join(repr(m[:80]) for m in missions[:5])
+            raise Reject("mixed_batch", f"{len(missions)} missions ({shown}{', ...' if len(missions) > 5 else ''})")
+        batch_hash = "sha256:" + hashlib.sha256(p.payload).hexdigest()
+        for i, item in enumerate(p.items):
+            try:
+                if item.reject is not None:
+                    raise item.reject
+                self._feed_one(item, step, batch_key, batch_hash)
+            except Reject as r:
+                step.rejected.append(Rejection(r.code, r.reason, item=i, record=self._item_excerpt(batch.items[i])))
+            except Exception as exc:  # one poison item rejects that item only
+                step.rejected.append(internal_error(exc, i, self._item_excerpt(batch.items[i])))
+
+    def _item_excerpt(self, item: Any) -> str:
+        try:
+            text = json.dumps(item, ensure_ascii=False, separators=(",", ":"), allow_nan=True)
+        except (TypeError, ValueError, RecursionError):
+            text = repr(item)[: self.limits.excerpt_chars * 2]
+        return excerpt(text, self.limits.excerpt_chars)
+
+    def _feed_one(self, p: Prepared, step: Step, batch_key: tuple[str, str] | None,
+                  batch_hash: str | None) -> None:
+        model, schema = validate(p)
+        key_id = signer_of(p, schema, batch_key, self.allow_unsigned)
+        if isinstance(model, ActionRecord | OutcomeRecord | ReviewRecord):
+            check_time(self.missions.get(model.mission_id), model.occurred_at, schema)
+        assert p.record is not None and p.payload is not None
+        h = "sha256:" + hashlib.sha256(p.payload).hexdigest()
+        accepted = Accepted("mission", p.record, model, h, key_id, batch_hash, False)
+        if isinstance(model, ActionRecord):
+            self._on_action(model, accepted, step)
+        elif isinstance(model, OutcomeRecord):
+            self._on_outcome(model, accepted, step)
+        elif isinstance(model, ReviewRecord):
+            self._on_review(model, accepted, step)
+        elif isinstance(model, MissionRecord):
+            self._on_mission(model, accepted, step)
+
+    # ---------------------------------------------------------------- missions
+    def _plan(self, spec: Spec) -> Plan:
+        plan = self._plans.get(spec.name)
+        if plan is None:
+            plan = self._plans[spec.name] = Plan(spec)
+        return plan
+
+    def _mission(self, mission_id: str, t: float) -> MissionState:
+        """The mission's state; an unregistered mission starts (its anchor) at its first record."""
+        ms = self.missions.get(mission_id)
+        if ms is None:
+            spec = self.specs.default
+            ms = self.missions[mission_id] = MissionState(mission_id, spec, self._plan(spec), None, None, t)
+        return ms
+
+    def _on_mission(self, m: MissionRecord, acc: Accepted, step: Step) -> None:
+        ms = self.missions.get(m.mission_id)
+        if ms is not None:
+            if ms.registration_hash == acc.hash:
+                ms.duplicates += 1
+                step.accepted.append(_as(acc, "mission", duplicate=True))
+                return
+            if ms.registered:
+                raise Reject("conflicting_registration", repr(m.mission_id))
+            raise Reject("late_registration",
+                         f"mission {m.mission_id!r} already has records monitored under the spec "
+                         f"'default'; a mission must be registered before its first record")
+        spec = self.specs.get(m.spec)
+        if spec is None:
+            raise Reject("unknown_spec", f"field spec names {m.spec!r}, which is not a spec in the "
+                         f"specs directory (known: {', '.join(sorted(self.specs.specs))})")
+        self.missions[m.mission_id] = MissionState(m.mission_id, spec, self._plan(spec), m, acc.hash)
+        step.accepted.append(_as(acc, "mission"))
+        step.missions.add(m.mission_id)
+
+    def _on_action(self, a: ActionRecord, acc: Accepted, step: Step) -> None:
+        ms = self._mission(a.mission_id, a.occurred_at)
+        if ms.seen("r", a.receipt_id, acc.hash):
+            ms.duplicates += 1
+            step.accepted.append(_as(acc, "action", duplicate=True))
+            return
+        flags = (CONTACT if ms.plan.is_contact(a.action_type) else 0) | (
+            BASELINE if ms.n_actions < ms.spec.baseline.actions else 0)
+        ms.ids.put("r", a.receipt_id, content_digest(acc.hash), flags)
+        cohort = ms.cohort_of(a.subject.cohort)
+        step.accepted.append(_as(acc, "action", cohort=cohort))
+        self._settle(ms, observe_action(ms, a, cohort), a.receipt_id, a.occurred_at, step)
+
+    def _on_outcome(self, o: OutcomeRecord, acc: Accepted, step: Step) -> None:
+        ms = self._mission(o.mission_id, o.occurred_at)
+        if ms.seen("o", o.outcome_id, acc.hash):
+            ms.duplicates += 1
+            step.accepted.append(_as(acc, "outcome", duplicate=True))
+            return
+        ms.ids.put("o", o.outcome_id, content_digest(acc.hash))
+        own = ms.cohort_of(o.subject.cohort) if o.subject.cohort else None
+        obs = observe_outcome(ms, o, own)
+        step.accepted.append(_as(acc, "outcome", cohort=own or obs.cohort))
+        self._settle(ms, obs, o.outcome_id, o.occurred_at, step)
+
+    def _on_review(self, r: ReviewRecord, acc: Accepted, step: Step) -> None:
+        ms = self.missions.get(r.mission_id)
+        if ms is None:
+            raise Reject("unknown_escalation", f"the review names mission {r.mission_id!r}, "
+                         "which the monitor has no record of")
+        if r.escalation_id is not None and r.escalation_id not in ms.escalations and r.escalation_id != ms.cause:
+            raise Reject("unknown_escalation", f"escalation {r.escalation_id!r} is not one of mission "
+                         f"{r.mission_id!r}'s escalations")
+        if ms.seen("v", r.review_id, acc.hash):
+            ms.duplicates += 1
+            step.accepted.append(_as(acc, "review", duplicate=True))
+            return
+        admit_review(ms, r, self.keyring.scope_of(acc.key_id), acc.key_id)
+        ms.ids.put("v", r.review_id, content_digest(acc.hash))
+        step.accepted.append(_as(acc, "review"))
+        step.missions.add(ms.mission_id)
+        t = r.occurred_at
+        if r.decision in ("acknowledge", "resume"):
+            for eid in [r.escalation_id] if r.escalation_id else list(ms.escalations):
+                if eid in ms.escalations:
+                    ms.escalations[eid].open = False
+            for mx in ms.mix.values():
+                mx.rearm()
+            for fp in ms.followups.values():
+                fp.rearm()
+        new_state: StateName | None = None
+        if r.decision == "resume" and ms.state == "paused":
+            new_state = "running"
+        elif r.decision == "pause" and ms.state == "running":
+            new_state = "paused"
+        elif r.decision == "terminate":
+            new_state = "terminated"
+        if new_state is not None:
+            step.out.append(self._emit.control(ms, new_state, r.review_id, t))
+        step.out.append(self._emit.receipt(ms, t))
+
+    # ------------------------------------------------------------------ output
+    def _settle(self, ms: MissionState, obs: Observation, trigger: str, t: float, step: Step) -> None:
+        """Judge what the record did, then issue: escalations, a pause, a receipt when due."""
+        step.missions.add(ms.mission_id)
+        decisions = judge(ms, obs, t)
+        note_events(ms, obs)
+        pause_cause: str | None = None
+        for e in decisions.escalations:
+            eid, rec = self._emit.escalation(ms, e, trigger, t)
+            if rec is not None:
+                step.out.append(rec)
+                self.counts[f"escalation:{e.code}"] += 1
+            if e.severity == "pause" and pause_cause is None:
+                pause_cause = eid
+        if pause_cause is not None and ms.state == "running":
+            step.out.append(self._emit.control(ms, "paused", pause_cause, t))
+        if ms.last_receipt_t is None:
+            ms.last_receipt_t = t
+        if decisions.changed or receipt_due(ms, t):
+            step.out.append(self._emit.receipt(ms, t))
+
+    # -------------------------------------------------------------- inspection
+    def subject_cohort(self, mission_id: str, subject_id: str) -> dict[str, str] | None:
+        ms = self.missions.get(mission_id)
+        subj = ms.subjects.get(subject_id) if ms else None
+        return subj.cohort if subj and subj.cohort else None
+
+
+def _as(acc: Accepted, kind: Any, *, duplicate: bool = False, cohort: dict[str, str] | None = None) -> Accepted:
+    return Accepted(kind, acc.record, acc.model, acc.hash, acc.key_id, acc.batch_hash, duplicate, cohort)

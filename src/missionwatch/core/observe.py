@@ -1,0 +1,172 @@
+"""What an accepted record does to its mission: `observe_action` and `observe_outcome` update
+the ledger, the subject, every detector the spec routes the record to, and return an
+`Observation`: what they touched, for the judgement that follows (judge.py)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..detect import (
+    FairnessDelta,
+    FollowupPressure,
+    HardLimit,
+    MixShift,
+    NoveltyWatch,
+    RiskSignal,
+    ShiftEvent,
+)
+from ..detect.limits import LimitBreach
+from ..ledger import NONE
+from ..records import ActionRecord, OutcomeRecord
+from ..spec import MetricSpec
+from .mission import MissionState, Subject
+from .plan import scopes
+
+__all__ = ["Observation", "observe_action", "observe_outcome"]
+
+
+@dataclass
+class Observation:
+    """What one record touched: the detectors to judge, the shifts and breaches it revealed."""
+
+    trigger: str
+    t: float
+    cohort: dict[str, str]
+    touched: set[tuple[FairnessDelta, str]] = field(default_factory=set)
+    touched_risk: set[RiskSignal] = field(default_factory=set)
+    breaches: list[tuple[HardLimit, LimitBreach]] = field(default_factory=list)
+    events: list[ShiftEvent] = field(default_factory=list)
+
+    def metric(self, ms: MissionState, m: MetricSpec, cohort: dict[str, str], phase: str, x: float,
+               prev: float | None) -> None:
+        """Observe metric `m` at x (or revise prev -> x) for a record of `cohort` and `phase`."""
+        t = self.t
+        for fd in ms.fairness.get(m.name, ()):
+            v = cohort.get(fd.proxy, NONE)
+            fd.update(v, x, prev=prev, t=t)
+            self.touched.add((fd, v))
+        if m.per == "action":
+            for rs in ms.risk.get(m.name, ()):
+                rs.update(x, phase=phase, prev=prev, t=t)
+                self.touched_risk.add(rs)
+        for hl in ms.limits.get(m.name, ()):
+            self.breaches.extend((hl, b) for b in hl.update(scopes(hl, ms.plan, cohort), x, prev=prev, t=t).breaches)
+
+    def risk(self, ms: MissionState, m: MetricSpec, x: float, phase: str, prev: float | None = None) -> None:
+        for rs in ms.risk.get(m.name, ()):
+            rs.update(x, phase=phase, prev=prev, t=self.t)
+            self.touched_risk.add(rs)
+
+
+def _numbers(a: ActionRecord) -> dict[str, float]:
+    return {k: float(v) for k, v in a.attributes.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
+
+
+def _template(ms: MissionState, a: ActionRecord) -> str | None:
+    value = a.attributes.get(ms.spec.actions.template_attribute)
+    return value if isinstance(value, str) else None
+
+
+def _subject(ms: MissionState, subject_id: str, cohort: dict[str, str]) -> Subject:
+    """The action's subject; outcomes held for it until its cohort was known are ledgered now."""
+    subj = ms.subjects.get(subject_id)
+    if subj is None:
+        subj = ms.subjects[subject_id] = Subject(dict(cohort))
+    elif subj.cohort or not cohort:
+        return subj
+    else:
+        subj.cohort = dict(cohort)
+    for ot, ov, oval in ms.pending_outcomes.pop(subject_id, []):
+        ms.ledger.add_outcome(ot, subj.cohort, ov, oval)
+    return subj
+
+
+def observe_action(ms: MissionState, a: ActionRecord, cohort: dict[str, str]) -> Observation:
+    """An accepted, new action of `ms` (its cohort already normalised by `ms.cohort_of`)."""
+    plan, t = ms.plan, a.occurred_at
+    phase = "baseline" if ms.n_actions < ms.spec.baseline.actions else "post"
+    ms.n_actions += 1
+    obs = Observation(a.receipt_id, t, cohort)
+    subj = _subject(ms, a.subject.id, cohort)
+    is_contact = plan.is_contact(a.action_type)
+    new_contact = not subj.contacted and is_contact
+    template, numbers = _template(ms, a), _numbers(a)
+    ms.ledger.add_action(t, cohort, a.action_type, a.decision, template, numbers, new_contact)
+    for m in [*plan.action_metrics.get(a.action_type, ()), *plan.all_action_metrics]:
+        x = numbers.get(m.attribute) if m.attribute is not None else float(a.decision in m.decisions)
+        if x is not None:
+            obs.metric(ms, m, cohort, phase, x, None)
+    for m in plan.count_actions.get(a.action_type, ()):
+        k = subj.counts.get(m.name, 0)
+        subj.counts[m.name] = k + 1
+        if subj.contacted:
+            obs.metric(ms, m, subj.cohort, subj.phase, k + 1, k)
+    if new_contact:
+        subj.contacted, subj.phase = True, phase
+        for m in plan.subject_metrics:
+            obs.metric(ms, m, subj.cohort, phase, subj.counts.get(m.name, 0), None)
+    if is_contact:
+        for m in plan.subject_metrics:
+            obs.risk(ms, m, 0.0, phase)
+    for m in plan.count_actions.get(a.action_type, ()):
+        obs.risk(ms, m, 1.0, phase, prev=0.0)
+    _shift(ms, a, template, obs)
+    ms.window_from = t if ms.window_from is None else min(ms.window_from, t)
+    ms.window_to = t if ms.window_to is None else max(ms.window_to, t)
+    ms.window_actions += 1
+    ms.window_mix[a.action_type + (f"+{template}" if template else "")] += 1
+    return obs
+
+
+def _shift(ms: MissionState, a: ActionRecord, template: str | None, obs: Observation) -> None:
+    """Strategy-shift detectors: novelty, mix, follow-up pressure; the baseline freezes here."""
+    t, plan, cohort = obs.t, ms.plan, obs.cohort
+    detectors: list[NoveltyWatch | MixShift | FollowupPressure] = []  # in the order events are judged
+    if template is not None:
+        detectors.append(ms.novelty["template"].update(template, t))
+    detectors.append(ms.novelty["action_type"].update(a.action_type, t))
+    detectors += [ms.novelty[f"cohort:{d}"].update(f"{d}={cohort[d]}", t) for d in plan.dims if d in cohort]
+    detectors.append(ms.mix["action_type"].update(a.action_type, t))
+    if template is not None:
+        detectors.append(ms.mix["template"].update(template, t))
+    if plan.followup:
+        is_fu = a.action_type in plan.followup
+        keys = ["*", *(f"{d}={cohort.get(d, NONE)}" for d in plan.dims)]
+        detectors += [ms.followup_detector(k).update(is_fu, t) for k in keys]
+    obs.events.extend(e for d in detectors if (e := d.event) is not None)
+    if not ms.frozen and ms.n_actions >= ms.spec.baseline.actions:
+        ms.freeze()
+
+
+def observe_outcome(ms: MissionState, o: OutcomeRecord, own: dict[str, str] | None) -> Observation:
+    """An accepted, new outcome of `ms`; `own`: its own cohort, normalised, if it carries one."""
+    t = o.occurred_at
+    ms.n_outcomes += 1
+    subj = ms.subjects.get(o.subject.id)
+    if own:
+        ms.ledger.add_outcome(t, own, o.outcome_type, o.value)
+    elif subj is not None and (subj.cohort or subj.contacted):
+        ms.ledger.add_outcome(t, subj.cohort, o.outcome_type, o.value)
+    else:
+        ms.pending_outcomes.setdefault(o.subject.id, []).append((t, o.outcome_type, o.value))
+    if subj is None:
+        subj = ms.subjects[o.subject.id] = Subject(dict(own) if own else {})
+    obs = Observation(o.outcome_id, t, subj.cohort)
+    follows = ms.phase_of(o.follows) if o.follows else None
+    for m in ms.plan.count_outcomes.get(o.outcome_type, ()):
+        if follows is not None:  # only an outcome that names its action has a phase
+            obs.risk(ms, m, 1.0, follows, prev=0.0)
+        k = subj.counts.get(m.name, 0)
+        subj.counts[m.name] = k + 1
+        if not subj.contacted:
+            continue
+        for fd in ms.fairness.get(m.name, ()):
+            v = subj.cohort.get(fd.proxy, NONE)
+            fd.update(v, k + 1, prev=k, t=t)
+            obs.touched.add((fd, v))
+        for hl in ms.limits.get(m.name, ()):
+            obs.breaches.extend((hl, b) for b in hl.update(scopes(hl, ms.plan, subj.cohort), k + 1, prev=k,
+                                                            t=t).breaches)
+    return obs

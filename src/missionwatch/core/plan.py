@@ -1,0 +1,55 @@
+"""How one spec routes records to metrics and detectors: built once per spec, shared by its
+missions."""
+
+from __future__ import annotations
+
+from ..detect import HardLimit
+from ..ledger import NONE
+from ..spec import MetricSpec, Spec, parse_duration
+
+__all__ = ["Plan", "scopes"]
+
+
+class Plan:
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self.dims = tuple(spec.cohorts.keys) + tuple(spec.cohorts.protected)
+        self.contact = set(spec.actions.contact)
+        self.followup = set(spec.actions.followup)
+        self.action_metrics: dict[str, list[MetricSpec]] = {}
+        self.all_action_metrics: list[MetricSpec] = []
+        self.count_actions: dict[str, list[MetricSpec]] = {}
+        self.count_outcomes: dict[str, list[MetricSpec]] = {}
+        self.subject_metrics = [m for m in spec.metrics if m.per == "subject"]
+        for m in spec.metrics:
+            if m.per == "action":
+                for a in m.actions:
+                    self.action_metrics.setdefault(a, []).append(m)
+                if not m.actions:
+                    self.all_action_metrics.append(m)
+            for a in m.count_actions:
+                self.count_actions.setdefault(a, []).append(m)
+            for o in m.count_outcomes:
+                self.count_outcomes.setdefault(o, []).append(m)
+        self.skew = parse_duration(spec.spec.skew)
+        self.horizon = parse_duration(spec.spec.horizon)
+        self.every = parse_duration(spec.cadence.every) if spec.cadence.every else None
+        self.declared = {d: spec.cohorts.normal_values(d) for d in self.dims}
+        self.protected = frozenset(spec.cohorts.protected)
+        n_tests = 0
+        for rule in spec.fairness:
+            k = sum(v is not None for v in (rule.max_gap, rule.min_ratio, rule.max_ratio))
+            n_tests += len(spec.cohorts.protected) * spec.cohorts.max_cohorts * (k > 0)
+        self.n_tests = max(n_tests, 1)
+        self.fairness_alpha = spec.spec.alpha / self.n_tests
+        self.risk_alpha = spec.spec.alpha / max(len(spec.risk), 1)
+
+    def is_contact(self, action_type: str) -> bool:
+        return not self.contact or action_type in self.contact
+
+
+def scopes(hl: HardLimit, plan: Plan, cohort: dict[str, str]) -> list[str]:
+    """Where a limit looks: the whole mission, or each cohort the observation belongs to."""
+    if hl.rule.scope == "mission":
+        return ["mission"]
+    return [f"{d}={cohort.get(d, NONE)}" for d in plan.dims]

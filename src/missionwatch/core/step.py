@@ -1,0 +1,53 @@
+"""What one message caused: the out records, the rejections, what entered the ledger."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from ..codes import RejectionCode, reject_reason
+
+__all__ = ["Accepted", "Rejection", "Step", "internal_error"]
+
+
+@dataclass(frozen=True)
+class Rejection:
+    code: RejectionCode
+    reason: str
+    item: int | None = None
+    """Index of the item within a batch envelope; None for a whole message."""
+    record: str | None = None
+    """For an item of a batch: a bounded excerpt of the item (the shell keeps a bounded
+    excerpt of the whole message otherwise; see `Monitor.rejection_row`)."""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    kind: Literal["mission", "action", "outcome", "review"]
+    record: dict[str, Any]
+    model: BaseModel
+    hash: str
+    key_id: str | None
+    batch_hash: str | None
+    duplicate: bool
+    cohort: dict[str, str] | None = None
+    """An action's or outcome's cohort as the mission counts it (normalised); None otherwise."""
+
+
+@dataclass
+class Step:
+    out: list[dict[str, Any]] = field(default_factory=list)
+    """Out records issued, in order, each chained and signed per mission."""
+    rejected: list[Rejection] = field(default_factory=list)
+    accepted: list[Accepted] = field(default_factory=list)
+    missions: set[str] = field(default_factory=set)
+    """Missions whose state this message changed: what a writer refreshes from their views."""
+
+
+def internal_error(exc: Exception, item: int | None = None, record: str | None = None) -> Rejection:
+    """A rejection for what the core raised on one message: its type and a short message."""
+    text = str(exc).splitlines()[0][:200] if str(exc) else ""
+    detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return Rejection("internal_error", reject_reason("internal_error", detail), item, record)

@@ -1,0 +1,143 @@
+"""`MissionView`: the one picture of a mission that every surface reads.
+
+The strategy receipt is a view sealed into the mission's chain; the DuckDB mission
+rows, the HTTP status and ledger answers (and the dashboard) read views too, so a
+rule about what a mission shows is written once, here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..records import format_time
+from ..stats.cs import e_bh
+from .mission import MissionState, StateName
+
+__all__ = ["MissionView", "review_status", "view_of"]
+
+
+@dataclass(frozen=True)
+class MissionView:
+    """An immutable snapshot of one mission. JSON-ready values throughout."""
+
+    mission_id: str
+    registered: bool
+    objective: str | None
+    proxy_metric: str | None
+    constraints: tuple[str, ...]
+    owner: str | None
+    spec: str
+    spec_version: str
+    state: StateName
+    cause: str | None
+    last_seq: int | None
+    """The seq of the mission's latest out record (None before its first)."""
+    review_status: str
+    current_tactic_cluster: str | None
+    tactic_mix: dict[str, float]
+    cohorts_affected: tuple[str, ...]
+    risk_signals: dict[str, dict[str, Any]]
+    fairness: dict[str, dict[str, dict[str, Any]]]
+    """By metric, then by cohort (`proxy=value`): estimate, n, interval, verdict, ... as in
+    Fairlearn's MetricFrame.by_group, one frame per metric."""
+    fairness_fdr: dict[str, Any]
+    shifts: dict[str, Any]
+    open_escalations: tuple[str, ...]
+    window: dict[str, Any]
+    totals: dict[str, int]
+    integrity: dict[str, dict[str, Any]]
+
+    def status(self) -> dict[str, Any]:
+        """CONTRACT 4's status answer."""
+        return {"mission_id": self.mission_id, "state": self.state, "cause": self.cause, "seq": self.last_seq}
+
+    def receipt_body(self, receipt_id: str) -> dict[str, Any]:
+        """The content of a strategy receipt (CONTRACT 1.5) showing this view."""
+        body: dict[str, Any] = {
+            "receipt_id": receipt_id, "mission_id": self.mission_id, "registered": self.registered,
+            "objective": self.objective, "proxy_metric": self.proxy_metric,
+            "constraints": list(self.constraints), "owner": self.owner, "spec": self.spec,
+            "spec_version": self.spec_version, "state": self.state, "review_status": self.review_status,
+            "current_tactic_cluster": self.current_tactic_cluster, "tactic_mix": self.tactic_mix,
+            "cohorts_affected": list(self.cohorts_affected), "risk_signals": self.risk_signals,
+            "fairness": self.fairness, "fairness_fdr": self.fairness_fdr, "shifts": self.shifts,
+            "open_escalations": list(self.open_escalations), "window": self.window, "totals": self.totals,
+        }
+        if self.integrity:
+            body["integrity"] = self.integrity
+        return body
+
+
+def review_status(ms: MissionState) -> str:
+    """continue, continue_with_monitoring, needs_review, paused or terminated."""
+    if ms.state in ("terminated", "paused"):
+        return ms.state
+    if any(e.open for e in ms.escalations.values()):
+        return "needs_review"
+    flagged = (
+        any(v.verdict == "beyond" for fds in ms.fairness.values() for fd in fds for v in fd.verdicts.values())
+        or any(mx.shifted for mx in ms.mix.values())
+        or any(fp.latched is not None for fp in ms.followups.values())
+        or any(rs.verdict == "elevated" for rss in ms.risk.values() for rs in rss)
+        or bool(ms.escalations)
+    )
+    return "continue_with_monitoring" if flagged or not ms.registered else "continue"
+
+
+def _fairness(ms: MissionState) -> tuple[dict[str, dict[str, dict[str, Any]]], set[str], dict[str, float]]:
+    """The fairness frames, the cohorts judged beyond a threshold, and the e-values for e-BH.
+    A cohort not yet judged is assessed as of now (nothing is kept: a view changes nothing)."""
+    frames: dict[str, dict[str, dict[str, Any]]] = {}
+    affected: set[str] = set()
+    e_values: dict[str, float] = {}
+    for metric, fds in sorted(ms.fairness.items()):
+        out = frames.setdefault(metric, {})
+        for fd in fds:
+            for cohort in sorted(fd.cohorts):
+                v = fd.verdict(cohort) or fd.assess(cohort)
+                out[v.cohort] = v.to_json(fd.rule)
+                if v.verdict == "beyond":
+                    affected.add(v.cohort)
+                if v.verdict in ("beyond", "within", "insufficient"):
+                    e_values[f"{metric}:{v.cohort}"] = v.e_value
+    return frames, affected, e_values
+
+
+def view_of(ms: MissionState, status: str | None = None) -> MissionView:
+    """The mission as it stands. Reads only: a view taken at any time (an HTTP request, a
+    dashboard refresh) changes nothing the monitor later decides. `status`: the review status
+    to show, when the caller settled it first (a receipt does)."""
+    reg = ms.registration
+    status = status or review_status(ms)
+    fairness, affected, e_values = _fairness(ms)
+    risk = {f"{rs.rule.metric}" + ("" if rs.rule.statistic == "mean" else f"_{rs.rule.statistic}"):
+            rs.to_json() for rss in ms.risk.values() for rs in rss}
+    mix_total = sum(ms.window_mix.values())
+    top = ms.window_mix.most_common(1)
+    shifts = {
+        "events": list(ms.shift_events),
+        "detectors": [mx.status() for mx in ms.mix.values()] + [fp.status() for _, fp in sorted(ms.followups.items())],
+        "baseline": {"actions": ms.spec.baseline.actions, "frozen": ms.frozen},
+    }
+    return MissionView(
+        mission_id=ms.mission_id, registered=ms.registered,
+        objective=reg.objective if reg else None, proxy_metric=reg.proxy_metric if reg else None,
+        constraints=tuple(reg.constraints) if reg else (), owner=reg.owner if reg else None,
+        spec=ms.spec.name, spec_version=ms.spec.version, state=ms.state, cause=ms.cause,
+        last_seq=ms.seq - 1 if ms.seq else None, review_status=status,
+        current_tactic_cluster=top[0][0] if top else None,
+        tactic_mix={k: round(v / mix_total, 6) for k, v in sorted(ms.window_mix.items())},
+        cohorts_affected=tuple(sorted(affected | ms.shift_affected)), risk_signals=risk, fairness=fairness,
+        fairness_fdr={"method": "e-BH", "alpha": ms.spec.spec.alpha, "tests": ms.plan.n_tests,
+                      "flagged": e_bh(e_values, ms.spec.spec.alpha, ms.plan.n_tests)},
+        shifts=shifts, open_escalations=tuple(sorted(e for e, x in ms.escalations.items() if x.open)),
+        window={"from": format_time(ms.window_from) if ms.window_from is not None else None,
+                "to": format_time(ms.window_to) if ms.window_to is not None else None,
+                "actions": ms.window_actions},
+        totals={"actions": ms.n_actions, "outcomes": ms.n_outcomes, "subjects": len(ms.subjects),
+                "duplicates": ms.duplicates,
+                "unattributed_outcomes": sum(len(v) for v in ms.pending_outcomes.values())},
+        integrity={d: {"problems": list(e["problems"]), "records": e["records"],
+                       "values": dict(sorted(e["values"].items()))} for d, e in sorted(ms.integrity.items())},
+    )

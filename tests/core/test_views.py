@@ -1,0 +1,46 @@
+"""MissionView: one picture of a mission; taking it changes nothing the monitor decides."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from missionwatch.monitor import Monitor
+from tests.hostile.test_core import gap_campaign, line, registration
+
+
+def test_looking_at_a_mission_after_every_record_changes_no_out_record(registry, keys, keyring) -> None:
+    gate = keys["gate"]
+    lines = [line(gate.sign(registration())), *gap_campaign(gate, 2600)]
+    watched = Monitor(registry, signer=keys["monitor"], keyring=keyring)
+    alone = Monitor(registry, signer=keys["monitor"], keyring=keyring)
+    out_watched, out_alone = [], []
+    for x in lines:
+        out_watched += watched.feed(x).out
+        view = watched.view("m-1")
+        assert view is not None and view.mission_id == "m-1"
+        out_alone += alone.feed(x).out
+    assert out_watched == out_alone
+    assert any(o["schema"] == "missionwatch/escalation@1" for o in out_alone)
+
+
+def test_the_receipt_is_the_view_sealed(registry, keys, keyring) -> None:
+    """Right after a receipt is issued, the view shows what the receipt says."""
+    gate = keys["gate"]
+    m = Monitor(registry, signer=keys["monitor"], keyring=keyring)
+    compared = 0
+    for x in [line(gate.sign(registration())), *gap_campaign(gate, 2100)]:
+        out = m.feed(x).out
+        if not out or out[-1]["schema"] != "missionwatch/strategy@1":
+            continue
+        receipt, view = out[-1], m.view("m-1")
+        assert view is not None and dataclasses.is_dataclass(view)
+        body = view.receipt_body(receipt["receipt_id"])
+        for key in ("fairness", "risk_signals", "totals", "cohorts_affected", "review_status", "state",
+                    "open_escalations", "fairness_fdr", "shifts"):
+            assert body[key] == receipt[key], key
+        assert view.status() == {"mission_id": "m-1", "state": "running", "cause": None, "seq": receipt["seq"]}
+        compared += 1
+    assert compared >= 2
+    view = m.view("m-1")
+    assert view is not None and view.fairness["discount_rate"]["age_band=65+"]["verdict"] == "beyond"
+    assert m.view("no-such") is None
