@@ -20,7 +20,7 @@ from .idset import IdTable, content_digest
 from .plan import Plan
 
 __all__ = ["BASELINE", "CONTACT", "OTHER", "UNDECLARED", "EscalationEntry", "MissionState", "StateName",
-           "Subject"]
+           "Subject", "transition"]
 
 StateName = Literal["running", "paused", "terminated"]
 SHIFT_EVENTS_KEPT = 50
@@ -31,6 +31,17 @@ OTHER = "(other)"
 INTEGRITY_SAMPLE = 20
 """Distinct unexpected values an integrity report lists per attribute (all are counted)."""
 _ID_KINDS = {"r": "receipt_id", "o": "outcome_id", "v": "review_id"}
+
+
+def transition(decision: str, state: StateName) -> StateName | None:
+    """The state a review's decision moves a mission to, or None when it stays."""
+    if decision == "resume" and state == "paused":
+        return "running"
+    if decision == "pause" and state == "running":
+        return "paused"
+    if decision == "terminate":
+        return "terminated"
+    return None
 
 
 @dataclass(slots=True)
@@ -202,6 +213,17 @@ class MissionState:
             self.note_problem(d, "over_budget", v)
         seen[v] = seen.get(v, 0) + 1
         return v
+
+    def acknowledge(self, escalation_id: str | None) -> None:
+        """A review acknowledged (or resumed) the escalation, or all of them: close it, and re-arm
+        the shift detectors (what they saw while latched becomes their new baseline)."""
+        for eid in [escalation_id] if escalation_id else list(self.escalations):
+            if eid in self.escalations:
+                self.escalations[eid].open = False
+        for mx in self.mix.values():
+            mx.rearm()
+        for fp in self.followups.values():
+            fp.rearm()
 
     def note_problem(self, dim: str, problem: str, value: str) -> None:
         """Note an unexpected value of a cohort attribute; the first of each attribute is judged

@@ -18,13 +18,12 @@ of a batch, was refused; `Step.accepted` lists what entered the ledger.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from typing import Any
 
 from pydantic import ValidationError
 
-from ..admission import DEFAULT_LIMITS, Limits, excerpt
+from ..admission import DEFAULT_LIMITS, Limits
 from ..intake import Intake, Prepared, Reject, Signatures
 from ..records import (
     SCHEMA_BATCH,
@@ -41,10 +40,10 @@ from .admission import admit_review, check_time, signer_of, validate
 from .emit import Emitter
 from .idset import content_digest
 from .judge import judge, note_events, receipt_due
-from .mission import BASELINE, CONTACT, MissionState, StateName
+from .mission import BASELINE, CONTACT, MissionState, transition
 from .observe import Observation, observe_action, observe_outcome
 from .plan import Plan
-from .step import Accepted, Rejection, Step, internal_error
+from .step import Accepted, Rejection, Step, internal_error, item_excerpt, rejection_row
 from .views import MissionView, view_of
 
 __all__ = ["Monitor"]
@@ -120,18 +119,7 @@ class Monitor:
         """What rejected.jsonl and the rejected topic keep of a rejection: code, reason, the item
         index, and a bounded excerpt of the offending item or message (never the whole of a
         large message, never a copy of it per item)."""
-        row: dict[str, Any] = {"code": r.code, "reason": r.reason}
-        if r.item is not None:
-            row["item"] = r.item
-        if r.record is not None:
-            row["record"] = r.record
-        else:
-            if isinstance(message, str):
-                message = message.rstrip("\r\n")
-            elif isinstance(message, bytes | bytearray):
-                message = bytes(message).rstrip(b"\r\n")
-            row["record"] = excerpt(message, self.limits.excerpt_chars)
-        return row
+        return rejection_row(r, message, self.limits.excerpt_chars)
 
     def _feed_batch(self, p: Prepared, step: Step) -> None:
         assert p.record is not None and p.payload is not None
@@ -161,16 +149,9 @@ class Monitor:
                     raise item.reject
                 self._feed_one(item, step, batch_key, batch_hash)
             except Reject as r:
-                step.rejected.append(Rejection(r.code, r.reason, item=i, record=self._item_excerpt(batch.items[i])))
+                step.rejected.append(Rejection(r.code, r.reason, i, item_excerpt(batch.items[i], self.limits)))
             except Exception as exc:  # one poison item rejects that item only
-                step.rejected.append(internal_error(exc, i, self._item_excerpt(batch.items[i])))
-
-    def _item_excerpt(self, item: Any) -> str:
-        try:
-            text = json.dumps(item, ensure_ascii=False, separators=(",", ":"), allow_nan=True)
-        except (TypeError, ValueError, RecursionError):
-            text = repr(item)[: self.limits.excerpt_chars * 2]
-        return excerpt(text, self.limits.excerpt_chars)
+                step.rejected.append(internal_error(exc, i, item_excerpt(batch.items[i], self.limits)))
 
     def _feed_one(self, p: Prepared, step: Step, batch_key: tuple[str, str] | None,
                   batch_hash: str | None) -> None:
@@ -266,25 +247,12 @@ class Monitor:
         ms.ids.put("v", r.review_id, content_digest(acc.hash))
         step.accepted.append(_as(acc, "review"))
         step.missions.add(ms.mission_id)
-        t = r.occurred_at
         if r.decision in ("acknowledge", "resume"):
-            for eid in [r.escalation_id] if r.escalation_id else list(ms.escalations):
-                if eid in ms.escalations:
-                    ms.escalations[eid].open = False
-            for mx in ms.mix.values():
-                mx.rearm()
-            for fp in ms.followups.values():
-                fp.rearm()
-        new_state: StateName | None = None
-        if r.decision == "resume" and ms.state == "paused":
-            new_state = "running"
-        elif r.decision == "pause" and ms.state == "running":
-            new_state = "paused"
-        elif r.decision == "terminate":
-            new_state = "terminated"
+            ms.acknowledge(r.escalation_id)
+        new_state = transition(r.decision, ms.state)
         if new_state is not None:
-            step.out.append(self._emit.control(ms, new_state, r.review_id, t))
-        step.out.append(self._emit.receipt(ms, t))
+            step.out.append(self._emit.control(ms, new_state, r.review_id, r.occurred_at))
+        step.out.append(self._emit.receipt(ms, r.occurred_at))
 
     # ------------------------------------------------------------------ output
     def _settle(self, ms: MissionState, obs: Observation, trigger: str, t: float, step: Step) -> None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from ..admission import Limits, excerpt
 from ..codes import RejectionCode, reject_reason
 
-__all__ = ["Accepted", "Rejection", "Step", "internal_error"]
+__all__ = ["Accepted", "Rejection", "Step", "internal_error", "item_excerpt", "rejection_row"]
 
 
 @dataclass(frozen=True)
@@ -51,3 +53,29 @@ def internal_error(exc: Exception, item: int | None = None, record: str | None =
     text = str(exc).splitlines()[0][:200] if str(exc) else ""
     detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return Rejection("internal_error", reject_reason("internal_error", detail), item, record)
+
+
+def item_excerpt(item: Any, limits: Limits) -> str:
+    """A bounded excerpt of one batch item, as JSON."""
+    try:
+        text = json.dumps(item, ensure_ascii=False, separators=(",", ":"), allow_nan=True)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(item)[: limits.excerpt_chars * 2]
+    return excerpt(text, limits.excerpt_chars)
+
+
+def rejection_row(r: Rejection, message: str | bytes, excerpt_chars: int) -> dict[str, Any]:
+    """What rejected.jsonl and the rejected topic keep of a rejection: code, reason, the item
+    index, and a bounded excerpt of the offending item or message."""
+    row: dict[str, Any] = {"code": r.code, "reason": r.reason}
+    if r.item is not None:
+        row["item"] = r.item
+    if r.record is not None:
+        row["record"] = r.record
+    else:
+        if isinstance(message, str):
+            message = message.rstrip("\r\n")
+        elif isinstance(message, bytes | bytearray):
+            message = bytes(message).rstrip(b"\r\n")
+        row["record"] = excerpt(message, excerpt_chars)
+    return row
