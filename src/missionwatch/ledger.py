@@ -34,6 +34,8 @@ class Ledger:
         self.bucket_seconds = bucket_seconds
         self.dimensions = tuple(dimensions)
         self.cells: dict[tuple[float, str, str], Cell] = {}
+        self.touched: set[tuple[float, str, str]] = set()
+        """Cells changed since the last `drain_touched`: what a streaming writer appends."""
 
     def bucket(self, t: float) -> float:
         return math.floor(t / self.bucket_seconds) * self.bucket_seconds
@@ -43,11 +45,18 @@ class Ledger:
         keys = [(b, "*", "*")] + [(b, d, cohort.get(d, NONE)) for d in self.dimensions]
         cells = self.cells
         out = []
+        self.touched.update(keys)
         for k in keys:
             c = cells.get(k)
             if c is None:
                 c = cells[k] = {}
             out.append(c)
+        return out
+
+    def drain_touched(self) -> list[tuple[float, str, str]]:
+        """The cells changed since the last call, sorted; forgets them."""
+        out = sorted(self.touched)
+        self.touched.clear()
         return out
 
     def add_action(

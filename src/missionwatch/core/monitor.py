@@ -81,6 +81,11 @@ class Monitor:
         ms = self.missions.get(mission_id)
         return ms.ledger.rows(mission_id) if ms is not None else []
 
+    def ledger_cell(self, mission_id: str, bucket: float, dimension: str, cohort: str) -> dict[str, float]:
+        """The measures of one ledger cell (a copy), as `Step.cells` names it."""
+        ms = self.missions.get(mission_id)
+        return dict(ms.ledger.cells.get((bucket, dimension, cohort), {})) if ms is not None else {}
+
     def template_attribute(self, mission_id: str) -> str:
         ms = self.missions.get(mission_id)
         return (ms.spec if ms is not None else self.specs.default).actions.template_attribute
@@ -107,6 +112,8 @@ class Monitor:
             step.rejected.append(internal_error(exc))
         for rejection in step.rejected:
             self.counts[f"rejected:{rejection.code}"] += 1
+        for mid in sorted(step.missions):
+            step.cells.extend((mid, *key) for key in self.missions[mid].ledger.drain_touched())
         return step
 
     def prepare(self, raw: str | bytes | dict[str, Any], signatures: Signatures | None = None) -> Prepared:

@@ -46,6 +46,9 @@ class Step:
     accepted: list[Accepted] = field(default_factory=list)
     missions: set[str] = field(default_factory=set)
     """Missions whose state this message changed: what a writer refreshes from their views."""
+    cells: list[tuple[str, float, str, str]] = field(default_factory=list)
+    """Ledger cells (mission_id, bucket_start, dimension, cohort) this message changed; their
+    values are `Monitor.ledger_cell(...)`: a writer appends these instead of rebuilding."""
 
 
 def internal_error(exc: Exception, item: int | None = None, record: str | None = None) -> Rejection:
