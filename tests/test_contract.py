@@ -24,9 +24,10 @@ from missionwatch import records
 from missionwatch.admission import Limits
 from missionwatch.cli import app
 from missionwatch.codes import EscalationCode, RejectionCode
+from missionwatch.core.mission import StateName as MissionStateName
 from missionwatch.detect.fairness import Verdict
 from missionwatch.detect.risk import RiskVerdict
-from missionwatch.monitor import MissionStateName, Monitor
+from missionwatch.monitor import Monitor
 from missionwatch.replay import replay_lines
 from missionwatch.signing import KeyScope, Signer
 from missionwatch.spec import SpecRegistry
