@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -10,31 +9,6 @@ import pytest
 from missionwatch.monitor import Monitor
 from missionwatch.signing import Signer
 from tests.conftest import action, feed, line, registration, review, stamp
-
-
-def test_duplicates_change_nothing_and_are_counted(monitor: Monitor, keys: dict[str, Signer]) -> None:
-    rec = line(keys["gate"].sign(action(1)))
-    monitor.feed(rec)
-    cells = monitor.missions["m-1"].ledger.totals()
-    step = monitor.feed(rec)
-    assert step.accepted[0].duplicate and not step.rejected
-    # the same receipt inside a batch envelope is the same receipt
-    monitor.feed(line({"schema": "missionwatch/batch@1", "batch_id": "b", "items": [json.loads(rec)]}))
-    assert monitor.missions["m-1"].ledger.totals() == cells
-    assert monitor.missions["m-1"].duplicates == 2 and monitor.missions["m-1"].n_actions == 1
-
-
-def test_ids_are_unique_within_their_mission(monitor: Monitor, keys: dict[str, Signer]) -> None:
-    """The mission is the unit a stream partitions by: a worker sees one mission's records,
-    so replay too checks receipt ids within the mission (stream == replay)."""
-    first = action(1, mission="m-1")
-    other = {**action(1, mission="m-2"), "receipt_id": first["receipt_id"]}
-    assert not feed(monitor, keys["gate"], first).rejected
-    step = feed(monitor, keys["gate"], other)
-    assert not step.rejected and not step.accepted[0].duplicate
-    assert monitor.missions["m-2"].n_actions == 1
-    conflict = feed(monitor, keys["gate"], {**other, "agent_id": "agent:v2"})
-    assert [r.code for r in conflict.rejected] == ["conflicting_duplicate"]
 
 
 def test_late_and_early_outcomes_join_their_subject_cohort(monitor: Monitor, keys: dict[str, Signer]) -> None:
