@@ -25,20 +25,6 @@ def _gap_mission(monitor: Monitor, gate: Signer, n: int = 3000) -> list[dict[str
     return out
 
 
-def test_fairness_gap_escalates_once_with_evidence(monitor: Monitor, keys: dict[str, Signer]) -> None:
-    out = _gap_mission(monitor, keys["gate"])
-    escalations = [e for e in out if e["schema"] == "missionwatch/escalation@1"]
-    assert [e["evidence"]["cohort"] for e in escalations] == ["age_band=65+"]
-    e = escalations[0]
-    assert e["detector"] == "fairness:discount_rate" and e["severity"] == "review"
-    ev = e["evidence"]
-    assert ev["verdict"] == "beyond" and ev["interval"][1] < 0 and ev["n"] >= 50 and ev["reference_n"] >= 50
-    assert "age_band=65+" in e["reason"] and e["triggered_by"].startswith("r-m-1-")
-    receipts = [r for r in out if r["schema"] == "missionwatch/strategy@1"]
-    assert receipts[-1]["review_status"] == "needs_review"
-    assert receipts[-1]["cohorts_affected"] == ["age_band=65+"]
-
-
 def test_pause_holds_until_resume(monitor: Monitor, keys: dict[str, Signer]) -> None:
     gate, reviewer = keys["gate"], keys["reviewer"]
     _gap_mission(monitor, gate, 400)
@@ -61,20 +47,6 @@ def test_pause_holds_until_resume(monitor: Monitor, keys: dict[str, Signer]) -> 
     assert out[-1]["schema"] == "missionwatch/strategy@1"
 
 
-def test_hard_limit_pauses(registry, keys, keyring) -> None:
-    m = Monitor(registry, signer=keys["monitor"], keyring=keyring)
-    gate = keys["gate"]
-    feed(m, gate, registration())
-    out: list[dict[str, Any]] = []
-    for i in range(40):
-        out += feed(m, gate, action(i, action_type="cancellation.handle", subject=f"c-{i}",
-                                    delay_hours=200.0)).out
-    esc = [o for o in out if o["schema"] == "missionwatch/escalation@1"]
-    ctl = [o for o in out if o["schema"] == "missionwatch/control@1"]
-    assert esc[0]["code"] == "hard_limit" and esc[0]["severity"] == "pause"
-    assert ctl[0]["state"] == "paused" and ctl[0]["cause"] == esc[0]["escalation_id"]
-
-
 @pytest.mark.parametrize("kind", ["strategy", "escalation", "control"])
 def test_out_records_chain_per_mission(monitor: Monitor, keys: dict[str, Signer], kind: str) -> None:
     out = _gap_mission(monitor, keys["gate"], 2500)
@@ -85,27 +57,3 @@ def test_out_records_chain_per_mission(monitor: Monitor, keys: dict[str, Signer]
         prev = o["hash"]
 
 
-def test_strict_intervals_escalate_a_rare_event_gap(tmp_path, keys: dict[str, Signer], keyring) -> None:
-    """A spec with intervals = "strict": the betting sequences judge the escalation rate
-    (a 0/1 metric), and their exact interval is what the escalation's evidence shows."""
-    from missionwatch.spec import SpecRegistry
-    from tests.conftest import SPECS
-
-    text = (SPECS / "default.toml").read_text().replace('bucket = "1h"', 'bucket = "1h"\nintervals = "strict"')
-    (tmp_path / "default.toml").write_text(text)
-    registry = SpecRegistry.load_dir(tmp_path)
-    assert registry.default.spec.intervals == "strict"
-    m = Monitor(registry, signer=keys["monitor"], keyring=keyring)
-    out = []
-    for i in range(3000):
-        old = i % 3 == 0
-        denied = (i % 5 == 0) if old else (i % 50 == 0)  # 20% against 2%
-        cohort = {"segment": "smb", "age_band": "65+" if old else "35-49", "region": "north"}
-        out += feed(m, keys["gate"], action(i, subject=f"c-{i}", cohort=cohort,
-                                            decision="denied" if denied else "allowed")).out
-    fd = m.missions["m-1"].fairness["escalation_rate"][0]
-    assert fd.strict and fd.proxy == "age_band"
-    escalations = {e["evidence"]["cohort"]: e for e in out if e["schema"] == "missionwatch/escalation@1"}
-    assert sorted(escalations) == ["age_band=35-49", "age_band=65+"]  # harm = "both": each against the rest
-    ev = escalations["age_band=65+"]["evidence"]
-    assert ev["verdict"] == "beyond" and ev["interval"][0] > 0.05 and ev["e_value"] >= 1 / ev["alpha"]

@@ -13,9 +13,8 @@ import pytest
 from missionwatch.monitor import Monitor
 from missionwatch.records import parse_time
 from missionwatch.signing import Keyring, Signer
-from missionwatch.spec import SpecRegistry
-from tests.conftest import SPECS, action, feed, registration, stamp
-from tests.core.conftest import of_kind
+from tests.conftest import action, feed, registration, stamp
+from tests.core.conftest import of_kind, short_baseline_specs
 
 DAY = 86_400
 OLD = {"segment": "smb", "tenure_band": "m4-12", "age_band": "65+", "region": "north"}
@@ -127,11 +126,7 @@ def test_outcome_without_follows_still_feeds_fairness_and_limits(monitor: Monito
 @pytest.fixture
 def short_baseline(tmp_path: Path, keys: dict[str, Signer], keyring: Keyring) -> Monitor:
     """Retention with a baseline of 10 actions: r-m-1-0..9 are baseline, r-m-1-10 and 11 post."""
-    text = (SPECS / "retention.toml").read_text()
-    assert "[baseline]\nactions = 2000" in text
-    (tmp_path / "retention.toml").write_text(text.replace("[baseline]\nactions = 2000", "[baseline]\nactions = 10"))
-    (tmp_path / "default.toml").write_text((SPECS / "default.toml").read_text())
-    m = Monitor(SpecRegistry.load_dir(tmp_path), signer=keys["monitor"], keyring=keyring)
+    m = Monitor(short_baseline_specs(tmp_path), signer=keys["monitor"], keyring=keyring)
     feed(m, keys["gate"], registration())
     for i in range(12):
         feed(m, keys["gate"], action(i, subject=f"cust-{i}", cohort=OLD))
