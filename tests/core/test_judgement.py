@@ -145,6 +145,19 @@ def test_an_unregistered_mission_is_always_monitored(monitor: Monitor, keys: dic
     assert [o["review_status"] for o in out] == ["continue_with_monitoring"]
 
 
+def test_an_unregistered_missions_open_escalation_needs_review(tmp_path: Path, keys: dict[str, Signer],
+                                                               keyring: Keyring) -> None:
+    """The default spec's mix detector (severity review): a baseline of two action types, then one."""
+    m = Monitor(short_baseline_specs(tmp_path), signer=keys["monitor"], keyring=keyring)
+    for i in range(10):
+        feed(m, keys["gate"], action(i, action_type=("email.send", "offer.discount")[i % 2]))
+    steps = [feed(m, keys["gate"], action(i, action_type="offer.discount")) for i in range(10, 100)]
+    found = [(10 + i, e["code"], e["evidence"]["value"]) for i, s in enumerate(steps)
+             for e in of_kind(s.out, "escalation")]
+    assert found == [(70, "mix_shift", "offer.discount")]
+    assert [r["review_status"] for r in of_kind(steps[60].out, "strategy")] == ["needs_review"]
+
+
 def test_strict_intervals_escalate_a_rare_event_gap(tmp_path, keys: dict[str, Signer], keyring) -> None:
     """A spec with intervals = "strict": the betting sequences judge the escalation rate
     (a 0/1 metric), and their exact interval is what the escalation's evidence shows."""

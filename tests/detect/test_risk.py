@@ -83,6 +83,13 @@ def test_mean_verdicts_equal_the_batch_recompute(mean: float, expected: dict[str
     assert firsts(seen) == expected and seen[-1] == last
 
 
+def test_a_constant_recent_value_borrows_the_baseline_variance() -> None:
+    """Recent values that happen to be equal get no zero-width interval: their variance is
+    shrunk toward the baseline's with 10 pseudo-observations."""
+    seen = verdicts(BASE, np.full(300, 16.0))
+    assert firsts(seen) == {"insufficient_data": 0, "unchanged": 49, "elevated": 77}
+
+
 def test_too_few_on_either_side_is_insufficient_data() -> None:
     assert set(verdicts(BASE[:MIN - 1], post(30.0, n=300))) == {"insufficient_data"}
     assert set(verdicts(BASE, post(30.0, n=MIN - 1))) == {"insufficient_data"}

@@ -154,6 +154,18 @@ def test_a_rearm_after_fewer_than_50_latched_keeps_the_old_baseline() -> None:
     assert alarms(m, again) == [first] == [607]
 
 
+@pytest.mark.parametrize(("latched", "replaced"), [(49, False), (50, True)])
+def test_fifty_latched_observations_make_a_baseline(latched: int, replaced: bool) -> None:
+    m, f = _mix(), _followups()
+    alarms(m, MIX_SHIFTED[:223] + MIX_SHIFTED[223:223 + latched])
+    alarms(f, FU_RISEN[:173 + latched])
+    m.rearm()
+    f.rearm()
+    kept = MIX_SHIFTED[223:223 + latched]
+    assert m.baseline == ({c: kept.count(c) for c in "abc"} if replaced else {c: MIX_BASE.count(c) for c in "abc"})
+    assert f.baseline == ((latched, sum(FU_RISEN[173:173 + latched])) if replaced else (400, 45))
+
+
 def test_mix_shift_update_returns_itself_and_event_is_read_only() -> None:
     m = MixShift("template", 1e-3, RISES)
     assert m.update("x", t=5.0) is m and m.event is None
