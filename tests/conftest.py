@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
-from missionwatch.monitor import Monitor
+from missionwatch.monitor import Monitor, Step
 from missionwatch.signing import Keyring, KeyScope, Signer
 from missionwatch.spec import SpecRegistry
 
@@ -70,3 +70,22 @@ def stamp(seconds: int) -> str:
 
 def line(record: dict[str, Any]) -> str:
     return json.dumps(record, separators=(",", ":"))
+
+
+def registration(mission: str = "m-1", spec: str = "retention") -> dict[str, Any]:
+    return {"schema": "missionwatch/mission@1", "mission_id": mission, "spec": spec,
+            "objective": "renewals", "started_at": stamp(0)}
+
+
+def review(decision: str, escalation: str | None = None, rid: str = "rv-1", t: int = 10_000) -> dict[str, Any]:
+    """An unsigned review of mission m-1 by user:lee, `t` seconds after the epoch of `stamp`."""
+    rec = {"schema": "missionwatch/review@1", "review_id": rid, "mission_id": "m-1", "reviewer": "user:lee",
+           "decision": decision, "occurred_at": stamp(t)}
+    if escalation:
+        rec["escalation_id"] = escalation
+    return rec
+
+
+def feed(monitor: Monitor, signer: Signer, record: dict[str, Any]) -> Step:
+    """Sign `record` and feed it to `monitor` as one line."""
+    return monitor.feed(line(signer.sign(record)))

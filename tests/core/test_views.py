@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from missionwatch.monitor import Monitor
+from tests.conftest import action, feed, review
 from tests.hostile.test_core import gap_campaign, line, registration
 
 
@@ -44,3 +47,21 @@ def test_the_receipt_is_the_view_sealed(registry, keys, keyring) -> None:
     view = m.view("m-1")
     assert view is not None and view.fairness["discount_rate"]["age_band=65+"]["verdict"] == "beyond"
     assert m.view("no-such") is None
+
+
+def test_the_status_answer_follows_the_chain(monitor: Monitor, keys) -> None:
+    feed(monitor, keys["gate"], action(1))
+    view = monitor.view("m-1")
+    assert view is not None and view.status() == {"mission_id": "m-1", "state": "running", "cause": None,
+                                                  "seq": None}  # nothing issued yet
+    feed(monitor, keys["reviewer"], review("pause"))  # a control record (seq 0), then a receipt (seq 1)
+    view = monitor.view("m-1")
+    assert view is not None and view.status() == {"mission_id": "m-1", "state": "paused", "cause": "rv-1",
+                                                  "seq": 1}
+    feed(monitor, keys["reviewer"], review("resume", "rv-1", rid="rv-2"))
+    after = monitor.view("m-1")
+    assert after is not None and after.status() == {"mission_id": "m-1", "state": "running", "cause": "rv-2",
+                                                    "seq": 3}
+    assert view.state == "paused"  # a view taken earlier is a snapshot: it does not follow the mission
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        after.state = "paused"  # type: ignore[misc]

@@ -20,10 +20,9 @@ from missionwatch.signing import Keyring, Signer, write_private_key
 from missionwatch.spec import SpecRegistry
 from missionwatch.stream.broker import EmbeddedBroker, create_topics, free_port
 from missionwatch.stream.core import Publish, StreamCore
-from tests.conftest import SPECS, action
+from tests.conftest import SPECS, action, registration
 from tests.hostile.raising_worker import MARKER, RaisingMonitor
 from tests.stream.conftest import Worker
-from tests.test_monitor import registration
 
 MISSION = "m-poison"
 

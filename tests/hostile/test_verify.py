@@ -20,8 +20,7 @@ from typer.testing import CliRunner, Result
 from missionwatch.cli import app
 from missionwatch.signing import Keyring, load_private_key
 from missionwatch.verify import ExpectError, VerifyReport, load_expectation, verify_events
-from tests.conftest import line, stamp
-from tests.test_monitor import review
+from tests.conftest import line, review, stamp
 from tests.test_replay import mw
 
 
