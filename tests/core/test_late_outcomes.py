@@ -13,7 +13,7 @@ import pytest
 from missionwatch.monitor import Monitor
 from missionwatch.records import parse_time
 from missionwatch.signing import Keyring, Signer
-from tests.conftest import action, feed, registration, stamp
+from tests.conftest import action, feed, line, registration, stamp
 from tests.core.conftest import of_kind, short_baseline_specs
 
 DAY = 86_400
@@ -163,3 +163,17 @@ def test_an_outcome_held_for_an_unseen_subject_still_has_the_phase_it_follows(sh
     feed(short_baseline, keys["gate"], outcome("o-1", subject="cust-new", follows="r-m-1-1"))
     assert rs.base.total == 1 and short_baseline.missions["m-1"].pending_outcomes == {
         "cust-new": [(pytest.approx(short_baseline.missions["m-1"].anchor + 60), "complaint", 1.0)]}
+
+
+def test_an_outcome_held_for_a_subject_whose_first_action_has_no_cohort_is_still_ledgered(
+        monitor: Monitor, keys: dict[str, Signer]) -> None:
+    gate = keys["gate"]
+    outcome = {"schema": "missionwatch/outcome@1", "outcome_id": "o-held", "mission_id": "m-1",
+               "subject": {"id": "nobody"}, "outcome_type": "complaint", "occurred_at": stamp(30)}
+    assert not monitor.feed(line(gate.sign(outcome))).rejected
+    assert not monitor.feed(line(gate.sign(action(1, subject="nobody", cohort={})))).rejected
+    view = monitor.view("m-1")
+    assert view is not None and view.totals["unattributed_outcomes"] == 0
+    cells = monitor.missions["m-1"].ledger.totals()
+    assert cells[("*", "*")]["outcome:complaint"] == 1
+    assert cells[("age_band", "(none)")]["outcome:complaint"] == 1

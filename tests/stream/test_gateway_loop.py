@@ -28,7 +28,7 @@ RATE = 1500  # receipts per second from the simulated gateway
 
 
 def campaign(root: Path, mission: str) -> tuple[list[dict[str, Any]], dict[str, Path]]:
-    paths = write_campaign(Campaign(mission_id=mission, seed=7, actions=3000, subjects=800,
+    paths = write_campaign(Campaign(mission_id=mission, seed=7, actions=6000, subjects=1600,
                                     discount_gap="age_band=65+", discount_gap_factor=0.4), root / mission)
     return [json.loads(ln) for ln in paths["receipts"].open("rb") if ln.strip()], paths
 

@@ -70,13 +70,12 @@ def _template(ms: MissionState, a: ActionRecord) -> str | None:
 
 
 def _subject(ms: MissionState, subject_id: str, cohort: dict[str, str]) -> Subject:
-    """The action's subject; outcomes held for it until its cohort was known are ledgered now."""
+    """The action's subject; outcomes held for it until its first action are ledgered now,
+    under the cohort that action gives (an action with no cohort: under `(none)`)."""
     subj = ms.subjects.get(subject_id)
     if subj is None:
         subj = ms.subjects[subject_id] = Subject(dict(cohort))
-    elif subj.cohort or not cohort:
-        return subj
-    else:
+    elif not subj.cohort and cohort:
         subj.cohort = dict(cohort)
     for ot, ov, oval in ms.pending_outcomes.pop(subject_id, []):
         ms.ledger.add_outcome(ot, subj.cohort, ov, oval)
