@@ -24,8 +24,8 @@ LIMITS = {"function": 60, "class": 250}
 # Offenders that other branches of issue 11 are cutting down, each with its size when this list
 # was written as a ceiling: the test fails when one grows, and when one is within its limit (or
 # gone), so that its entry is deleted then. Nothing new belongs here: split the code instead.
+# (core/monitor.py's Monitor, 262 lines, was here until main's 1759ce5 brought it to 238.)
 KNOWN: dict[tuple[str, str], int] = {
-    ("src/missionwatch/core/monitor.py", "Monitor"): 262,  # class; the core/ work splits it
     ("src/missionwatch/store/duck.py", "write_ledger"): 173,  # function; the ledger writer work
 }
 
