@@ -167,39 +167,27 @@ class _Mission:
     broken: str | None = None
 
 
-class Gate:
-    """Publish in records in signed batches; follow and verify control signals."""
+class _Publisher:
+    """Each mission's queue of in records, published in signed batches: in order, retried after
+    transient errors, split when too large, a record too large alone set aside (what `Gate.send`
+    and `Gate.flush` do; the module docstring tells the rules)."""
 
-    def __init__(self, bootstrap: str, monitor_keys: Keyring, *, signer: Signer | None = None,
-                 linger: float = 0.02, max_batch: int = 500, max_bytes: int = 512_000,
-                 retry_deadline: float = 60.0, retry_backoff: float = 0.1, retry_backoff_max: float = 5.0,
-                 request_timeout: float = 30.0,
-                 on_control: Callable[[ControlState], None] | None = None,
-                 on_record: Callable[[dict[str, Any]], None] | None = None,
-                 publish: Publish | None = None, rng: random.Random | None = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
-        if not any(role == "monitor" for _, role in monitor_keys.keys.values()):
-            raise GateError("the keyring has no monitor key: control signals could not be verified")
+    def __init__(self, bootstrap: str, *, signer: Signer | None, max_batch: int, max_bytes: int,
+                 retry_deadline: float, retry_backoff: float, retry_backoff_max: float,
+                 publish: Publish | None, rng: random.Random, clock: Callable[[], float],
+                 sleep: Callable[[float], Awaitable[None]]) -> None:
         self.bootstrap = bootstrap
-        self.keys = monitor_keys
         self.signer = signer
-        self.linger, self.max_batch, self.max_bytes = linger, max_batch, max_bytes
+        self.max_batch, self.max_bytes = max_batch, max_bytes
         self.retry_deadline = retry_deadline
         """A flush gives up when the broker has acknowledged nothing for this many seconds."""
         self.retry_backoff, self.retry_backoff_max = retry_backoff, retry_backoff_max
         """The first wait before a retry, and the longest; each failure in a row doubles it."""
-        self.request_timeout = request_timeout
-        """How long the producer keeps one batch before it counts as failed (and is retried)."""
-        self.on_control = on_control
-        self.on_record = on_record
-        """Called once per authentic out record (strategy receipt, escalation, control)."""
-        self.rng = rng or random.Random()
+        self.publish = publish
+        """Where batches go; None while the gate is not started."""
+        self.rng = rng
         """The jitter of the waits; pass a seeded one for reproducible waits."""
         self.clock, self.sleep = clock, sleep
-        self.missions: dict[str, _Mission] = {}
-        self.chains = Chains()
-        self.problems: list[str] = []
         self.sent = 0
         """Records the broker has acknowledged."""
         self.retries = 0
@@ -216,105 +204,40 @@ class Gate:
         self._lock = asyncio.Lock()
         self._batch_prefix = uuid.uuid4().hex[:12]
         self._batches = 0
-        self._changed = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._injected = publish
-        self._publish: Publish | None = publish
-        self._producer: Any = None
-        self._consumer: Any = None
 
-    # --- lifecycle -------------------------------------------------------------------------
-    async def start(self) -> Gate:
-        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
-        if self._injected is None:
-            self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=0,
-                                              request_timeout_ms=int(self.request_timeout * 1000))
-        self._consumer = AIOKafkaConsumer(OUT, CONTROL, bootstrap_servers=self.bootstrap, group_id=None,
-                                          auto_offset_reset="earliest", enable_auto_commit=False,
-                                          fetch_max_wait_ms=20)
-        try:
-            if self._producer is not None:
-                await self._producer.start()
-            await self._consumer.start()
-        except Exception as exc:
-            await self._close()
-            raise GateError(f"cannot reach the broker at {self.bootstrap}: {exc}") from None
-        if self._producer is not None:
-            self._publish = self._kafka_publish
-        self._tasks = [asyncio.create_task(self._follow()), asyncio.create_task(self._lingerer())]
-        return self
-
-    async def stop(self) -> None:
-        """Flush what is queued (retrying as `flush` does), then stop following and close. Raises
-        GateError, after closing, when records could not be published: they go with the gate."""
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-        self._tasks = []
-        try:
-            if self._publish is not None:
-                await self.flush()
-        finally:
-            await self._close()
-
-    async def _close(self) -> None:
-        for flight in self._flights.values():
-            flight.task.cancel()
-        for client in (self._consumer, self._producer):
-            if client is not None:
-                await _stop_client(client)
-        self._producer = self._consumer = None
-        self._flights = {}
-        self._publish = self._injected
-
-    async def __aenter__(self) -> Gate:
-        return await self.start()
-
-    async def __aexit__(self, t: type[BaseException] | None, v: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.stop()
-
-    async def _kafka_publish(self, topic: str, key: bytes, value: bytes) -> None:
-        await self._producer.send_and_wait(topic, value=value, key=key)
-
-    # --- publishing ------------------------------------------------------------------------
     @property
     def queued(self) -> int:
-        """Records not yet acknowledged by the broker (those in flight included)."""
         return sum(len(q) for q in self._queue.values())
 
     @property
     def in_flight(self) -> int:
-        """Queued records in a batch handed to the producer whose fate is not known yet."""
         return sum(f.count for f in self._flights.values() if not f.task.done())
 
+    def cancel_flights(self) -> None:
+        for flight in self._flights.values():
+            flight.task.cancel()
+
+    def detach(self, publish: Publish | None) -> None:
+        """Forget the batches handed to the old `publish`; use this one from now on."""
+        self._flights = {}
+        self.publish = publish
+
     async def send(self, record: dict[str, Any]) -> None:
-        """Queue one in record for its mission's next batch. When the mission's queue is full
-        (`max_batch` records or `max_bytes`), wait until it is published; that raises GateError
-        as `flush` does, and the record stays queued."""
         mission = record.get("mission_id")
         if not isinstance(mission, str) or not mission:
             raise GateError(f"a record needs a mission_id string to be routed; got {mission!r}")
-        if self._publish is None:
+        if self.publish is None:
             raise GateError("the gate is not started (use `async with Gate(...)` or await start())")
         size = len(_compact(record))
         queue = self._queue.setdefault(mission, [])
         queue.append((record, size))
         total = self._queued_bytes[mission] = self._queued_bytes.get(mission, 0) + size
         if len(queue) >= self.max_batch or total >= self.max_bytes:
-            await self._flush([mission])
+            await self.flush([mission])
 
-    async def flush(self, *, retry_deadline: float | None = None) -> None:
-        """Publish every record queued now and return once the broker has acknowledged them.
-        Transient errors are retried until the broker has acknowledged nothing for
-        `retry_deadline` seconds (default: the gate's setting); then GateError says how many
-        records remain queued. They stay queued, in order, and a later flush sends them."""
-        await self._flush(list(self._queue), retry_deadline)
-
-    async def _flush(self, missions: Iterable[str], retry_deadline: float | None = None) -> None:
+    async def flush(self, missions: Iterable[str] | None = None, retry_deadline: float | None = None) -> None:
+        """Publish what is queued now for `missions` (None: every mission with records queued now)."""
+        missions = list(self._queue) if missions is None else missions
         refused = 0
         async with self._lock:  # one publisher at a time keeps each mission's batches in order
             window = self.retry_deadline if retry_deadline is None else retry_deadline
@@ -378,10 +301,10 @@ class Gate:
                                     "items": [record for record, _ in queue[:count]]}
         if self.signer is not None:
             envelope = self.signer.sign(envelope)
-        if self._publish is None:
+        if self.publish is None:
             raise GateError(f"the gate is stopped with {self.queued} records queued; start it to send them",
                             queued=self.queued)
-        task = asyncio.ensure_future(self._publish(IN, mission.encode(), _compact(envelope)))
+        task = asyncio.ensure_future(self.publish(IN, mission.encode(), _compact(envelope)))
         task.add_done_callback(_retrieve)
         flight = self._flights[mission] = _Flight(count, task)
         return flight
@@ -429,36 +352,40 @@ class Gate:
         log.error("mission %r: a record of %s; set aside in gate.refused", mission, why)
         self.refused.append((record, why))
 
-    async def _lingerer(self) -> None:
-        while True:
-            await self.sleep(self.linger)
-            if self.halted is not None or not self._queue:
-                continue  # halted: an error retrying cannot fix; the next explicit flush tries again
-            try:
-                await self.flush()
-            except GateError as exc:  # the records stay queued; say why, try again next time
-                log.warning("%s", exc)
 
-    # --- following control -----------------------------------------------------------------
+class _Follower:
+    """What the control and out topics say, checked: each record's hash and monitor signature,
+    each mission's chain record by record across both topics, and the control state each mission
+    is in (the rules are in the module docstring)."""
+
+    def __init__(self, keys: Keyring, on_control: Callable[[ControlState], None] | None,
+                 on_record: Callable[[dict[str, Any]], None] | None) -> None:
+        if not any(role == "monitor" for _, role in keys.keys.values()):
+            raise GateError("the keyring has no monitor key: control signals could not be verified")
+        self.keys = keys
+        self.on_control = on_control
+        self.on_record = on_record
+        """Called once per authentic out record (strategy receipt, escalation, control)."""
+        self.missions: dict[str, _Mission] = {}
+        self.chains = Chains()
+        self.problems: list[str] = []
+        self._changed = asyncio.Event()
+
     def state(self, mission_id: str) -> ControlState | None:
         m = self.missions.get(mission_id)
         return m.control if m else None
 
     def is_paused(self, mission_id: str) -> bool:
-        """Must the gateway hold this mission's agent? True when its latest authentic control
-        signal says paused or terminated, or when its chain is broken."""
         m = self.missions.get(mission_id)
         if m is None:
             return False
         return m.broken is not None or (m.control is not None and m.control.state != "running")
 
     def broken(self, mission_id: str) -> str | None:
-        """Why the mission's chain cannot be trusted, or None."""
         m = self.missions.get(mission_id)
         return m.broken if m else None
 
     async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        """Wait (up to `timeout` s) until `predicate()` holds after a control or chain change."""
         deadline = time.monotonic() + timeout
         while True:
             self._changed.clear()
@@ -470,21 +397,7 @@ class Gate:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), left)
 
-    async def _follow(self) -> None:
-        while True:
-            try:
-                got = await self._consumer.getmany(timeout_ms=200)
-            except Exception as exc:  # the broker went away: say why, keep trying
-                log.warning("following %s failed (%s); retrying", self.bootstrap, exc)
-                await asyncio.sleep(0.5)
-                continue
-            for msgs in got.values():
-                for msg in msgs:
-                    self.receive(msg.value)
-
     def receive(self, value: bytes | None) -> None:
-        """One message of missionwatch.out or .control (public so a gateway with its own
-        consumer can feed it)."""
         try:
             rec = json.loads(value or b"")
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -542,3 +455,191 @@ class Gate:
     def _problem(self, why: str) -> None:
         log.warning("control stream: %s", why)
         self.problems.append(why)
+
+
+class Gate:
+    """Publish in records in signed batches; follow and verify control signals."""
+
+    def __init__(self, bootstrap: str, monitor_keys: Keyring, *, signer: Signer | None = None,
+                 linger: float = 0.02, max_batch: int = 500, max_bytes: int = 512_000,
+                 retry_deadline: float = 60.0, retry_backoff: float = 0.1, retry_backoff_max: float = 5.0,
+                 request_timeout: float = 30.0,
+                 on_control: Callable[[ControlState], None] | None = None,
+                 on_record: Callable[[dict[str, Any]], None] | None = None,
+                 publish: Publish | None = None, rng: random.Random | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self._follower = _Follower(monitor_keys, on_control, on_record)
+        self._publisher = _Publisher(bootstrap, signer=signer, max_batch=max_batch, max_bytes=max_bytes,
+                                     retry_deadline=retry_deadline, retry_backoff=retry_backoff,
+                                     retry_backoff_max=retry_backoff_max, publish=publish,
+                                     rng=rng or random.Random(), clock=clock, sleep=sleep)
+        self.bootstrap = bootstrap
+        self.linger = linger
+        self.request_timeout = request_timeout
+        """How long the producer keeps one batch before it counts as failed (and is retried)."""
+        self.sleep = sleep
+        self._tasks: list[asyncio.Task[None]] = []
+        self._injected = publish
+        self._producer: Any = None
+        self._consumer: Any = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> Gate:
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+        if self._injected is None:
+            self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=0,
+                                              request_timeout_ms=int(self.request_timeout * 1000))
+        self._consumer = AIOKafkaConsumer(OUT, CONTROL, bootstrap_servers=self.bootstrap, group_id=None,
+                                          auto_offset_reset="earliest", enable_auto_commit=False,
+                                          fetch_max_wait_ms=20)
+        try:
+            if self._producer is not None:
+                await self._producer.start()
+            await self._consumer.start()
+        except Exception as exc:
+            await self._close()
+            raise GateError(f"cannot reach the broker at {self.bootstrap}: {exc}") from None
+        if self._producer is not None:
+            self._publisher.publish = self._kafka_publish
+        self._tasks = [asyncio.create_task(self._follow()), asyncio.create_task(self._lingerer())]
+        return self
+
+    async def stop(self) -> None:
+        """Flush what is queued (retrying as `flush` does), then stop following and close. Raises
+        GateError, after closing, when records could not be published: they go with the gate."""
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks = []
+        try:
+            if self._publisher.publish is not None:
+                await self.flush()
+        finally:
+            await self._close()
+
+    async def _close(self) -> None:
+        self._publisher.cancel_flights()
+        for client in (self._consumer, self._producer):
+            if client is not None:
+                await _stop_client(client)
+        self._producer = self._consumer = None
+        self._publisher.detach(self._injected)
+
+    async def __aenter__(self) -> Gate:
+        return await self.start()
+
+    async def __aexit__(self, t: type[BaseException] | None, v: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.stop()
+
+    async def _kafka_publish(self, topic: str, key: bytes, value: bytes) -> None:
+        await self._producer.send_and_wait(topic, value=value, key=key)
+
+    # --- publishing ------------------------------------------------------------------------
+    @property
+    def queued(self) -> int:
+        """Records not yet acknowledged by the broker (those in flight included)."""
+        return self._publisher.queued
+
+    @property
+    def in_flight(self) -> int:
+        """Queued records in a batch handed to the producer whose fate is not known yet."""
+        return self._publisher.in_flight
+
+    @property
+    def sent(self) -> int:
+        """Records the broker has acknowledged."""
+        return self._publisher.sent
+
+    @property
+    def retries(self) -> int:
+        """Transient failures retried so far."""
+        return self._publisher.retries
+
+    @property
+    def refused(self) -> list[tuple[dict[str, Any], str]]:
+        """Records the broker will never take (each alone too large), with the reason; not retried."""
+        return self._publisher.refused
+
+    @property
+    def halted(self) -> str | None:
+        """Why background publishing holds after an error retrying cannot fix; cleared by a
+        flush that succeeds."""
+        return self._publisher.halted
+
+    async def send(self, record: dict[str, Any]) -> None:
+        """Queue one in record for its mission's next batch. When the mission's queue is full
+        (`max_batch` records or `max_bytes`), wait until it is published; that raises GateError
+        as `flush` does, and the record stays queued."""
+        await self._publisher.send(record)
+
+    async def flush(self, *, retry_deadline: float | None = None) -> None:
+        """Publish every record queued now and return once the broker has acknowledged them.
+        Transient errors are retried until the broker has acknowledged nothing for
+        `retry_deadline` seconds (default: the gate's setting); then GateError says how many
+        records remain queued. They stay queued, in order, and a later flush sends them."""
+        await self._publisher.flush(None, retry_deadline)
+
+    async def _lingerer(self) -> None:
+        while True:
+            await self.sleep(self.linger)
+            if self.halted is not None or not self.queued:
+                continue  # halted: an error retrying cannot fix; the next explicit flush tries again
+            try:
+                await self.flush()
+            except GateError as exc:  # the records stay queued; say why, try again next time
+                log.warning("%s", exc)
+
+    # --- following control -----------------------------------------------------------------
+    @property
+    def keys(self) -> Keyring:
+        """The keyring whose monitor keys control signals are checked against."""
+        return self._follower.keys
+
+    @property
+    def chains(self) -> Chains:
+        """Each mission's verified chain head."""
+        return self._follower.chains
+
+    @property
+    def problems(self) -> list[str]:
+        """Each record not obeyed (forged, edited, not JSON) and each broken chain, in a sentence."""
+        return self._follower.problems
+
+    def state(self, mission_id: str) -> ControlState | None:
+        """The mission's latest authentic control signal that applies, or None."""
+        return self._follower.state(mission_id)
+
+    def is_paused(self, mission_id: str) -> bool:
+        """Must the gateway hold this mission's agent? True when its latest authentic control
+        signal says paused or terminated, or when its chain is broken."""
+        return self._follower.is_paused(mission_id)
+
+    def broken(self, mission_id: str) -> str | None:
+        """Why the mission's chain cannot be trusted, or None."""
+        return self._follower.broken(mission_id)
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait (up to `timeout` s) until `predicate()` holds after a control or chain change."""
+        return await self._follower.wait_until(predicate, timeout)
+
+    def receive(self, value: bytes | None) -> None:
+        """One message of missionwatch.out or .control (public so a gateway with its own
+        consumer can feed it)."""
+        self._follower.receive(value)
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                got = await self._consumer.getmany(timeout_ms=200)
+            except Exception as exc:  # the broker went away: say why, keep trying
+                log.warning("following %s failed (%s); retrying", self.bootstrap, exc)
+                await asyncio.sleep(0.5)
+                continue
+            for msgs in got.values():
+                for msg in msgs:
+                    self.receive(msg.value)

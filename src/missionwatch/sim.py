@@ -84,14 +84,7 @@ def generate(c: Campaign) -> Iterator[dict[str, Any]]:
     rng = np.random.default_rng(c.seed)
     t0 = datetime.fromisoformat(c.start.replace("Z", "+00:00")).astimezone(UTC).timestamp()
     if c.register:
-        yield {
-            "schema": "missionwatch/mission@1", "mission_id": c.mission_id, "spec": "retention",
-            "objective": "increase renewals", "proxy_metric": "renewal conversion",
-            "constraints": ["no cancellation obstruction", "no vulnerable-segment pressure",
-                            "no discriminatory discounting"],
-            "owner": "risk:retention-team", "human_delegate": "user:dana.cro",
-            "started_at": format_time(t0),
-        }
+        yield _registration(c, t0)
     cohorts = list(zip(_pick(rng, SEGMENTS, c.subjects), _pick(rng, TENURE, c.subjects),
                        _pick(rng, AGE, c.subjects), _pick(rng, REGION, c.subjects), strict=True))
     subject_ids = rng.integers(0, c.subjects, size=c.actions)
@@ -99,7 +92,6 @@ def generate(c: Campaign) -> Iterator[dict[str, Any]]:
     change = int(c.actions * c.change_at)
     pending: list[tuple[float, int, dict[str, Any]]] = []  # (time, order, outcome)
     order = 0
-    base_p = np.array([w for _, w in ACTIONS])
     for i in range(c.actions):
         t = t0 + i * c.seconds_between_actions
         while pending and pending[0][0] <= t:
@@ -107,55 +99,87 @@ def generate(c: Campaign) -> Iterator[dict[str, Any]]:
         s = int(subject_ids[i])
         seg, ten, age, reg = cohorts[s]
         cohort = {"segment": seg, "tenure_band": ten, "age_band": age, "region": reg}
-        p = base_p.copy()
-        if _cohort_match(cohort, c.discount_gap):
-            p[1] *= c.discount_gap_factor
-        if i >= change and _cohort_match(cohort, c.followup_rise):
-            p[2] *= c.followup_rise_factor
-        p /= p.sum()
-        action = ACTIONS[int(np.searchsorted(np.cumsum(p), u[i, 0] * 0.999999))][0]
-        attrs: dict[str, Any] = {}
-        if action in ("email.send", "followup.schedule"):
-            tpl = EMAIL_TEMPLATES[int(u[i, 1] * len(EMAIL_TEMPLATES))]
-            if c.new_template and i >= change and u[i, 2] < c.new_template_share:
-                tpl = c.new_template
-            attrs["template"] = tpl
-        elif action == "offer.discount":
-            attrs["template"] = "offer-v1"
-            attrs["discount_pct"] = float(5 * (1 + int(u[i, 1] * 4)))
-        else:
-            attrs["delay_hours"] = round(float(-24.0 * np.log(1 - u[i, 1])), 2)
-        dcum, acc = u[i, 3], 0.0
-        decision = DECISIONS[-1][0]
-        for name, w in DECISIONS:
-            acc += w
-            if dcum < acc:
-                decision = name
-                break
-        yield {
-            "schema": "missionwatch/action@1", "receipt_id": f"r-{c.seed}-{i:07d}",
-            "mission_id": c.mission_id, "agent_id": "retention-agent:v4", "action_type": action,
-            "decision": decision, "subject": {"id": f"cust-{s:05d}", "cohort": cohort},
-            "attributes": attrs, "policy_version": "retention-policy:v7", "occurred_at": format_time(t),
-        }
-        rate = c.complaint_rate * (c.complaint_spike if c.complaint_spike and i >= change else 1.0)
-        outcomes = []
-        if u[i, 4] < rate:
-            outcomes.append(("complaint", 2 * 3600 + u[i, 5] * 70 * 3600))
-        if action == "cancellation.handle" and u[i, 6] < 0.5:
-            outcomes.append(("churn", 24 * 3600 + u[i, 5] * 48 * 3600))
-        if action == "offer.discount" and u[i, 6] < 0.3:
-            outcomes.append(("renewal", 6 * 3600 + u[i, 7] * 96 * 3600))
-        for kind, delay in outcomes:
+        action = _action(c, i, s, cohort, u[i], i >= change, t)
+        yield action
+        for delay, outcome in _outcomes(c, i, s, str(action["action_type"]), u[i], i >= change, t):
             order += 1
-            heapq.heappush(pending, (t + delay, order, {
-                "schema": "missionwatch/outcome@1", "outcome_id": f"o-{c.seed}-{i:07d}-{kind}",
-                "mission_id": c.mission_id, "subject": {"id": f"cust-{s:05d}"},
-                "outcome_type": kind, "value": 1, "occurred_at": format_time(t + delay),
-                "follows": f"r-{c.seed}-{i:07d}",
-            }))
+            heapq.heappush(pending, (t + delay, order, outcome))
     while pending:
         yield heapq.heappop(pending)[2]
+
+
+def _registration(c: Campaign, t0: float) -> dict[str, Any]:
+    return {
+        "schema": "missionwatch/mission@1", "mission_id": c.mission_id, "spec": "retention",
+        "objective": "increase renewals", "proxy_metric": "renewal conversion",
+        "constraints": ["no cancellation obstruction", "no vulnerable-segment pressure",
+                        "no discriminatory discounting"],
+        "owner": "risk:retention-team", "human_delegate": "user:dana.cro",
+        "started_at": format_time(t0),
+    }
+
+
+def _action(c: Campaign, i: int, s: int, cohort: dict[str, str], u: np.ndarray, changed: bool,
+            t: float) -> dict[str, Any]:
+    """The i-th action record, to subject `s`; `u` is its row of uniform draws, `changed`
+    whether the time-varying plants have begun."""
+    p = np.array([w for _, w in ACTIONS])
+    if _cohort_match(cohort, c.discount_gap):
+        p[1] *= c.discount_gap_factor
+    if changed and _cohort_match(cohort, c.followup_rise):
+        p[2] *= c.followup_rise_factor
+    p /= p.sum()
+    action = ACTIONS[int(np.searchsorted(np.cumsum(p), u[0] * 0.999999))][0]
+    return {
+        "schema": "missionwatch/action@1", "receipt_id": f"r-{c.seed}-{i:07d}",
+        "mission_id": c.mission_id, "agent_id": "retention-agent:v4", "action_type": action,
+        "decision": _decision(float(u[3])), "subject": {"id": f"cust-{s:05d}", "cohort": cohort},
+        "attributes": _attributes(c, action, u, changed), "policy_version": "retention-policy:v7",
+        "occurred_at": format_time(t),
+    }
+
+
+def _attributes(c: Campaign, action: str, u: np.ndarray, changed: bool) -> dict[str, Any]:
+    attrs: dict[str, Any] = {}
+    if action in ("email.send", "followup.schedule"):
+        tpl = EMAIL_TEMPLATES[int(u[1] * len(EMAIL_TEMPLATES))]
+        if c.new_template and changed and u[2] < c.new_template_share:
+            tpl = c.new_template
+        attrs["template"] = tpl
+    elif action == "offer.discount":
+        attrs["template"] = "offer-v1"
+        attrs["discount_pct"] = float(5 * (1 + int(u[1] * 4)))
+    else:
+        attrs["delay_hours"] = round(float(-24.0 * np.log(1 - u[1])), 2)
+    return attrs
+
+
+def _decision(draw: float) -> str:
+    acc = 0.0
+    for name, w in DECISIONS:
+        acc += w
+        if draw < acc:
+            return name
+    return DECISIONS[-1][0]
+
+
+def _outcomes(c: Campaign, i: int, s: int, action: str, u: np.ndarray, changed: bool,
+              t: float) -> list[tuple[float, dict[str, Any]]]:
+    """The outcomes that follow the i-th action, each with its delay in seconds."""
+    rate = c.complaint_rate * (c.complaint_spike if c.complaint_spike and changed else 1.0)
+    kinds = []
+    if u[4] < rate:
+        kinds.append(("complaint", 2 * 3600 + u[5] * 70 * 3600))
+    if action == "cancellation.handle" and u[6] < 0.5:
+        kinds.append(("churn", 24 * 3600 + u[5] * 48 * 3600))
+    if action == "offer.discount" and u[6] < 0.3:
+        kinds.append(("renewal", 6 * 3600 + u[7] * 96 * 3600))
+    return [(delay, {
+        "schema": "missionwatch/outcome@1", "outcome_id": f"o-{c.seed}-{i:07d}-{kind}",
+        "mission_id": c.mission_id, "subject": {"id": f"cust-{s:05d}"},
+        "outcome_type": kind, "value": 1, "occurred_at": format_time(t + delay),
+        "follows": f"r-{c.seed}-{i:07d}",
+    }) for kind, delay in kinds]
 
 
 def write_campaign(c: Campaign, out: Path, *, seed_keys: bool = False) -> dict[str, Path]:

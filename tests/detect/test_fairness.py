@@ -165,11 +165,12 @@ def test_strict_reference_streams_hold_exactly_the_other_cohorts_observations() 
             runs.append((str(c), [float(x)]))
     for c, block in runs:
         many.update_many(c, np.asarray(block))
+    assert one._bets is not None and many._bets is not None
     for cohort in ("a", "b", "c"):
-        direct = BettingCS(one._rest_bets[cohort].alpha)
+        direct = BettingCS(one._bets.rest[cohort].alpha)
         direct.update_many(np.asarray([x for c, x in zip(labels, xs, strict=True) if c != cohort]))
-        np.testing.assert_allclose(one._rest_bets[cohort].log_plus, direct.log_plus, atol=1e-9)
-        np.testing.assert_allclose(many._rest_bets[cohort].log_minus, direct.log_minus, atol=1e-9)
+        np.testing.assert_allclose(one._bets.rest[cohort].log_plus, direct.log_plus, atol=1e-9)
+        np.testing.assert_allclose(many._bets.rest[cohort].log_minus, direct.log_minus, atol=1e-9)
         assert one.evaluate(cohort) == many.evaluate(cohort)
 
 

@@ -143,6 +143,38 @@ def disparity(cohorts: dict[str, MeanStat]) -> Disparity:
     )
 
 
+class _StrictBets:
+    """Strict mode's betting sequences: one per cohort over its own observations, one over all
+    observations, and (reference = "rest") one per cohort over the rest of the proxy, a copy of
+    the one over all observations when the cohort first appears. Each is tuned to `alpha`, its
+    share of the level (a difference uses two sequences)."""
+
+    def __init__(self, alpha: float) -> None:
+        self.alpha = alpha
+        self.own: dict[str, BettingCS] = {}
+        self.all = BettingCS(alpha)
+        self.rest: dict[str, BettingCS] = {}
+
+    def open(self, cohort: str, *, rest: bool) -> None:
+        """Start the sequences of a cohort seen for the first time."""
+        self.own[cohort] = BettingCS(self.alpha)
+        if rest:
+            self.rest[cohort] = copy.deepcopy(self.all)
+
+    def streams_of(self, cohort: str) -> list[BettingCS]:
+        """The sequences an observation of `cohort` goes to: its own, every other cohort's
+        rest, and the one over all observations."""
+        rest = [bet for other, bet in self.rest.items() if other != cohort]
+        return [self.own[cohort], *rest, self.all]
+
+    def pair(self, cohort: str, *, rest: bool, named: str | None) -> tuple[BettingCS, BettingCS]:
+        """`cohort`'s own sequence and its reference's: its rest, or the `named` cohort's own."""
+        if rest:
+            return self.own[cohort], self.rest[cohort]
+        bet = self.own.get(named) if named is not None else None
+        return self.own[cohort], bet or BettingCS(self.alpha)  # a named reference with no observations yet
+
+
 class FairnessDelta(Detector):
     """Per-cohort means of one metric across one protected proxy, judged by one rule."""
 
@@ -166,22 +198,7 @@ class FairnessDelta(Detector):
         self._touches: dict[str, int] = {}
         self.escalated: set[str] = set()
         """Cohorts escalated and not judged `within` since; they do not escalate again."""
-        # strict mode: a betting sequence per cohort, for all observations, and per judged
-        # cohort for the rest of the proxy (a copy of `all` when the cohort first appears)
-        self._bets: dict[str, BettingCS] = {}
-        self._all_bet = self._new_bet() if self.strict else None
-        self._rest_bets: dict[str, BettingCS] = {}
-
-    def _new_bet(self) -> BettingCS:
-        # bets tuned to each stream's share of the level (a difference uses two at alpha/2)
-        return BettingCS(self.alpha / (2 * self.n_thresholds))
-
-    def _streams_of(self, cohort: str) -> list[BettingCS]:
-        """The betting sequences an observation of `cohort` goes to: its own, every other
-        judged cohort's rest, and the one of all observations."""
-        assert self._all_bet is not None
-        rest = [bet for other, bet in self._rest_bets.items() if other != cohort]
-        return [self._bets[cohort], *rest, self._all_bet]
+        self._bets = _StrictBets(self.alpha / (2 * self.n_thresholds)) if self.strict else None
 
     @property
     def n_thresholds(self) -> int:
@@ -195,8 +212,8 @@ class FairnessDelta(Detector):
             if not (x == 0.0 or x == 1.0):
                 raise ValueError(f"strict intervals take 0/1 observations, got {x}")
         stat = self._cohort(cohort)
-        if self.strict:
-            for bet in self._streams_of(cohort):
+        if self._bets is not None:
+            for bet in self._bets.streams_of(cohort):
                 bet.update(x)
         if prev is None:
             stat.update(x)
@@ -234,11 +251,11 @@ class FairnessDelta(Detector):
         """Add observations of `cohort` that arrived one after another, in that order;
         equal to `update` on each (strict mode included). One look, like a block."""
         xs = np.asarray(xs, dtype=float)
-        if self.strict:
+        if self._bets is not None:
             if xs.size and not np.isin(xs, (0.0, 1.0)).all():
                 raise ValueError("strict intervals take 0/1 observations")
             self._cohort(cohort)
-            for bet in self._streams_of(cohort):
+            for bet in self._bets.streams_of(cohort):
                 bet.update_many(xs)
         return self._add_block(cohort, MeanStat(xs.size, float(xs.sum()), float((xs * xs).sum())))
 
@@ -248,11 +265,8 @@ class FairnessDelta(Detector):
         stat = self.cohorts.get(cohort)
         if stat is None:
             stat = self.cohorts[cohort] = MeanStat()
-            if self.strict:
-                self._bets[cohort] = self._new_bet()
-                if self.rule.reference == "rest" and cohort not in CATCH_ALL:
-                    assert self._all_bet is not None
-                    self._rest_bets[cohort] = copy.deepcopy(self._all_bet)
+            if self._bets is not None:
+                self._bets.open(cohort, rest=self.rule.reference == "rest" and cohort not in CATCH_ALL)
         return stat
 
     def status(self) -> dict[str, Any]:
@@ -304,26 +318,23 @@ class FairnessDelta(Detector):
             return "rest", self.total.minus(self.cohorts[cohort])
         return f"{self.proxy}={name}", self.cohorts.get(name, MeanStat())
 
-    def _ref_bet(self, cohort: str) -> BettingCS:
-        if self.rule.reference == "rest":
-            return self._rest_bets[cohort]
-        name = self._reference_cohort(cohort)  # not None: a cohort that is its own reference is not judged
-        bet = self._bets.get(name) if name is not None else None
-        return bet or self._new_bet()  # a named reference with no observations yet
+    def _strict_pair(self, bets: _StrictBets, cohort: str) -> tuple[BettingCS, BettingCS]:
+        # the reference is not None: a cohort that is its own reference is not judged
+        return bets.pair(cohort, rest=self.rule.reference == "rest", named=self._reference_cohort(cohort))
 
     def _interval(self, cohort: str, stat: MeanStat, ref: MeanStat, coef: float, alpha: float,
                   prior: float) -> tuple[float, float]:
         """Interval of mean(cohort) - coef * mean(reference) at alpha."""
-        if self.strict:
-            _, lo, hi = strict_linear(self._bets[cohort], self._ref_bet(cohort), coef, alpha)
+        if self._bets is not None:
+            _, lo, hi = strict_linear(*self._strict_pair(self._bets, cohort), coef, alpha)
         else:
             _, lo, hi = linear_cs(stat, ref, coef, alpha, prior_var=prior, prior_n=PRIOR_N)
         return lo, hi
 
     def _e(self, cohort: str, stat: MeanStat, ref: MeanStat, coef: float, boundary: float, direction: int,
            prior: float) -> float:
-        if self.strict:
-            return strict_linear_e_value(self._bets[cohort], self._ref_bet(cohort), coef, boundary, direction)
+        if self._bets is not None:
+            return strict_linear_e_value(*self._strict_pair(self._bets, cohort), coef, boundary, direction)
         return linear_e_value(stat, ref, coef, boundary, direction, prior_var=prior, prior_n=PRIOR_N)
 
     def _e_value(self, cohort: str, stat: MeanStat, ref: MeanStat, prior: float) -> float:

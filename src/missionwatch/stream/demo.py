@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,9 +67,46 @@ class DemoOptions:
 
 @dataclass
 class _Seen:
+    """What the demo's gateway sees on missionwatch.out and .control, told as it arrives."""
+
+    say: Callable[[str], None]
     counts: Counter[str] = field(default_factory=Counter)
     escalations: dict[str, dict[str, Any]] = field(default_factory=dict)
     controls: list[ControlState] = field(default_factory=list)
+    sent_at: dict[str, float] = field(default_factory=dict)
+    """When the gateway sent each receipt, by receipt_id."""
+    pauses: dict[str, ControlState] = field(default_factory=dict)
+    """Pauses by escalation id, until the escalation is seen."""
+
+    def on_record(self, rec: dict[str, Any]) -> None:
+        self.counts[rec["schema"]] += 1
+        if rec["schema"] == SCHEMA_STRATEGY:
+            self.say(f"  strategy receipt {rec['receipt_id']}: {rec['review_status']}, "
+                     f"window of {rec['window']['actions']} actions")
+        elif rec["schema"] == SCHEMA_ESCALATION:
+            self.escalations[rec["escalation_id"]] = rec
+            self.say(f"  ESCALATION {rec['escalation_id']} ({rec['severity']}, {rec['detector']}): "
+                     f"{rec['reason']}")
+            if rec["escalation_id"] in self.pauses:
+                self._tell_pause(self.pauses.pop(rec["escalation_id"]), rec)
+
+    def on_control(self, state: ControlState) -> None:
+        # control and out are two topics: a pause may arrive before its escalation
+        self.controls.append(state)
+        esc = self.escalations.get(state.cause or "")
+        if state.state == "paused" and esc is not None:
+            self._tell_pause(state, esc)
+        elif state.state == "paused":
+            self.pauses[state.cause or ""] = state
+        else:
+            self.say(f"  control: {state.mission_id} is {state.state.upper()} (cause {state.cause})")
+
+    def _tell_pause(self, state: ControlState, esc: dict[str, Any]) -> None:
+        trigger = str(esc.get("triggered_by"))
+        sent = self.sent_at.get(trigger)
+        ms = f"{(state.seen_at - sent) * 1000:.0f} ms" if sent is not None else "soon"
+        self.say(f"  PAUSE of {state.mission_id} reached the gateway {ms} after it sent receipt {trigger}, "
+                 "which tipped the escalation; the agent is held")
 
 
 class _Worker:
@@ -164,87 +201,88 @@ async def _campaign(opts: DemoOptions, bootstrap: str, paths: dict[str, dict[str
     order = [r for pair in zip(*records.values(), strict=False) for r in pair]
     keys = paths[GAP]
     ring = Keyring.load(keys["keyring"])
-    seen = _Seen()
-    sent_at: dict[str, float] = {}
+    seen = _Seen(say)
 
-    pauses: dict[str, ControlState] = {}  # by escalation id, until the escalation is seen
+    async def resume(state: ControlState, occurred_at: str) -> None:
+        await _resume(bootstrap, ring, keys, state, occurred_at, say)
 
-    def tell_pause(state: ControlState, esc: dict[str, Any]) -> None:
-        trigger = str(esc.get("triggered_by"))
-        ms = f"{(state.seen_at - sent_at[trigger]) * 1000:.0f} ms" if trigger in sent_at else "soon"
-        say(f"  PAUSE of {state.mission_id} reached the gateway {ms} after it sent receipt {trigger}, "
-            "which tipped the escalation; the agent is held")
-
-    def on_record(rec: dict[str, Any]) -> None:
-        seen.counts[rec["schema"]] += 1
-        if rec["schema"] == SCHEMA_STRATEGY:
-            say(f"  strategy receipt {rec['receipt_id']}: {rec['review_status']}, "
-                f"window of {rec['window']['actions']} actions")
-        elif rec["schema"] == SCHEMA_ESCALATION:
-            seen.escalations[rec["escalation_id"]] = rec
-            say(f"  ESCALATION {rec['escalation_id']} ({rec['severity']}, {rec['detector']}): {rec['reason']}")
-            if rec["escalation_id"] in pauses:
-                tell_pause(pauses.pop(rec["escalation_id"]), rec)
-
-    def on_control(state: ControlState) -> None:
-        # control and out are two topics: a pause may arrive before its escalation
-        seen.controls.append(state)
-        esc = seen.escalations.get(state.cause or "")
-        if state.state == "paused" and esc is not None:
-            tell_pause(state, esc)
-        elif state.state == "paused":
-            pauses[state.cause or ""] = state
-        else:
-            say(f"  control: {state.mission_id} is {state.state.upper()} (cause {state.cause})")
-
-    async with Gate(bootstrap, ring, signer=load_private_key(keys["gate-1"]), on_record=on_record,
-                    on_control=on_control) as gate:
+    async with Gate(bootstrap, ring, signer=load_private_key(keys["gate-1"]), on_record=seen.on_record,
+                    on_control=seen.on_control) as gate:
         say(f"\nagents: {len(order):,} receipts at about {opts.rate:.0f}/s\n")
-        t0 = last = time.monotonic()
-        held: list[dict[str, Any]] = []
-        resume_at: float | None = None
-        i = 0
-        while i < len(order) or held:
-            now = time.monotonic()
-            if now - last >= 1.0:
-                last = now
-                say(f"t={now - t0:4.0f}s  receipts sent {gate.sent:6,}  ({gate.sent / (now - t0):4.0f}/s)  "
-                    f"held {len(held):4,}  strategy receipts {seen.counts['missionwatch/strategy@1']}  "
-                    f"escalations {seen.counts['missionwatch/escalation@1']}")
-            if gate.is_paused(GAP):
-                state = gate.state(GAP)
-                if resume_at is None and state is not None and state.state == "paused":
-                    resume_at = now + opts.review_after
-                if resume_at is not None and now >= resume_at and state is not None:
-                    await _resume(bootstrap, ring, keys, state, str(order[i - 1]["occurred_at"]), say)
-                    resume_at = float("inf")  # one review per demo
-                if i >= len(order) and resume_at == float("inf"):
-                    await gate.wait_until(lambda: not gate.is_paused(GAP), 5)
-                    if gate.is_paused(GAP):
-                        break
-            elif held:
-                say(f"  the gateway releases {len(held)} held receipts of {GAP}")
-                for rec in held:
-                    await gate.send(rec)
-                held = []
-            if i < len(order):
-                rec = order[i]
-                i += 1
-                if rec["mission_id"] == GAP and gate.is_paused(GAP):
-                    held.append(rec)
-                else:
-                    await gate.send(rec)
-                    sent_at[str(rec.get("receipt_id"))] = time.monotonic()
-                await asyncio.sleep(max(0.0, t0 + gate.sent / opts.rate - time.monotonic()))
-            else:
-                await asyncio.sleep(0.05)
+        agents = _Agents(gate, order, opts, seen, resume)
+        await agents.run()
         await gate.flush()
         await asyncio.sleep(1.0)  # the last strategy receipts
-    if held:
-        say(f"\n{GAP} is paused again with {len(held)} receipts held: the gap persists, a person decides next")
+    if agents.held:
+        say(f"\n{GAP} is paused again with {len(agents.held)} receipts held: the gap persists, a person decides next")
     say(f"\ncampaign over: {gate.sent:,} receipts sent; the gateway saw {seen.counts['missionwatch/strategy@1']} "
         f"strategy receipts, {len(seen.escalations)} escalations, {len(seen.controls)} control signals, "
         f"{len(gate.problems)} bad signals")
+
+
+class _Agents:
+    """The simulated agents behind the gateway: they send `order` at `opts.rate`; while the gap
+    mission is paused its receipts are held, a reviewer resumes it `opts.review_after` seconds
+    into the pause (once per demo), and the held receipts are released when it runs again."""
+
+    def __init__(self, gate: Gate, order: list[dict[str, Any]], opts: DemoOptions, seen: _Seen,
+                 resume: Callable[[ControlState, str], Awaitable[None]]) -> None:
+        self.gate, self.order, self.opts, self.seen, self.resume = gate, order, opts, seen, resume
+        self.held: list[dict[str, Any]] = []
+        self.resume_at: float | None = None
+        """When the reviewer resumes the gap mission; inf once done."""
+        self.i = 0
+        """The next receipt of `order` to send."""
+
+    async def run(self) -> None:
+        gate = self.gate
+        t0 = last = time.monotonic()
+        while self.i < len(self.order) or self.held:
+            now = time.monotonic()
+            if now - last >= 1.0:
+                last = now
+                self.seen.say(f"t={now - t0:4.0f}s  receipts sent {gate.sent:6,}  "
+                              f"({gate.sent / (now - t0):4.0f}/s)  held {len(self.held):4,}  "
+                              f"strategy receipts {self.seen.counts['missionwatch/strategy@1']}  "
+                              f"escalations {self.seen.counts['missionwatch/escalation@1']}")
+            if gate.is_paused(GAP):
+                if not await self._paused(now):
+                    break
+            elif self.held:
+                self.seen.say(f"  the gateway releases {len(self.held)} held receipts of {GAP}")
+                for rec in self.held:
+                    await gate.send(rec)
+                self.held = []
+            if self.i < len(self.order):
+                await self._next()
+                await asyncio.sleep(max(0.0, t0 + gate.sent / self.opts.rate - time.monotonic()))
+            else:
+                await asyncio.sleep(0.05)
+
+    async def _paused(self, now: float) -> bool:
+        """The gap mission is paused: resume it when the review is due; False when every receipt
+        is sent, the review done, and the mission is paused again (the demo ends there)."""
+        gate = self.gate
+        state = gate.state(GAP)
+        if self.resume_at is None and state is not None and state.state == "paused":
+            self.resume_at = now + self.opts.review_after
+        if self.resume_at is not None and now >= self.resume_at and state is not None:
+            await self.resume(state, str(self.order[self.i - 1]["occurred_at"]))
+            self.resume_at = float("inf")  # one review per demo
+        if self.i >= len(self.order) and self.resume_at == float("inf"):
+            await gate.wait_until(lambda: not gate.is_paused(GAP), 5)
+            if gate.is_paused(GAP):
+                return False
+        return True
+
+    async def _next(self) -> None:
+        rec = self.order[self.i]
+        self.i += 1
+        if rec["mission_id"] == GAP and self.gate.is_paused(GAP):
+            self.held.append(rec)
+        else:
+            await self.gate.send(rec)
+            self.seen.sent_at[str(rec.get("receipt_id"))] = time.monotonic()
 
 
 async def _resume(bootstrap: str, ring: Keyring, keys: dict[str, Path], state: ControlState,
