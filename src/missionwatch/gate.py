@@ -156,6 +156,8 @@ class ControlState:
     hash: str
     seen_at: float
     """time.monotonic() when the gate received it."""
+    issued_at: str | None = None
+    """The signal's event time (a review of its cause may not be dated earlier)."""
 
 
 @dataclass
@@ -419,7 +421,9 @@ class _Follower:
         if self.on_record is not None:
             self.on_record(rec)
         if rec["schema"] == SCHEMA_CONTROL:
-            state = ControlState(mission, str(rec.get("state")), rec.get("cause"), seq, h, time.monotonic())
+            issued = rec.get("issued_at")
+            state = ControlState(mission, str(rec.get("state")), rec.get("cause"), seq, h, time.monotonic(),
+                                 issued if isinstance(issued, str) else None)
             if state.state == "running":
                 m.pending_resume[seq] = state  # a resume waits for the chain to reach it
             else:

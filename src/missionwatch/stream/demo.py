@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..gate import ControlState, Gate
-from ..records import SCHEMA_ESCALATION, SCHEMA_STRATEGY
+from ..records import SCHEMA_ESCALATION, SCHEMA_STRATEGY, parse_time
 from ..signing import Keyring, load_private_key
 from ..sim import Campaign, write_campaign
 from .broker import EmbeddedBroker, create_topics, free_port, stop_process_group
@@ -34,6 +34,8 @@ __all__ = ["DemoOptions", "run_demo", "write_demo_specs"]
 
 _DISCOUNT_RULE = 'metric = "discount_rate"\nharm = "lower"\n'
 GAP, FAIR = "retention-gap", "retention-fair"
+PAUSE_WAIT = 30.0
+"""Seconds the agents wait, after their last receipt, for the gap mission's pause to arrive."""
 
 
 def write_demo_specs(stock: Path, out: Path) -> Path:
@@ -77,6 +79,11 @@ class _Seen:
     """When the gateway sent each receipt, by receipt_id."""
     pauses: dict[str, ControlState] = field(default_factory=dict)
     """Pauses by escalation id, until the escalation is seen."""
+
+    @property
+    def paused_once(self) -> bool:
+        """Whether a pause of the gap mission has reached the gateway."""
+        return any(c.state == "paused" and c.mission_id == GAP for c in self.controls)
 
     def on_record(self, rec: dict[str, Any]) -> None:
         self.counts[rec["schema"]] += 1
@@ -233,11 +240,13 @@ class _Agents:
         """When the reviewer resumes the gap mission; inf once done."""
         self.i = 0
         """The next receipt of `order` to send."""
+        self.ended_at: float | None = None
+        """When the last receipt was sent and no pause had reached the gateway yet."""
 
     async def run(self) -> None:
         gate = self.gate
         t0 = last = time.monotonic()
-        while self.i < len(self.order) or self.held:
+        while self.i < len(self.order) or self.held or self._review_pending():
             now = time.monotonic()
             if now - last >= 1.0:
                 last = now
@@ -259,6 +268,20 @@ class _Agents:
             else:
                 await asyncio.sleep(0.05)
 
+    def _review_pending(self) -> bool:
+        """The gap mission's pause reached the gateway after the last receipt was sent (a busy
+        machine): the reviewer still resumes it, so wait for the pause, then the review."""
+        if self.resume_at == float("inf"):
+            return False
+        if self.resume_at is None and not self.seen.paused_once:
+            return time.monotonic() < self._end_wait()
+        return self.gate.is_paused(GAP)
+
+    def _end_wait(self) -> float:
+        if self.ended_at is None:
+            self.ended_at = time.monotonic()
+        return self.ended_at + PAUSE_WAIT
+
     async def _paused(self, now: float) -> bool:
         """The gap mission is paused: resume it when the review is due; False when every receipt
         is sent, the review done, and the mission is paused again (the demo ends there)."""
@@ -267,7 +290,7 @@ class _Agents:
         if self.resume_at is None and state is not None and state.state == "paused":
             self.resume_at = now + self.opts.review_after
         if self.resume_at is not None and now >= self.resume_at and state is not None:
-            await self.resume(state, str(self.order[self.i - 1]["occurred_at"]))
+            await self.resume(state, _review_time(str(self.order[self.i - 1]["occurred_at"]), state))
             self.resume_at = float("inf")  # one review per demo
         if self.i >= len(self.order) and self.resume_at == float("inf"):
             await gate.wait_until(lambda: not gate.is_paused(GAP), 5)
@@ -283,6 +306,13 @@ class _Agents:
         else:
             await self.gate.send(rec)
             self.seen.sent_at[str(rec.get("receipt_id"))] = time.monotonic()
+
+
+def _review_time(last_sent: str, state: ControlState) -> str:
+    """A person reviews after the pause: never before the pause's own event time."""
+    if state.issued_at is not None and parse_time(state.issued_at) > parse_time(last_sent):
+        return state.issued_at
+    return last_sent
 
 
 async def _resume(bootstrap: str, ring: Keyring, keys: dict[str, Path], state: ControlState,
