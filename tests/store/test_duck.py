@@ -15,7 +15,7 @@ from missionwatch.monitor import Monitor
 from missionwatch.replay import replay_file, replay_lines
 from missionwatch.signing import Signer
 from missionwatch.spec import SpecRegistry
-from missionwatch.store import LedgerWriter
+from missionwatch.store import LedgerWriter, write_ledger
 from tests.conftest import action, line, stamp
 
 
@@ -192,3 +192,19 @@ def test_a_failed_replay_leaves_nothing(tmp_path: Path, registry: SpecRegistry) 
         replay_lines(monitor, lines(), sinks=[writer])
     assert sorted(p.name for p in out.iterdir()) == ["events.jsonl", "ledger.duckdb", "rejected.jsonl"]
     assert dump(out / "ledger.duckdb")["missions"][1] == []  # an empty input: empty tables
+
+
+def test_a_table_too_big_for_the_memory_limit_gets_more(tmp_path: Path, registry: SpecRegistry,
+                                                        keys: dict[str, Signer]) -> None:
+    monitor = Monitor(registry, signer=keys["monitor"], allow_unsigned=True)
+    result = replay_lines(monitor, late_attributes())
+
+    def write(name: str, limits: tuple[str | None, ...]) -> Path:
+        write_ledger(tmp_path / name, monitor, result.accepted, result.events, result.rejected,
+                     memory_limits=limits)
+        return tmp_path / name
+
+    with pytest.raises(duckdb.OutOfMemoryException):
+        write("tight.duckdb", ("1MB",))
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing left of it
+    assert dump(write("retried.duckdb", ("1MB", None))) == dump(write("default.duckdb", (None,)))

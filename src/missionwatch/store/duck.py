@@ -63,11 +63,16 @@ from ..records import (
     ReviewRecord,
 )
 
-__all__ = ["ACTION_COLUMNS", "DEFAULT_BATCH_ROWS", "LedgerWriter", "write_ledger"]
+__all__ = ["ACTION_COLUMNS", "DEFAULT_BATCH_ROWS", "MEMORY_LIMITS", "LedgerWriter", "write_ledger"]
 
 DEFAULT_BATCH_ROWS = 10_000
 """Rows a `LedgerWriter` holds before it writes them out (all tables together)."""
 
+MEMORY_LIMITS: tuple[str | None, ...] = ("64MB", "512MB", None)
+"""DuckDB's memory limits while it builds a table, tried in turn until one is enough. The
+first does for tables of any length with about a hundred attribute columns; DuckDB's own default (None:
+80% of the RAM) took 123 MiB to build the ledger of 200,000 receipts, 64MB 68 MiB. A table
+of thousands of attribute columns needs more, and gets it."""
 Schema = dict[str, Any]  # column name -> polars dtype, in table order
 
 ACTION_COLUMNS = ("receipt_id", "mission_id", "agent_id", "action_type", "decision", "subject_id",
@@ -168,11 +173,19 @@ class _Stage:
         self.rows: list[dict[str, Any]] = []
         self.parts: list[Path] = []
 
-    def flush(self) -> None:
+    def flush(self, *, every_column: bool = False) -> None:
+        """Write the buffer as the next part: the fixed columns and the attribute columns its
+        rows have (`every_column`: all those known)."""
         part = self.directory / f"{self.table.name}.{len(self.parts):06d}.parquet"
-        _frame(self.rows, self.schema).write_parquet(part)
+        _frame(self.rows, self.schema if every_column else self.columns(self.rows)).write_parquet(part)
         self.parts.append(part)
         self.rows = []
+
+    def columns(self, rows: list[dict[str, Any]]) -> Schema:
+        """The fixed columns and the attribute columns `rows` have."""
+        fixed = self.table.head.keys() | self.table.tail.keys()
+        used = {k for row in rows for k in row}
+        return {k: t for k, t in self.schema.items() if k in fixed or k in used}
 
 
 class _Attributes:
@@ -200,12 +213,14 @@ class LedgerWriter:
     success and, on an exception, discards what it staged and writes nothing.
     """
 
-    def __init__(self, path: str | Path, monitor: Monitor, *, batch_rows: int = DEFAULT_BATCH_ROWS) -> None:
+    def __init__(self, path: str | Path, monitor: Monitor, *, batch_rows: int = DEFAULT_BATCH_ROWS,
+                 memory_limits: Sequence[str | None] = MEMORY_LIMITS) -> None:
         if batch_rows < 1:
             raise ValueError(f"batch_rows must be at least 1, not {batch_rows}")
         self.path = Path(path)
         self.monitor = monitor
         self.batch_rows = batch_rows
+        self.memory_limits = memory_limits
         self.buffered = 0
         """Rows held in memory now: never more than `batch_rows`."""
         self.peak_buffered = 0
@@ -307,14 +322,15 @@ class LedgerWriter:
         if self.buffered >= self.batch_rows:
             self._flush()
 
-    def _flush(self, *, every: bool = False) -> None:
-        """Write each buffer holding rows (`every`: each buffer) as its table's next part."""
+    def _flush(self, *, last: bool = False) -> None:
+        """Write each buffer holding rows as its table's next part (`last`: each buffer, with
+        every column its table will have)."""
         for stage in self._stages.values():
-            if stage.rows or every:
+            if stage.rows or last:
                 if stage.table.name == "outcomes" and self._unattributed_buffered:
                     self._unattributed.append(len(stage.parts))
                     self._unattributed_buffered = False
-                stage.flush()
+                stage.flush(every_column=last)
         self.buffered = 0
 
     # -------------------------------------------------------------------- close
@@ -326,13 +342,13 @@ class LedgerWriter:
             for mid, ms in missions:
                 self._add("missions", _mission_row(mid, ms))
             for mid, ms in missions:
-                for row in ms.ledger.rows(mid):
+                for row in ms.ledger.iter_rows(mid):
                     self._add("ledger", row)
             del missions
             outcome_names = self._outcome_names()
             for k in outcome_names:  # the last part carries every column the table will have
                 self._outcome_cohort.column(k)
-            self._flush(every=True)
+            self._flush(last=True)
             self._settle_outcomes()
             built = self._dir / self.path.name
             self._build(built, outcome_names)
@@ -369,7 +385,7 @@ class LedgerWriter:
                     row["attributed"] = True
                     for k, v in cohort.items():
                         row[self._outcome_cohort.column(k)] = v
-            _frame(rows, stage.schema).write_parquet(stage.parts[n])
+            _frame(rows, stage.columns(rows)).write_parquet(stage.parts[n])
 
     def _build(self, target: Path, outcome_names: dict[str, str]) -> None:
         names = _column_names(ACTION_COLUMNS + _TRAILER, list(self._cohort.columns), list(self._numeric.columns))
@@ -386,15 +402,37 @@ class LedgerWriter:
                 cols = [_select(table, c) for c in table.head]
                 cols += [f"{_quote(staged)} AS {_quote(name)}" for staged, name in attributes.get(table.name, [])]
                 cols += [_select(table, c) for c in table.tail]
-                con.execute(f"CREATE TABLE {table.name} AS SELECT {', '.join(cols)} "
-                            "FROM read_parquet($parts, union_by_name = true)",
-                            {"parts": [str(p) for p in self._stages[table.name].parts]})
+                _run(con, self.memory_limits, f"CREATE TABLE {table.name} AS SELECT {', '.join(cols)} "
+                        "FROM read_parquet($parts, union_by_name = true)",
+                        {"parts": [str(p) for p in self._stages[table.name].parts]})
             con.execute("""
                 CREATE VIEW ledger_totals AS
                 SELECT mission_id, dimension, cohort, measure, sum(value) AS value
                 FROM ledger GROUP BY ALL ORDER BY ALL""")
+            # DuckDB checkpoints on close too, but says nothing when that fails (out of memory):
+            # the tables would stay in the write-ahead log, which is not moved into place. A
+            # failed checkpoint invalidates the database, so it gets DuckDB's default limit.
+            con.execute("RESET memory_limit")
+            con.execute("CHECKPOINT")
         finally:
             con.close()
+        if target.with_name(target.name + ".wal").exists():
+            raise RuntimeError(f"DuckDB left {target.name}.wal behind: the ledger would be incomplete")
+
+
+def _run(con: duckdb.DuckDBPyConnection, limits: Sequence[str | None], sql: str,
+         params: dict[str, Any] | None = None) -> None:
+    """Run one statement under the first memory limit it fits in (a failed attempt changes
+    nothing); the last one's failure stands."""
+    for i, limit in enumerate(limits):
+        con.execute("SET memory_limit = $limit" if limit else "RESET memory_limit",
+                    {"limit": limit} if limit else None)
+        try:
+            con.execute(sql, params)
+            return
+        except duckdb.OutOfMemoryException:
+            if i == len(limits) - 1:
+                raise
 
 
 def _select(table: _Table, column: str) -> str:
@@ -431,13 +469,13 @@ def _record_id(a: Accepted) -> str | None:
 
 def write_ledger(path: str | Path, monitor: Monitor, accepted: Iterable[tuple[int, Accepted]],
                  events: Iterable[dict[str, Any]], rejected: Iterable[dict[str, Any]], *,
-                 batch_rows: int = DEFAULT_BATCH_ROWS) -> None:
+                 batch_rows: int = DEFAULT_BATCH_ROWS, memory_limits: Sequence[str | None] = MEMORY_LIMITS) -> None:
     """Write a fresh DuckDB file at `path` (replacing any) from one replay's results, all at once
     (`LedgerWriter` takes them as they come).
 
     `accepted` pairs each accepted record with its input line number.
     """
-    with LedgerWriter(path, monitor, batch_rows=batch_rows) as writer:
+    with LedgerWriter(path, monitor, batch_rows=batch_rows, memory_limits=memory_limits) as writer:
         for line, a in accepted:
             writer.add_accepted(line, a)
         for e in events:
