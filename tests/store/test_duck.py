@@ -148,6 +148,7 @@ class Watch:
     def check(self) -> None:
         self.calls += 1
         assert self.writer.buffered <= self.writer.batch_rows
+        assert self.writer.buffered_bytes < self.writer.batch_bytes
 
     def add_accepted(self, line: int, a: object) -> None:
         self.check()
@@ -159,14 +160,18 @@ class Watch:
         self.check()
 
 
-def test_the_writer_holds_at_most_its_batch(tmp_path: Path, registry: SpecRegistry) -> None:
+@pytest.mark.parametrize(("batch_rows", "batch_bytes"), [(4, 10**9), (10**9, 2_000)])
+def test_the_writer_holds_at_most_its_batch(tmp_path: Path, registry: SpecRegistry, batch_rows: int,
+                                           batch_bytes: int) -> None:
     monitor = Monitor(registry, signer=Signer.generate("monitor-1"), allow_unsigned=True)
     lines = [line(action(i, subject=f"cust-{i % 30}", cohort={"segment": "smb", f"k{i // 40}": "v"},
                          discount_pct=i)) for i in range(200)]
-    with LedgerWriter(tmp_path / "ledger.duckdb", monitor, batch_rows=4) as writer:
+    with LedgerWriter(tmp_path / "ledger.duckdb", monitor, batch_rows=batch_rows,
+                      batch_bytes=batch_bytes) as writer:
         watch = Watch(writer)
         result = replay_lines(monitor, lines, sinks=[writer, watch], keep=False)
-        assert watch.calls >= 200 and writer.peak_buffered == 4 and writer.parts >= 50
+        assert watch.calls >= 200 and writer.parts >= 10
+        assert writer.peak_buffered <= min(batch_rows, 20)  # 2,000 characters: about 15 rows
     assert (result.n_accepted, result.n_rejected, result.n_events) == (200, 0, watch.calls - 200)
     with pytest.raises(RuntimeError, match="keep=True"):
         result.events  # noqa: B018 - kept nothing

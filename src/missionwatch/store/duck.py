@@ -6,7 +6,8 @@ duplicates, rejected. Timestamps are TIMESTAMPTZ in UTC.
 
 Written in bounded memory. `LedgerWriter` takes each row as a replay issues it
 (accepted records, out records, rejections) and holds at most `batch_rows` of
-them: a full buffer goes to disk as one Parquet part per table, in a staging
+them, and at most about `batch_bytes` of their text (a strategy receipt's record
+runs to tens of kB): a full buffer goes to disk as one Parquet part per table, in a staging
 directory beside the database. `close()` adds what only the end knows (the
 `missions` and `ledger` tables, from the monitor) the same way, then builds the
 database in one go, each table one `CREATE TABLE ... AS SELECT` over its parts:
@@ -63,16 +64,22 @@ from ..records import (
     ReviewRecord,
 )
 
-__all__ = ["ACTION_COLUMNS", "DEFAULT_BATCH_ROWS", "MEMORY_LIMITS", "LedgerWriter", "write_ledger"]
+__all__ = ["ACTION_COLUMNS", "DEFAULT_BATCH_BYTES", "DEFAULT_BATCH_ROWS", "MEMORY_LIMITS", "LedgerWriter",
+           "write_ledger"]
 
 DEFAULT_BATCH_ROWS = 10_000
 """Rows a `LedgerWriter` holds before it writes them out (all tables together)."""
+DEFAULT_BATCH_BYTES = 16 * 2**20
+"""Text (characters of its string values) a `LedgerWriter` holds before it writes it out."""
 
-MEMORY_LIMITS: tuple[str | None, ...] = ("64MB", "512MB", None)
+MEMORY_LIMITS: tuple[str | None, ...] = ("128MB", "1GB", None)
 """DuckDB's memory limits while it builds a table, tried in turn until one is enough. The
-first does for tables of any length with about a hundred attribute columns; DuckDB's own default (None:
-80% of the RAM) took 123 MiB to build the ledger of 200,000 receipts, 64MB 68 MiB. A table
-of thousands of attribute columns needs more, and gets it."""
+first does for tables of any length with about a hundred attribute columns, and for
+strategy receipts of tens of kB (the JSON cast holds 2,048 of them at a time). Measured
+(benchmarks/memory.py inputs, peak RSS while building): 200,000 receipts in one mission,
++119 MiB at 128MB against +150 MiB at DuckDB's default (None: 80% of the RAM); 5,000
+missions, +210 MiB against +500 MiB. A table of hundreds of attribute columns needs more,
+and gets it."""
 Schema = dict[str, Any]  # column name -> polars dtype, in table order
 
 ACTION_COLUMNS = ("receipt_id", "mission_id", "agent_id", "action_type", "decision", "subject_id",
@@ -206,7 +213,7 @@ class _Attributes:
 
 class LedgerWriter:
     """Writes one replay's ledger.duckdb at `path` (replacing any), holding at most `batch_rows`
-    rows in memory.
+    rows, and about `batch_bytes` of their text, in memory.
 
     Give it what the replay issues, in order (`add_accepted`, `add_event`, `add_rejected`);
     then `close()` writes the file. As a context manager it closes on
@@ -214,15 +221,19 @@ class LedgerWriter:
     """
 
     def __init__(self, path: str | Path, monitor: Monitor, *, batch_rows: int = DEFAULT_BATCH_ROWS,
+                 batch_bytes: int = DEFAULT_BATCH_BYTES,
                  memory_limits: Sequence[str | None] = MEMORY_LIMITS) -> None:
-        if batch_rows < 1:
-            raise ValueError(f"batch_rows must be at least 1, not {batch_rows}")
+        if batch_rows < 1 or batch_bytes < 1:
+            raise ValueError(f"batch_rows and batch_bytes must be at least 1, not {batch_rows}, {batch_bytes}")
         self.path = Path(path)
         self.monitor = monitor
         self.batch_rows = batch_rows
+        self.batch_bytes = batch_bytes
         self.memory_limits = memory_limits
         self.buffered = 0
         """Rows held in memory now: never more than `batch_rows`."""
+        self.buffered_bytes = 0
+        """Characters of text those rows hold: always less than `batch_bytes` between calls."""
         self.peak_buffered = 0
         self._dir = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
         self._stages = {t.name: _Stage(t, self._dir) for t in _TABLES}
@@ -318,8 +329,9 @@ class LedgerWriter:
     def _add(self, table: str, row: dict[str, Any]) -> None:
         self._stages[table].rows.append(row)
         self.buffered += 1
+        self.buffered_bytes += sum(len(v) for v in row.values() if isinstance(v, str))
         self.peak_buffered = max(self.peak_buffered, self.buffered)
-        if self.buffered >= self.batch_rows:
+        if self.buffered >= self.batch_rows or self.buffered_bytes >= self.batch_bytes:
             self._flush()
 
     def _flush(self, *, last: bool = False) -> None:
@@ -331,7 +343,7 @@ class LedgerWriter:
                     self._unattributed.append(len(stage.parts))
                     self._unattributed_buffered = False
                 stage.flush(every_column=last)
-        self.buffered = 0
+        self.buffered = self.buffered_bytes = 0
 
     # -------------------------------------------------------------------- close
     def close(self) -> None:
@@ -363,7 +375,7 @@ class LedgerWriter:
         shutil.rmtree(self._dir, ignore_errors=True)
         for stage in self._stages.values():
             stage.rows = []
-        self.buffered = 0
+        self.buffered = self.buffered_bytes = 0
 
     def _outcome_names(self) -> dict[str, str]:
         """Outcome cohort attribute -> column name: the actions' cohort attributes, then those
@@ -469,13 +481,15 @@ def _record_id(a: Accepted) -> str | None:
 
 def write_ledger(path: str | Path, monitor: Monitor, accepted: Iterable[tuple[int, Accepted]],
                  events: Iterable[dict[str, Any]], rejected: Iterable[dict[str, Any]], *,
-                 batch_rows: int = DEFAULT_BATCH_ROWS, memory_limits: Sequence[str | None] = MEMORY_LIMITS) -> None:
+                 batch_rows: int = DEFAULT_BATCH_ROWS, batch_bytes: int = DEFAULT_BATCH_BYTES,
+                 memory_limits: Sequence[str | None] = MEMORY_LIMITS) -> None:
     """Write a fresh DuckDB file at `path` (replacing any) from one replay's results, all at once
     (`LedgerWriter` takes them as they come).
 
     `accepted` pairs each accepted record with its input line number.
     """
-    with LedgerWriter(path, monitor, batch_rows=batch_rows, memory_limits=memory_limits) as writer:
+    with LedgerWriter(path, monitor, batch_rows=batch_rows, batch_bytes=batch_bytes,
+                      memory_limits=memory_limits) as writer:
         for line, a in accepted:
             writer.add_accepted(line, a)
         for e in events:
