@@ -24,7 +24,7 @@ from .intake import default_workers, verify_ahead
 from .monitor import Accepted, Monitor
 from .signing import Keyring, Signer
 
-__all__ = ["Kept", "ReplayResult", "Sink", "replay_file", "replay_lines"]
+__all__ = ["JsonlFiles", "Kept", "ReplayResult", "Sink", "replay_file", "replay_lines"]
 
 Progress = Callable[[int], None]
 
@@ -181,10 +181,10 @@ def replay_file(
 ) -> ReplayResult:
     """Replay `input_path` and write events.jsonl, rejected.jsonl and ledger.duckdb into out_dir.
 
-    Memory stays bounded in the input's length, but for the monitor's own state: nothing
-    issued is held (the ledger writer holds at most `batch_rows` rows; None: its default),
-    unless `keep`.
-    `status` hears what the replay does once the input is read (the ledger takes a while).
+    Nothing the core issues is held, unless `keep`: the ledger writer holds at most
+    `batch_rows` rows (None: its default), so what grows with the input is the monitor's own
+    state. `status` hears what the replay does once the input is read (building the ledger
+    takes a while).
     `workers`: processes that check signatures ahead of the core; None picks
     `default_workers()` (one per spare core, at most 4).
     """

@@ -6,26 +6,27 @@ duplicates, rejected. Timestamps are TIMESTAMPTZ in UTC.
 
 Written in bounded memory. `LedgerWriter` takes each row as a replay issues it
 (accepted records, out records, rejections) and holds at most `batch_rows` of
-them, and at most about `batch_bytes` of their text (a strategy receipt's record
-runs to tens of kB): a full buffer goes to disk as one Parquet part per table, in a staging
-directory beside the database. `close()` adds what only the end knows (the
-`missions` and `ledger` tables, from the monitor) the same way, then builds the
-database in one go, each table one `CREATE TABLE ... AS SELECT` over its parts:
-DuckDB streams the rows from Parquet into its own storage, Python never holds a
-table. The file is built inside the staging directory and moved into place when
-whole, so a failed replay leaves no half-written ledger (as before, when it was
-written at the end from memory).
+them and about `batch_bytes` of their text (a strategy receipt's record runs to
+tens of kB): a full buffer goes to disk as one Parquet part per table, in a
+staging directory beside the database. `close()` adds what only the end knows
+(the `missions` and `ledger` tables, from the monitor) the same way, then builds
+the database in one go, each table one `CREATE TABLE ... AS SELECT` over its
+parts, under a memory limit (`MEMORY_LIMITS`): DuckDB streams the rows from
+Parquet into its own storage, Python never holds a table. The file is built
+inside the staging directory and moved into place when whole, so a failed replay
+leaves no half-written ledger (as before, when it was written at the end from
+memory).
 
 Why staged parts rather than appends to the final tables: `actions` has one
 column per cohort attribute and per numeric attribute, `outcomes` one per cohort
 attribute, named after the attributes, ordered by first appearance over the
 whole input, and prefixed `cohort_`/`attr_` where a name would clash (DuckDB
 names are case-insensitive, so a clash can come from any later attribute). None
-of that is known until the end. A part carries the attribute columns known when
-it was written, under staging names (`c0`, `n0`, `o0`: distinct however the
-attributes are spelled); `read_parquet(..., union_by_name = true)` reads a
-column a part lacks as NULL, and the final SELECT gives each column its name and
-place. ALTER TABLE ADD COLUMN as attributes appear would also hold the rows
+of that is known until the end. A part carries the attribute columns its rows
+have (a table's last part: all of them), under staging names (`c0`, `n0`, `o0`:
+distinct however the attributes are spelled); `read_parquet(..., union_by_name
+= true)` reads a column a part lacks as NULL, and the final SELECT gives each
+column its name and place. ALTER TABLE ADD COLUMN as attributes appear would also hold the rows
 on disk, but the names and the order would still need a rewrite at the end.
 
 Row order: rows keep the order they were issued in, table by table, as before:
