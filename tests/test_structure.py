@@ -21,14 +21,6 @@ SRC = ROOT / "src" / "missionwatch"
 CORE = SRC / "core"
 LIMITS = {"function": 60, "class": 250}
 
-# Offenders that other branches of issue 11 are cutting down, each with its size when this list
-# was written as a ceiling: the test fails when one grows, and when one is within its limit (or
-# gone), so that its entry is deleted then. Nothing new belongs here: split the code instead.
-# (core/monitor.py's Monitor, 262 lines, was here until main's 1759ce5 brought it to 238.)
-KNOWN: dict[tuple[str, str], int] = {
-    ("src/missionwatch/store/duck.py", "write_ledger"): 173,  # function; the ledger writer work
-}
-
 _TYPE_IGNORE = re.compile(r"#\s*type:\s*ignore\b")
 
 
@@ -89,17 +81,8 @@ def _oversized() -> dict[tuple[str, str], Block]:
 def test_no_function_or_class_is_over_its_limit() -> None:
     over = _oversized()
     assert len(_files(SRC)) > 20  # the walk found the package
-    new = [str(b) for key, b in sorted(over.items()) if key not in KNOWN]
-    grown = [f"{b}, more than the {KNOWN[key]} it is allowed while it is being split"
-             for key, b in sorted(over.items()) if key in KNOWN and b.lines > KNOWN[key]]
-    assert not new + grown, "split these by their seams:\n  " + "\n  ".join(new + grown)
-
-
-def test_the_known_offenders_are_still_offenders() -> None:
-    over = _oversized()
-    stale = [f"{path} {name}: within its limit now, or gone; delete it from KNOWN"
-             for path, name in sorted(KNOWN) if (path, name) not in over]
-    assert not stale, "\n".join(stale)
+    found = [str(b) for _, b in sorted(over.items())]
+    assert not found, "split these by their seams:\n  " + "\n  ".join(found)
 
 
 def test_no_type_ignore_in_the_core() -> None:

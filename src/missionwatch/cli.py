@@ -136,13 +136,12 @@ def replay(
                       TimeRemainingColumn(), console=err, transient=True) as bar:
             task = bar.add_task(f"replaying {input.name}", total=size)
             result = replay_file(input, out_dir, monitor, progress=lambda n: bar.advance(task, n),
-                                 workers=workers)
+                                 status=lambda s: bar.update(task, description=s), workers=workers)
     else:
         result = replay_file(input, out_dir, monitor, workers=workers)
-    accepted = sum(not a.duplicate for _, a in result.accepted)
     err.print(
-        f"{result.lines} lines: {accepted} accepted, {result.duplicates} duplicates, "
-        f"{len(result.rejected)} rejected; {len(result.events)} out records for "
+        f"{result.lines} lines: {result.n_accepted} accepted, {result.duplicates} duplicates, "
+        f"{result.n_rejected} rejected; {result.n_events} out records for "
         f"{len(monitor.missions)} missions -> {out_dir}"
     )
 

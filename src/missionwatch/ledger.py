@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 __all__ = ["NONE", "Ledger"]
@@ -102,9 +102,11 @@ class Ledger:
 
     def rows(self, mission_id: str) -> list[dict[str, Any]]:
         """Long-format rows for the analysts' `ledger` table."""
-        return [
-            {"mission_id": mission_id, "bucket_start": b, "dimension": d, "cohort": v,
-             "measure": k, "value": x}
-            for (b, d, v), cell in sorted(self.cells.items())
-            for k, x in sorted(cell.items())
-        ]
+        return list(self.iter_rows(mission_id))
+
+    def iter_rows(self, mission_id: str) -> Iterator[dict[str, Any]]:
+        """`rows`, one at a time (a long mission has hundreds of thousands)."""
+        for (b, d, v), cell in sorted(self.cells.items()):
+            for k, x in sorted(cell.items()):
+                yield {"mission_id": mission_id, "bucket_start": b, "dimension": d, "cohort": v,
+                       "measure": k, "value": x}

@@ -183,13 +183,13 @@ class MissionState:
             fp.freeze(fallback)
 
     def cohort_of(self, raw: dict[str, str] | None) -> dict[str, str]:
-        """The record's cohort as the mission counts it: each cohort attribute of the spec,
-        normalised (`spec.normalize_value`); a value the spec does not declare becomes
+        """The record's cohort as the mission counts it: each cohort attribute of the spec
+        (`keys` and `protected`) normalised (`spec.normalize_value`); a value the spec does not declare becomes
         '(undeclared)', a value past the attribute's `max_values` becomes '(other)', and
         either is an integrity problem of the attribute (see `note_problem`)."""
-        out: dict[str, str] = {}
         if not raw:
-            return out
+            return {}
+        out = dict(raw)  # attributes the spec does not name are kept as they came
         cohorts = self.spec.cohorts
         for d in self.plan.dims:
             v = raw.get(d)
@@ -198,6 +198,8 @@ class MissionState:
             v = normalize_value(v, cohorts.case)
             if v:
                 out[d] = self._count_value(d, v)
+            else:
+                del out[d]
         return out
 
     def _count_value(self, d: str, v: str) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import ValidationError
@@ -78,8 +79,12 @@ class Monitor:
 
     def ledger_rows(self, mission_id: str) -> list[dict[str, Any]]:
         """The mission's long-format ledger cells (the analysts' `ledger` table)."""
+        return list(self.iter_ledger_rows(mission_id))
+
+    def iter_ledger_rows(self, mission_id: str) -> Iterator[dict[str, Any]]:
+        """`ledger_rows`, one at a time (a long mission has hundreds of thousands)."""
         ms = self.missions.get(mission_id)
-        return ms.ledger.rows(mission_id) if ms is not None else []
+        return ms.ledger.iter_rows(mission_id) if ms is not None else iter(())
 
     def ledger_cell(self, mission_id: str, bucket: float, dimension: str, cohort: str) -> dict[str, float]:
         """The measures of one ledger cell (a copy), as `Step.cells` names it."""

@@ -27,6 +27,9 @@ class MissionView:
     proxy_metric: str | None
     constraints: tuple[str, ...]
     owner: str | None
+    human_delegate: str | None
+    started_at: float | None
+    """The registration's start (epoch seconds), None for an unregistered mission."""
     spec: str
     spec_version: str
     state: StateName
@@ -124,6 +127,7 @@ def view_of(ms: MissionState, status: str | None = None) -> MissionView:
         mission_id=ms.mission_id, registered=ms.registered,
         objective=reg.objective if reg else None, proxy_metric=reg.proxy_metric if reg else None,
         constraints=tuple(reg.constraints) if reg else (), owner=reg.owner if reg else None,
+        human_delegate=reg.human_delegate if reg else None, started_at=reg.started_at if reg else None,
         spec=ms.spec.name, spec_version=ms.spec.version, state=ms.state, cause=ms.cause,
         last_seq=ms.seq - 1 if ms.seq else None, review_status=status,
         current_tactic_cluster=top[0][0] if top else None,

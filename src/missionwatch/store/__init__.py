@@ -1,5 +1,5 @@
 """Shells that persist what the core produced: the analysts' DuckDB ledger."""
 
-from .duck import write_ledger
+from .duck import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS, LedgerWriter, write_ledger
 
-__all__ = ["write_ledger"]
+__all__ = ["DEFAULT_BATCH_BYTES", "DEFAULT_BATCH_ROWS", "LedgerWriter", "write_ledger"]
