@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-replay sysdeps test lint bench bench-replay bench-detection bench-stream golden clean
+.PHONY: demo demo-replay sysdeps test lint bench bench-replay bench-detection bench-stream bench-memory golden clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -35,7 +35,7 @@ lint: $(STAMP)
 test: lint sysdeps
 	$(BIN)/pytest -q
 
-bench: bench-replay bench-detection bench-stream
+bench: bench-replay bench-detection bench-stream bench-memory
 
 bench-replay: $(STAMP)
 	$(BIN)/python benchmarks/replay.py
@@ -45,6 +45,10 @@ bench-detection: $(STAMP)
 
 bench-stream: $(STAMP)
 	$(BIN)/python benchmarks/stream.py
+
+# peak RSS of `missionwatch replay` over 20,000 and 200,000 receipts and 5,000 missions
+bench-memory: $(STAMP)
+	$(BIN)/python benchmarks/memory.py
 
 # Regenerate the golden example files after an intended change of behaviour;
 # review the diff before committing it.
