@@ -46,7 +46,7 @@ bench-detection: $(STAMP)
 bench-stream: $(STAMP)
 	$(BIN)/python benchmarks/stream.py
 
-# peak RSS of replay: 200,000 receipts against 20,000 in one mission, and 5,000 missions
+# peak RSS of `missionwatch replay` over 20,000 and 200,000 receipts and 5,000 missions
 bench-memory: $(STAMP)
 	$(BIN)/python benchmarks/memory.py
 
