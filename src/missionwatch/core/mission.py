@@ -116,6 +116,7 @@ class MissionState:
         """Cohort attributes whose integrity problem appeared with the record being judged."""
         self.n_actions = self.n_outcomes = self.duplicates = 0
         self.subjects: dict[str, Subject] = {}
+        self._cohorts: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
         self.pending_outcomes: dict[str, list[tuple[float, str, float]]] = {}
         self.ids = IdTable()
         """Every accepted receipt, outcome and review id, with its content digest; an action's
@@ -215,6 +216,15 @@ class MissionState:
             self.note_problem(d, "over_budget", v)
         seen[v] = seen.get(v, 0) + 1
         return v
+
+    def intern(self, cohort: dict[str, str]) -> dict[str, str]:
+        """One shared dict per distinct cohort: subjects hold it, never change it (tens of
+        thousands of subjects share a few dozen cohorts)."""
+        key = tuple(sorted(cohort.items()))
+        found = self._cohorts.get(key)
+        if found is None:
+            found = self._cohorts[key] = dict(cohort)
+        return found
 
     def acknowledge(self, escalation_id: str | None) -> None:
         """A review acknowledged (or resumed) the escalation, or all of them: close it, and re-arm

@@ -74,9 +74,9 @@ def _subject(ms: MissionState, subject_id: str, cohort: dict[str, str]) -> Subje
     under the cohort that action gives (an action with no cohort: under `(none)`)."""
     subj = ms.subjects.get(subject_id)
     if subj is None:
-        subj = ms.subjects[subject_id] = Subject(dict(cohort))
+        subj = ms.subjects[subject_id] = Subject(ms.intern(cohort))
     elif not subj.cohort and cohort:
-        subj.cohort = dict(cohort)
+        subj.cohort = ms.intern(cohort)
     for ot, ov, oval in ms.pending_outcomes.pop(subject_id, []):
         ms.ledger.add_outcome(ot, subj.cohort, ov, oval)
     return subj
@@ -151,7 +151,7 @@ def observe_outcome(ms: MissionState, o: OutcomeRecord, own: dict[str, str] | No
     else:
         ms.pending_outcomes.setdefault(o.subject.id, []).append((t, o.outcome_type, o.value))
     if subj is None:
-        subj = ms.subjects[o.subject.id] = Subject(dict(own) if own else {})
+        subj = ms.subjects[o.subject.id] = Subject(ms.intern(own or {}))
     obs = Observation(o.outcome_id, t, subj.cohort)
     follows = ms.phase_of(o.follows) if o.follows else None
     for m in ms.plan.count_outcomes.get(o.outcome_type, ()):
