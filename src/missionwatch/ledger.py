@@ -19,6 +19,7 @@ event time, under their subject's cohort.
 from __future__ import annotations
 
 import math
+import sys
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -81,15 +82,17 @@ class Ledger:
         for name, x in numbers.items():
             p = f"attr:{action_type}:{name}"
             incs += [(p + ":n", 1), (p + ":sum", x), (p + ":sumsq", x * x)]
+        incs = [(sys.intern(k), v) for k, v in incs]  # one copy of each measure name, shared by all cells
         for cell in self._cells(t, cohort):
             for k, v in incs:
                 cell[k] = cell.get(k, 0) + v
 
     def add_outcome(self, t: float, cohort: Mapping[str, str], outcome_type: str, value: float) -> None:
+        k = sys.intern(f"outcome:{outcome_type}")
+        kv = sys.intern(k + ":value")
         for cell in self._cells(t, cohort):
-            k = f"outcome:{outcome_type}"
             cell[k] = cell.get(k, 0) + 1
-            cell[k + ":value"] = cell.get(k + ":value", 0) + value
+            cell[kv] = cell.get(kv, 0) + value
 
     def totals(self) -> dict[tuple[str, str], Cell]:
         """Whole-mission totals per (dimension, value): the sum over buckets."""
