@@ -59,25 +59,35 @@ def test_the_broker_command_serves_kafka_with_the_topics_until_ctrl_c() -> None:
         assert f"127.0.0.1:{port}" not in (ps.communicate()[0])
 
 
-def test_run_without_a_broker_starts_the_embedded_one_and_stops_it(tmp_path) -> None:
+def _run(port: int, web: int, tmp_path) -> subprocess.Popen[str]:
+    """`missionwatch run` without --broker, its broker port `port`, its web port `web`."""
+    return subprocess.Popen([*MW, "run", "--broker-port", str(port), "--web-port", str(web),
+                             "--data", str(tmp_path / "data")], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _partitions(proc: subprocess.Popen[str], web: int) -> list[int]:
+    """The partitions the worker says it holds, once it holds four (or two minutes passed)."""
     import json
     import time
     import urllib.request
 
+    deadline, partitions = time.monotonic() + 120, []
+    while len(partitions) < 4 and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[0]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{web}/healthz", timeout=2) as r:
+                partitions = json.loads(r.read())["partitions"]
+        except OSError:
+            time.sleep(0.25)
+    return partitions
+
+
+def test_run_without_a_broker_starts_the_embedded_one_and_stops_it(tmp_path) -> None:
     port, web = free_port(), free_port()
-    proc = subprocess.Popen([*MW, "run", "--broker-port", str(port), "--web-port", str(web),
-                             "--data", str(tmp_path / "data")], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = _run(port, web, tmp_path)
     try:
-        deadline, partitions = time.monotonic() + 120, []
-        while len(partitions) < 4 and time.monotonic() < deadline:
-            assert proc.poll() is None, proc.communicate()[0]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{web}/healthz", timeout=2) as r:
-                    partitions = json.loads(r.read())["partitions"]
-            except OSError:
-                time.sleep(0.25)
-        assert partitions == [0, 1, 2, 3]
+        assert _partitions(proc, web) == [0, 1, 2, 3]
         assert (tmp_path / "data" / "monitor.pem").is_file()  # its key, made and kept
         assert (tmp_path / "data" / "monitor-key.json").is_file()
     finally:
@@ -90,29 +100,15 @@ def test_run_without_a_broker_starts_the_embedded_one_and_stops_it(tmp_path) -> 
 
 def test_run_without_a_broker_joins_the_one_missionwatch_broker_started(tmp_path) -> None:
     """`missionwatch broker` then `missionwatch run`: the default of CONTRACT 3, two commands."""
-    import json
-    import time
-    import urllib.request
-
     port, web = free_port(), free_port()
     broker = subprocess.Popen([*MW, "broker", "--port", str(port)], stderr=subprocess.PIPE, text=True,
                               start_new_session=True)
     try:
         wait_for_port(port, 30)
         assert broker.stderr is not None and "broker on" in broker.stderr.readline()
-        proc = subprocess.Popen([*MW, "run", "--broker-port", str(port), "--web-port", str(web),
-                                 "--data", str(tmp_path / "data")], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        proc = _run(port, web, tmp_path)
         try:
-            deadline, partitions = time.monotonic() + 120, []
-            while len(partitions) < 4 and time.monotonic() < deadline:
-                assert proc.poll() is None, proc.communicate()[0]
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{web}/healthz", timeout=2) as r:
-                        partitions = json.loads(r.read())["partitions"]
-                except OSError:
-                    time.sleep(0.25)
-            assert partitions == [0, 1, 2, 3]
+            assert _partitions(proc, web) == [0, 1, 2, 3]
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             out, _ = proc.communicate(timeout=60)
