@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 
 
 def _start(out: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "missionwatch.cli", "demo", "--out", str(out), "--rate", "1500",
+    return subprocess.Popen([sys.executable, "-m", "missionwatch.cli", "demo", "--out", str(out), "--rate", "500",
                              "--review-after", "1"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)  # a session of its own, like a terminal's
 

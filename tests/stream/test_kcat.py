@@ -60,7 +60,11 @@ def test_kcat_produces_receipts_and_consumes_control(shimmed: EmbeddedBroker, tm
                 assert key == rec["mission_id"]
                 controls.append(rec)
             time.sleep(0.5)
+        # the pause comes two thirds into the campaign: wait for the worker to take the rest
         received = worker.metric("missionwatch_records_in_total")
+        while received < len(records) and time.monotonic() < deadline + 60:
+            time.sleep(0.5)
+            received = worker.metric("missionwatch_records_in_total")
     finally:
         assert worker.stop() == 0
     assert received == len(records)
