@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .canonical import make_loader
 from .codes import RejectionCode, reject_reason
 
-__all__ = ["DEFAULT_LIMITS", "LimitExceeded", "Limits", "check_value", "excerpt", "loads_strict"]
+__all__ = ["DEFAULT_LIMITS", "LimitExceeded", "Limits", "check_value", "excerpt", "loads_strict", "unique_object"]
 
 MAX_SAFE_INT = 2**53 - 1
 
@@ -88,7 +88,9 @@ def excerpt(text: str | bytes, limit: int) -> str:
     return f"{text[:limit]}... [cut: {total:,} bytes in all]"
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object from its key/value pairs (`object_pairs_hook`); a key given twice raises
+    `LimitExceeded('duplicate_key')`: JSON parsers disagree on which of the two counts."""
     d = dict(pairs)
     if len(d) != len(pairs):
         seen: set[str] = set()
@@ -115,7 +117,7 @@ def _loader(max_number_chars: int) -> Callable[[str], Any]:
                                 f"a number is written with {len(text):,} characters, more than the "
                                 f"{max_number_chars} allowed")
 
-    return make_loader(_no_duplicates, number, _constant)
+    return make_loader(unique_object, number, _constant)
 
 
 def loads_strict(text: str, limits: Limits = DEFAULT_LIMITS) -> Any:

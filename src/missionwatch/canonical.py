@@ -118,25 +118,16 @@ def make_loader(pairs_hook: Callable[[list[tuple[str, Any]]], dict[str, Any]] | 
     duplicate keys), show every number literal to `number_hook` before converting it, and
     hand NaN and Infinity to `constant_hook` (default: they parse as floats)."""
 
-    def fast_float(text: str) -> float | int:
-        if number_hook is not None:
-            number_hook(text)
-        return _parse_float(text)
+    def shown(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+        if number_hook is None:
+            return convert
 
-    def fast_int(text: str) -> int:
-        if number_hook is not None:
+        def parse(text: str) -> Any:
             number_hook(text)
-        return _parse_int(text)
+            return convert(text)
+        return parse
 
-    def slow_float(text: str) -> float:
-        if number_hook is not None:
-            number_hook(text)
-        return float(text)
-
-    def slow_int(text: str) -> int:
-        if number_hook is not None:
-            number_hook(text)
-        return int(text)
+    fast_float, fast_int, slow_float, slow_int = (shown(c) for c in (_parse_float, _parse_int, float, int))
 
     fast = json.JSONDecoder(parse_float=fast_float, parse_int=fast_int, object_pairs_hook=pairs_hook,
                             parse_constant=_refuse_constant)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .admission import LimitExceeded, unique_object
 from .canonical import CanonicalizationError, record_hash
 from .records import OUT_SCHEMAS
 from .signing import Keyring, VerifyFailure
@@ -121,18 +122,7 @@ class _Unreadable(ValueError):
     """A line that is not one JSON value in UTF-8; the message says why."""
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) < len(pairs):
-        keys = [k for k, _ in pairs]
-        twice = next(k for i, k in enumerate(keys) if k in keys[:i])
-        # a JSON parser keeps the first or the last: the line reads differently to different readers
-        raise _Unreadable(f"the key {twice!r} appears twice in one object; different JSON parsers "
-                          "read such a line differently")
-    return obj
-
-
-_decoder = json.JSONDecoder(object_pairs_hook=_unique_keys)
+_decoder = json.JSONDecoder(object_pairs_hook=unique_object)
 
 
 def _parse(raw: bytes) -> Any:
@@ -147,6 +137,8 @@ def _parse(raw: bytes) -> Any:
         raise _Unreadable(f"not valid JSON ({exc.msg}: column {exc.colno}){cut}") from None
     except RecursionError:
         raise _Unreadable("not valid JSON (nested too deeply)") from None
+    except LimitExceeded as exc:  # a key given twice: readers disagree on which counts
+        raise _Unreadable(exc.reason) from None
 
 
 def _check_line(raw: bytes, keyring: Keyring, chains: Chains) -> str | None:

@@ -214,8 +214,8 @@ def test_a_duplicate_key_is_refused_though_the_last_value_verifies(log: Log, tmp
     spliced = '{"review_status":"terminated",' + log.lines[i][1:]
     assert json.loads(spliced) == log.records()[i]  # Python keeps the last value: the hash would match
     report = check(log, tmp_path, text([*log.lines[:i], spliced, *log.lines[i + 1:]]))
-    assert report.error == (f"line {i + 1}: the key 'review_status' appears twice in one object; "
-                            "different JSON parsers read such a line differently")
+    assert report.error == (f"line {i + 1}: the JSON is ambiguous: key 'review_status' appears more "
+                            "than once in one object (parsers disagree on which value counts)")
 
 
 @pytest.mark.parametrize(("content", "why"), [

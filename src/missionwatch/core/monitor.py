@@ -220,9 +220,7 @@ class Monitor:
 
     def _on_action(self, a: ActionRecord, acc: Accepted, step: Step) -> None:
         ms = self._mission(a.mission_id, a.occurred_at)
-        if ms.seen("r", a.receipt_id, acc.hash):
-            ms.duplicates += 1
-            step.accepted.append(_as(acc, "action", duplicate=True))
+        if _duplicate(ms, "r", a.receipt_id, acc, step):
             return
         flags = (CONTACT if ms.plan.is_contact(a.action_type) else 0) | (
             BASELINE if ms.n_actions < ms.spec.baseline.actions else 0)
@@ -233,9 +231,7 @@ class Monitor:
 
     def _on_outcome(self, o: OutcomeRecord, acc: Accepted, step: Step) -> None:
         ms = self._mission(o.mission_id, o.occurred_at)
-        if ms.seen("o", o.outcome_id, acc.hash):
-            ms.duplicates += 1
-            step.accepted.append(_as(acc, "outcome", duplicate=True))
+        if _duplicate(ms, "o", o.outcome_id, acc, step):
             return
         ms.ids.put("o", o.outcome_id, content_digest(acc.hash))
         own = ms.cohort_of(o.subject.cohort) if o.subject.cohort else None
@@ -251,9 +247,7 @@ class Monitor:
         if r.escalation_id is not None and r.escalation_id not in ms.escalations and r.escalation_id != ms.cause:
             raise Reject("unknown_escalation", f"escalation {r.escalation_id!r} is not one of mission "
                          f"{r.mission_id!r}'s escalations")
-        if ms.seen("v", r.review_id, acc.hash):
-            ms.duplicates += 1
-            step.accepted.append(_as(acc, "review", duplicate=True))
+        if _duplicate(ms, "v", r.review_id, acc, step):
             return
         admit_review(ms, r, self.keyring.scope_of(acc.key_id), acc.key_id)
         ms.ids.put("v", r.review_id, content_digest(acc.hash))
@@ -296,3 +290,16 @@ class Monitor:
 
 def _as(acc: Accepted, kind: Any, *, duplicate: bool = False, cohort: dict[str, str] | None = None) -> Accepted:
     return Accepted(kind, acc.record, acc.model, acc.hash, acc.key_id, acc.batch_hash, duplicate, cohort)
+
+
+_KINDS = {"r": "action", "o": "outcome", "v": "review"}
+
+
+def _duplicate(ms: MissionState, kind: str, ident: str, acc: Accepted, step: Step) -> bool:
+    """Whether the record repeats one the mission accepted (then counted, changing nothing);
+    `MissionState.seen` refuses an id that comes back with other content."""
+    if not ms.seen(kind, ident, acc.hash):
+        return False
+    ms.duplicates += 1
+    step.accepted.append(_as(acc, _KINDS[kind], duplicate=True))
+    return True
