@@ -182,3 +182,36 @@ def test_strict_intervals_escalate_a_rare_event_gap(tmp_path, keys: dict[str, Si
     assert sorted(escalations) == ["age_band=35-49", "age_band=65+"]  # harm = "both": each against the rest
     ev = escalations["age_band=65+"]["evidence"]
     assert ev["verdict"] == "beyond" and ev["interval"][0] > 0.05 and ev["e_value"] >= 1 / ev["alpha"]
+
+
+def test_judge_is_pure(monitor: Monitor, keys: dict[str, Signer], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`judge` changes nothing: judged twice on every record of a mission with a real gap, it
+    decides the same both times and leaves the mission's view as it was; only `settle` keeps
+    its verdicts, so the gap still escalates exactly once."""
+    import json
+
+    from missionwatch.core import monitor as core_monitor
+    from missionwatch.core.judge import judge
+    from missionwatch.core.views import view_of
+
+    def snapshot(ms: Any) -> str:
+        return json.dumps(view_of(ms).receipt_body("x"), sort_keys=True, default=str)
+
+    calls: list[int] = []
+    impure: list[int] = []  # the monitor turns an exception into a rejection: note, assert later
+
+    def twice(ms: Any, obs: Any, t: float) -> Any:
+        before = snapshot(ms)
+        first = judge(ms, obs, t)
+        second = judge(ms, obs, t)
+        if snapshot(ms) != before or (first.escalations, first.changed, first.problems) != (
+                second.escalations, second.changed, second.problems):
+            impure.append(len(calls))
+        calls.append(len(first.escalations))
+        return second
+
+    monkeypatch.setattr(core_monitor, "judge", twice)
+    out = gap_mission(monitor, keys["gate"])
+    assert impure == []
+    assert len(calls) >= 3000 and sum(calls) == 1
+    assert [e["evidence"]["cohort"] for e in of_kind(out, "escalation")] == ["age_band=65+"]

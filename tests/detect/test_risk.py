@@ -146,9 +146,10 @@ def test_an_elevated_signal_escalates_once_per_episode() -> None:
     seen, opened = [], []
     for i, x in enumerate(stream):
         rs.update(float(x), phase="post")
-        seen.append(rs.evaluate())
-        if rs.escalates():
+        v = rs.assess()
+        if rs.opens(v):
             opened.append(i)
+        seen.append(rs.settle(v).verdict)
     changes = [(i, v) for i, v in enumerate(seen) if i == 0 or seen[i - 1] != v]
     assert changes == [(0, "insufficient_data"), (49, "elevated"), (434, "unchanged"), (693, "elevated"),
                        (1162, "unchanged"), (1462, "within_threshold"), (4771, "unchanged"), (5116, "elevated")]
@@ -160,3 +161,15 @@ def test_update_returns_itself_and_judges_nothing() -> None:
     assert rs.update(1.0, phase="baseline", t=0.0) is rs
     assert rs.update(9.0, phase="post", t=1.0) is rs
     assert rs.verdict == "insufficient_data"  # judged by evaluate(), not by update()
+
+
+def test_assess_and_opens_keep_nothing() -> None:
+    """The read-only half of a judgement: only `settle` (or `evaluate`) keeps a verdict."""
+    rs = RiskSignal(RiskRule(metric="m"), ALPHA, MIN)
+    for x in BASE:
+        rs.update(float(x), phase="baseline")
+    for x in post(40.0, n=300):
+        rs.update(float(x), phase="post")
+    assert rs.assess() == "elevated" and rs.opens("elevated")
+    assert rs.verdict == "insufficient_data" and not rs.escalated
+    assert rs.evaluate() == "elevated" and rs.escalated and not rs.opens("elevated")

@@ -56,11 +56,6 @@ class Emitter:
     def receipt(self, ms: MissionState, t: float) -> dict[str, Any]:
         """A strategy receipt of the mission's view; it closes the receipt window."""
         status = review_status(ms)
-        for fds in ms.fairness.values():  # a receipt is a judgement: cohorts it shows keep their verdict
-            for fd in fds:
-                for cohort in fd.cohorts:
-                    if fd.verdict(cohort) is None:
-                        fd.evaluate(cohort)
         view = view_of(ms, status)
         ms.review_status = status
         sealed = self.chain(ms, {"schema": SCHEMA_STRATEGY, **view.receipt_body(f"sr-{ms.mission_id}-{ms.seq}")}, t)

@@ -1,11 +1,12 @@
 """Judgement: from a mission and what a record did to it, the decisions to issue.
 
-`judge(ms, obs)` asks each detector the observation touched for its verdict (the
-detectors cache it, and track whether a verdict opens a new escalation episode),
-words every new escalation (code, reason, evidence), names the pause cause, and
-says whether a strategy receipt is due. It issues nothing: `Monitor` seals the
-decisions into the mission's chain (emit.py). One cause, one escalation: a cohort
-or signal escalates once per episode, not on every record.
+`judge(ms, obs)` is pure: it asks each detector the observation touched for its
+verdict (a read-only `assess`), words every new escalation (code, reason,
+evidence), names the pause cause, and says whether a strategy receipt is due.
+`settle(ms, obs, decisions)` then keeps the verdicts in their detectors (which
+track the escalation episodes) and logs the shifts; `Monitor` seals the
+escalations into the mission's chain (emit.py). One cause, one escalation: a
+cohort or signal escalates once per episode, not on every record.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..codes import EscalationCode, escalation_reason
-from ..detect import FairnessDelta, ShiftEvent
+from ..detect import FairnessDelta, RiskSignal, ShiftEvent
 from ..detect.fairness import CohortVerdict
+from ..detect.risk import RiskVerdict
 from ..records import format_time
 from .mission import MissionState
 from .observe import Observation
 
-__all__ = ["Decisions", "Escalate", "judge", "note_events"]
+__all__ = ["Decisions", "Escalate", "judge", "receipt_due", "settle"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,12 @@ class Decisions:
     escalations: list[Escalate] = field(default_factory=list)
     changed: bool = False
     """A verdict moved, or an escalation or shift happened: a receipt follows."""
+    verdicts: list[tuple[FairnessDelta, str, CohortVerdict]] = field(default_factory=list)
+    """Fairness verdicts reached, for `settle` to keep."""
+    risk: list[tuple[RiskSignal, RiskVerdict]] = field(default_factory=list)
+    """Risk verdicts reached, for `settle` to keep."""
+    problems: list[str] = field(default_factory=list)
+    """The cohort dimensions whose integrity problems were worded."""
 
     @property
     def pause(self) -> int | None:
@@ -58,11 +66,10 @@ def _num(x: float) -> float | None:
 
 def judge(ms: MissionState, obs: Observation | None, t: float) -> Decisions:
     """The decisions a record calls for (`obs` None: a record that observed nothing, a review)."""
-    d = Decisions()
-    for dim in ms.new_problems:
+    d = Decisions(problems=list(ms.new_problems))
+    for dim in d.problems:
         d.changed = True
         _integrity(ms, dim, d)
-    ms.new_problems.clear()
     if obs is not None:
         _fairness(ms, obs, d)
         _risk(ms, obs, d)
@@ -103,8 +110,9 @@ def _fairness(ms: MissionState, obs: Observation, d: Decisions) -> None:
         if not fd.due(cohort):
             continue
         old = fd.verdict(cohort)
-        new = fd.evaluate(cohort)
-        opens = fd.escalates(cohort, new)
+        new = fd.assess(cohort)
+        opens = fd.opens(cohort, new)
+        d.verdicts.append((fd, cohort, new))
         if old is not None and old.verdict == new.verdict:
             continue
         if new.verdict == "beyond" or (old is not None and old.verdict == "beyond"):
@@ -133,8 +141,9 @@ def _fairness_escalation(ms: MissionState, fd: FairnessDelta, v: CohortVerdict) 
 def _risk(ms: MissionState, obs: Observation, d: Decisions) -> None:
     for rs in sorted(obs.touched_risk, key=lambda r: (r.rule.metric, r.rule.statistic)):
         old_v = rs.verdict
-        new_v = rs.evaluate()
-        opens = rs.escalates()
+        new_v = rs.assess()
+        opens = rs.opens(new_v)
+        d.risk.append((rs, new_v))
         if old_v == new_v:
             continue
         if "elevated" in (old_v, new_v):
@@ -195,7 +204,20 @@ def shift_reason(e: ShiftEvent) -> str:
     return escalation_reason(e.code, value=e.value)
 
 
-def note_events(ms: MissionState, obs: Observation) -> None:
+def settle(ms: MissionState, obs: Observation | None, d: Decisions) -> None:
+    """Keep what `judge` decided in the mission: the verdicts in their detectors (and so their
+    escalation episodes), the integrity problems as worded, the breaches and shifts as
+    receipts show them."""
+    for fd, cohort, v in d.verdicts:
+        fd.settle(cohort, v)
+    for rs, rv in d.risk:
+        rs.settle(rv)
+    ms.new_problems = [dim for dim in ms.new_problems if dim not in d.problems]
+    if obs is not None:
+        _note_events(ms, obs)
+
+
+def _note_events(ms: MissionState, obs: Observation) -> None:
     """Log the breaches and shifts an observation revealed, as receipts show them."""
     for i, (_, b) in enumerate(obs.breaches):
         name, _, evidence = _limit_evidence(ms, obs, i)

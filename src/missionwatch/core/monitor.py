@@ -40,7 +40,7 @@ from ..spec import Spec, SpecRegistry
 from .admission import admit_review, check_time, signer_of, validate
 from .emit import Emitter
 from .idset import content_digest
-from .judge import judge, note_events, receipt_due
+from .judge import judge, receipt_due, settle
 from .mission import BASELINE, CONTACT, MissionState, transition
 from .observe import Observation, observe_action, observe_outcome
 from .plan import Plan
@@ -265,7 +265,7 @@ class Monitor:
         """Judge what the record did, then issue: escalations, a pause, a receipt when due."""
         step.missions.add(ms.mission_id)
         decisions = judge(ms, obs, t)
-        note_events(ms, obs)
+        settle(ms, obs, decisions)
         pause_cause: str | None = None
         for e in decisions.escalations:
             eid, rec = self._emit.escalation(ms, e, trigger, t)

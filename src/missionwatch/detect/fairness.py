@@ -282,15 +282,20 @@ class FairnessDelta(Detector):
         n = self._touches.get(cohort, 0)
         return n <= 100 or n % (n // 100) == 0
 
-    def escalates(self, cohort: str, verdict: CohortVerdict) -> bool:
-        """Whether this verdict opens a new escalation episode for the cohort."""
+    def opens(self, cohort: str, verdict: CohortVerdict) -> bool:
+        """Whether `verdict`, once settled, opens a new escalation episode for the cohort
+        (read-only)."""
+        return verdict.verdict == "beyond" and cohort not in self.escalated
+
+    def settle(self, cohort: str, verdict: CohortVerdict) -> FairnessDelta:
+        """Keep `verdict` as the cohort's verdict (`verdict(cohort)` returns it until the
+        next); `beyond` opens an escalation episode, which `within` closes."""
+        self._verdicts[cohort] = verdict
         if verdict.verdict == "within":
             self.escalated.discard(cohort)
-            return False
-        if verdict.verdict != "beyond" or cohort in self.escalated:
-            return False
-        self.escalated.add(cohort)
-        return True
+        elif verdict.verdict == "beyond":
+            self.escalated.add(cohort)
+        return self
 
     def verdict(self, cohort: str) -> CohortVerdict | None:
         """The verdict as of the last `evaluate` of this cohort."""
@@ -355,8 +360,9 @@ class FairnessDelta(Detector):
         return max(es, default=1.0) / self.n_thresholds
 
     def evaluate(self, cohort: str) -> CohortVerdict:
-        """Judge `cohort` now; `verdict(cohort)` then returns this until the next evaluation."""
-        v = self._verdicts[cohort] = self.assess(cohort)
+        """Judge `cohort` now: `assess`, then `settle` on the result."""
+        v = self.assess(cohort)
+        self.settle(cohort, v)
         return v
 
     def assess(self, cohort: str) -> CohortVerdict:

@@ -59,28 +59,36 @@ class RiskSignal(Detector):
     def baseline_value(self) -> float:
         return self.base.var if self.rule.statistic == "variance" else self.base.mean
 
-    def evaluate(self) -> RiskVerdict:
+    def assess(self) -> RiskVerdict:
+        """The verdict as of now, without keeping it (a read-only look)."""
         r = self.rule.max_ratio
         if self.base.n < self.min_samples or self.post.n < self.min_samples:
-            self.verdict = "insufficient_data"
-            return self.verdict
+            return "insufficient_data"
         if self.rule.statistic == "variance":
             lo, hi = mean_cs(self.post, self.alpha)
             lo, hi = lo - r * self.base.var, hi - r * self.base.var
         else:
             _, lo, hi = linear_cs(self.post, self.base, r, self.alpha,
                                   prior_var=self.base.var, prior_n=10.0)
-        self.verdict = "elevated" if lo > 0 else ("within_threshold" if hi < 0 else "unchanged")
-        return self.verdict
+        return "elevated" if lo > 0 else ("within_threshold" if hi < 0 else "unchanged")
 
-    def escalates(self) -> bool:
-        """Whether the current verdict opens a new escalation episode."""
-        if self.verdict == "within_threshold":
+    def opens(self, verdict: RiskVerdict) -> bool:
+        """Whether `verdict`, once settled, opens a new escalation episode (read-only)."""
+        return verdict == "elevated" and not self.escalated
+
+    def settle(self, verdict: RiskVerdict) -> RiskSignal:
+        """Keep `verdict` as the signal's verdict; an elevated one opens an episode, which a
+        within_threshold one closes."""
+        self.verdict = verdict
+        if verdict == "within_threshold":
             self.escalated = False
-        if self.verdict != "elevated" or self.escalated:
-            return False
-        self.escalated = True
-        return True
+        elif verdict == "elevated":
+            self.escalated = True
+        return self
+
+    def evaluate(self) -> RiskVerdict:
+        """`assess`, then `settle` on the result."""
+        return self.settle(self.assess()).verdict
 
     def status(self) -> dict[str, Any]:
         return self.to_json()
