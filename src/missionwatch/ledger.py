@@ -14,6 +14,11 @@ dimension always add up to the whole mission). Cells hold named measures:
 Cells only ever add, so buckets merge by summing and the whole-mission totals
 are the sum over buckets. Outcomes are counted in the bucket of their own
 event time, under their subject's cohort.
+
+Memory stays bounded: buckets that start more than `open_seconds` before the
+newest bucket are sealed (`seal`), handed to the ledger's writer and dropped. A
+record that comes later still for a sealed bucket opens a new part of its cells,
+sealed in turn; a writer holds each cell as the sum of its parts.
 """
 
 from __future__ import annotations
@@ -24,25 +29,36 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-__all__ = ["NONE", "Ledger"]
+__all__ = ["NONE", "Key", "Ledger"]
 
 NONE = "(none)"
 Cell = dict[str, float]
+Key = tuple[float, str, str]
+"""(bucket_start, dimension, value)"""
 
 
 class Ledger:
-    def __init__(self, bucket_seconds: float, dimensions: Iterable[str]) -> None:
+    def __init__(self, bucket_seconds: float, dimensions: Iterable[str], open_seconds: float = math.inf) -> None:
         self.bucket_seconds = bucket_seconds
+        self.open_seconds = open_seconds
         self.dimensions = tuple(dimensions)
-        self.cells: dict[tuple[float, str, str], Cell] = {}
-        self.touched: set[tuple[float, str, str]] = set()
+        self.cells: dict[Key, Cell] = {}
+        """The open cells: those of buckets not yet sealed, and parts reopened by late records."""
+        self.touched: set[Key] = set()
         """Cells changed since the last `drain_touched`: what a streaming writer appends."""
+        self.newest = -math.inf
+        """The newest bucket a record fell in."""
+        self._seal_due = False
+        self._sealed_totals: dict[tuple[str, str], Cell] = {}
 
     def bucket(self, t: float) -> float:
         return math.floor(t / self.bucket_seconds) * self.bucket_seconds
 
     def _cells(self, t: float, cohort: Mapping[str, str]) -> list[Cell]:
         b = self.bucket(t)
+        if b > self.newest:
+            self.newest = b
+            self._seal_due = True
         keys = [(b, "*", "*")] + [(b, d, cohort.get(d, NONE)) for d in self.dimensions]
         cells = self.cells
         out = []
@@ -54,10 +70,25 @@ class Ledger:
             out.append(c)
         return out
 
-    def drain_touched(self) -> list[tuple[float, str, str]]:
-        """The cells changed since the last call, sorted; forgets them."""
+    def drain_touched(self) -> list[Key]:
+        """The open cells changed since the last call, sorted; forgets them."""
         out = sorted(self.touched)
         self.touched.clear()
+        return out
+
+    def seal(self) -> list[tuple[Key, Cell]]:
+        """Drop and return, sorted, the cells of buckets that start more than `open_seconds`
+        before the newest: they are final (a later record for their bucket opens a new
+        part). Looks only when a record opened a newer bucket since the last call."""
+        if not self._seal_due:
+            return []
+        self._seal_due = False
+        horizon = self.newest - self.open_seconds
+        old = sorted(k for k in self.cells if k[0] < horizon)
+        out = [(k, self.cells.pop(k)) for k in old]
+        for key, cell in out:
+            self.touched.discard(key)
+            _add_into(self._sealed_totals.setdefault(key[1:], {}), cell)
         return out
 
     def add_action(
@@ -95,21 +126,31 @@ class Ledger:
             cell[kv] = cell.get(kv, 0) + value
 
     def totals(self) -> dict[tuple[str, str], Cell]:
-        """Whole-mission totals per (dimension, value): the sum over buckets."""
+        """Whole-mission totals per (dimension, value): the sum over buckets, sealed or open."""
         out: dict[tuple[str, str], Cell] = defaultdict(dict)
+        for dv, cell in self._sealed_totals.items():
+            _add_into(out[dv], cell)
         for (_, d, v), cell in self.cells.items():
-            acc = out[(d, v)]
-            for k, x in cell.items():
-                acc[k] = acc.get(k, 0) + x
+            _add_into(out[(d, v)], cell)
         return dict(out)
 
     def rows(self, mission_id: str) -> list[dict[str, Any]]:
-        """Long-format rows for the analysts' `ledger` table."""
+        """Long-format rows of the open cells, for the analysts' `ledger` table."""
         return list(self.iter_rows(mission_id))
 
     def iter_rows(self, mission_id: str) -> Iterator[dict[str, Any]]:
-        """`rows`, one at a time (a long mission has hundreds of thousands)."""
-        for (b, d, v), cell in sorted(self.cells.items()):
-            for k, x in sorted(cell.items()):
-                yield {"mission_id": mission_id, "bucket_start": b, "dimension": d, "cohort": v,
-                       "measure": k, "value": x}
+        """`rows`, one at a time."""
+        for key, cell in sorted(self.cells.items()):
+            yield from cell_rows(mission_id, key, cell)
+
+
+def cell_rows(mission_id: str, key: Key, cell: Mapping[str, float]) -> Iterator[dict[str, Any]]:
+    """A cell's long-format rows (`mission_id, bucket_start, dimension, cohort, measure, value`)."""
+    b, d, v = key
+    for k, x in sorted(cell.items()):
+        yield {"mission_id": mission_id, "bucket_start": b, "dimension": d, "cohort": v, "measure": k, "value": x}
+
+
+def _add_into(acc: Cell, cell: Mapping[str, float]) -> None:
+    for k, x in cell.items():
+        acc[k] = acc.get(k, 0) + x

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from .intake import default_workers, verify_ahead
+from .ledger import Cell, Key
 from .monitor import Accepted, Monitor
 from .signing import Keyring, Signer
 
@@ -35,6 +36,7 @@ class Sink(Protocol):
     def add_accepted(self, line: int, a: Accepted) -> None: ...
     def add_event(self, e: dict[str, Any]) -> None: ...
     def add_rejected(self, row: dict[str, Any]) -> None: ...
+    def add_sealed(self, mission_id: str, key: Key, cell: Cell) -> None: ...
 
 
 @dataclass
@@ -44,9 +46,13 @@ class Kept:
     events: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
     accepted: list[tuple[int, Accepted]] = field(default_factory=list)
+    sealed: list[tuple[str, Key, Cell]] = field(default_factory=list)
 
     def add_accepted(self, line: int, a: Accepted) -> None:
         self.accepted.append((line, a))
+
+    def add_sealed(self, mission_id: str, key: Key, cell: Cell) -> None:
+        self.sealed.append((mission_id, key, cell))
 
     def add_event(self, e: dict[str, Any]) -> None:
         self.events.append(e)
@@ -123,6 +129,9 @@ def replay_lines(monitor: Monitor, lines: Iterable[str | bytes], progress: Progr
             row = {"line": n, **monitor.rejection_row(r, line)}
             for s in out:
                 s.add_rejected(row)
+        for mid, key, cell in step.sealed:
+            for s in out:
+                s.add_sealed(mid, key, cell)
         result.n_events += len(step.out)
         result.duplicates += sum(a.duplicate for a in step.accepted)
         result.n_accepted += sum(not a.duplicate for a in step.accepted)
@@ -152,6 +161,9 @@ class JsonlFiles:
 
     def add_rejected(self, row: dict[str, Any]) -> None:
         self._files[1].write(_dump(row) + "\n")
+
+    def add_sealed(self, mission_id: str, key: Key, cell: Cell) -> None:
+        pass
 
     def __enter__(self) -> JsonlFiles:
         return self

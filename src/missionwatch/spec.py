@@ -84,6 +84,10 @@ class Meta(_Model):
     the thresholds is ever escalated by a fairness rule (shared by all rules)."""
     bucket: str = "1h"
     """Width of the ledger's event-time buckets."""
+    open: str = "2d"
+    """How long ledger buckets stay open in memory: a bucket starting more than this before
+    the mission's newest is sealed, handed to the ledger's writer and dropped (a later record
+    for it opens a new part, which the writer adds)."""
     intervals: Literal["asymptotic", "strict"] = "asymptotic"
     """Fairness intervals: 'asymptotic' (normal mixture with a running variance; the
     guarantee holds as samples grow) or 'strict' (betting confidence sequences, exact
@@ -91,7 +95,7 @@ class Meta(_Model):
 
     @model_validator(mode="after")
     def _bucket(self) -> Meta:
-        for d in (self.bucket, self.skew, self.horizon):
+        for d in (self.bucket, self.open, self.skew, self.horizon):
             parse_duration(d)
         return self
 
@@ -340,6 +344,10 @@ class Spec(_Model):
     @property
     def bucket_seconds(self) -> float:
         return parse_duration(self.spec.bucket)
+
+    @property
+    def open_seconds(self) -> float:
+        return parse_duration(self.spec.open)
 
 
 def _describe(path: str, exc: ValidationError) -> str:

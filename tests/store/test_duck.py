@@ -159,6 +159,9 @@ class Watch:
     def add_rejected(self, row: dict[str, Any]) -> None:
         self.check()
 
+    def add_sealed(self, mission_id: str, key: object, cell: object) -> None:
+        self.check()
+
 
 @pytest.mark.parametrize(("batch_rows", "batch_bytes"), [(4, 10**9), (10**9, 2_000)])
 def test_the_writer_holds_at_most_its_batch(tmp_path: Path, registry: SpecRegistry, batch_rows: int,

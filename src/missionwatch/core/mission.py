@@ -98,7 +98,7 @@ class MissionState:
                  registration_hash: str | None, anchor: float | None = None) -> None:
         self.mission_id, self.spec, self.plan = mission_id, spec, plan
         self.registration, self.registration_hash = registration, registration_hash
-        self.ledger = Ledger(spec.bucket_seconds, plan.dims)
+        self.ledger = Ledger(spec.bucket_seconds, plan.dims, spec.open_seconds)
         self.seq = 0
         self.last_hash: str | None = None
         self.state: StateName = "running"

@@ -78,16 +78,26 @@ class Monitor:
         return sorted(self.missions)
 
     def ledger_rows(self, mission_id: str) -> list[dict[str, Any]]:
-        """The mission's long-format ledger cells (the analysts' `ledger` table)."""
+        """The mission's open ledger cells in long format (rows of the analysts' `ledger` table)."""
         return list(self.iter_ledger_rows(mission_id))
 
     def iter_ledger_rows(self, mission_id: str) -> Iterator[dict[str, Any]]:
-        """`ledger_rows`, one at a time (a long mission has hundreds of thousands)."""
+        """`ledger_rows`, one at a time. Only the open cells: the monitor drops sealed ones,
+        which went out in `Step.sealed`."""
         ms = self.missions.get(mission_id)
         return ms.ledger.iter_rows(mission_id) if ms is not None else iter(())
 
+    def ledger_totals(self, mission_id: str) -> list[dict[str, Any]]:
+        """Whole-mission totals per dimension, cohort and measure, sealed buckets included
+        (the rows of the analysts' `ledger_totals` view)."""
+        ms = self.missions.get(mission_id)
+        if ms is None:
+            return []
+        return [{"mission_id": mission_id, "dimension": d, "cohort": v, "measure": k, "value": x}
+                for (d, v), cell in sorted(ms.ledger.totals().items()) for k, x in sorted(cell.items())]
+
     def ledger_cell(self, mission_id: str, bucket: float, dimension: str, cohort: str) -> dict[str, float]:
-        """The measures of one ledger cell (a copy), as `Step.cells` names it."""
+        """The measures of one open ledger cell (a copy), as `Step.cells` names it."""
         ms = self.missions.get(mission_id)
         return dict(ms.ledger.cells.get((bucket, dimension, cohort), {})) if ms is not None else {}
 
@@ -118,7 +128,9 @@ class Monitor:
         for rejection in step.rejected:
             self.counts[f"rejected:{rejection.code}"] += 1
         for mid in sorted(step.missions):
-            step.cells.extend((mid, *key) for key in self.missions[mid].ledger.drain_touched())
+            ledger = self.missions[mid].ledger
+            step.sealed.extend((mid, key, cell) for key, cell in ledger.seal())
+            step.cells.extend((mid, *key) for key in ledger.drain_touched())
         return step
 
     def prepare(self, raw: str | bytes | dict[str, Any], signatures: Signatures | None = None) -> Prepared:

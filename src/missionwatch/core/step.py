@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from ..admission import Limits, excerpt
 from ..codes import RejectionCode, reject_reason
+from ..ledger import Cell, Key
 
 __all__ = ["Accepted", "Rejection", "Step", "internal_error", "item_excerpt", "rejection_row"]
 
@@ -47,8 +48,12 @@ class Step:
     missions: set[str] = field(default_factory=set)
     """Missions whose state this message changed: what a writer refreshes from their views."""
     cells: list[tuple[str, float, str, str]] = field(default_factory=list)
-    """Ledger cells (mission_id, bucket_start, dimension, cohort) this message changed; their
-    values are `Monitor.ledger_cell(...)`: a writer appends these instead of rebuilding."""
+    """Open ledger cells (mission_id, bucket_start, dimension, cohort) this message changed;
+    their values are `Monitor.ledger_cell(...)`: a writer appends these instead of rebuilding."""
+    sealed: list[tuple[str, Key, Cell]] = field(default_factory=list)
+    """Ledger cells this message sealed, (mission_id, (bucket_start, dimension, cohort),
+    measures): final parts, dropped from the monitor. A cell's value is the sum of its sealed
+    parts and its open part (`Monitor.ledger_cell`), if any."""
 
 
 def internal_error(exc: Exception, item: int | None = None, record: str | None = None) -> Rejection:

@@ -55,6 +55,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from ..ledger import Cell, Key, cell_rows
 from ..monitor import Accepted, MissionView, Monitor
 from ..records import (
     SCHEMA_CONTROL,
@@ -102,6 +103,17 @@ class _Table:
     times: tuple[str, ...] = ()
     iso: bool = False
     json: tuple[str, ...] = ()
+    summed: str | None = None
+    """A column summed over rows equal in every other column (a ledger cell staged in parts),
+    the rows then ordered by those columns."""
+
+    def source(self) -> str:
+        parts = "read_parquet($parts, union_by_name = true)"
+        if self.summed is None:
+            return parts
+        keys = ", ".join(_quote(c) for c in self.head if c != self.summed)
+        return (f"(SELECT {keys}, sum({_quote(self.summed)}) AS {_quote(self.summed)} FROM {parts} "
+                f"GROUP BY {keys} ORDER BY {keys})")
 
 
 _TABLES = (
@@ -132,7 +144,7 @@ _TABLES = (
                                             "prev_hash", "record")}, "seq": _I},
            times=("issued_at",), iso=True, json=("record",)),
     _Table("ledger", {"mission_id": _S, "bucket_start": _F, "dimension": _S, "cohort": _S,
-                      "measure": _S, "value": _F}, times=("bucket_start",)),
+                      "measure": _S, "value": _F}, times=("bucket_start",), summed="value"),
     _Table("duplicates", {"kind": _S, "id": _S, "mission_id": _S, "record_hash": _S, "line": _I}),
     _Table("rejected", {"line": _I, "item": _I, "code": _S, "reason": _S, "record": _S}),
 )
@@ -297,6 +309,11 @@ class LedgerWriter:
         """A rejected.jsonl row: `line`, `item`, `code`, `reason`, `record`."""
         self._add("rejected", row)
 
+    def add_sealed(self, mission_id: str, key: Key, cell: Cell) -> None:
+        """A ledger cell the monitor sealed: one part of the cell (the table sums its parts)."""
+        for row in cell_rows(mission_id, key, cell):
+            self._add("ledger", row)
+
     def _action_row(self, line: int, a: Accepted, m: ActionRecord) -> dict[str, Any]:
         tpl = m.attributes.get(self.monitor.template_attribute(m.mission_id))
         row: dict[str, Any] = {
@@ -416,7 +433,7 @@ class LedgerWriter:
                 cols += [f"{_quote(staged)} AS {_quote(name)}" for staged, name in attributes.get(table.name, [])]
                 cols += [_select(table, c) for c in table.tail]
                 _run(con, self.memory_limits, f"CREATE TABLE {table.name} AS SELECT {', '.join(cols)} "
-                        "FROM read_parquet($parts, union_by_name = true)",
+                        f"FROM {table.source()}",
                         {"parts": [str(p) for p in self._stages[table.name].parts]})
             con.execute("""
                 CREATE VIEW ledger_totals AS

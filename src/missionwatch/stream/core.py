@@ -50,7 +50,8 @@ def ledger_summary(monitor: Monitor, mission_id: str) -> dict[str, Any] | None:
     if view is None:
         return None
     return {"mission_id": mission_id, "actions": view.totals["actions"], "outcomes": view.totals["outcomes"],
-            "duplicates": view.totals["duplicates"], "cells": monitor.ledger_rows(mission_id)}
+            "duplicates": view.totals["duplicates"], "cells": monitor.ledger_rows(mission_id),
+            "totals": monitor.ledger_totals(mission_id)}
 
 
 def _dump(rec: dict[str, Any]) -> bytes:
@@ -241,8 +242,8 @@ class StreamCore:
         log.error("partition %d offset %d (%s): %s", partition, offset, during, reason)
 
     def ledger(self, mission_id: str) -> dict[str, Any] | None:
-        """A mission's ledger as this worker holds it (counts, and the long-format cells of
-        the analysts' `ledger` table), or None."""
+        """A mission's ledger as this worker holds it (counts, the open cells in the long format
+        of the analysts' `ledger` table, the whole-mission totals), or None."""
         for p in self.active:
             found = ledger_summary(self.partitions[p], mission_id)
             if found is not None:
