@@ -6,11 +6,17 @@ peak resident set size is the child's own `ru_maxrss` (os.wait4), so the cases d
 blur into each other. Several missions are interleaved record by record, as a gateway
 serving them at once would send them.
 
-Target (issue 10, "Hostile input"): peak RSS of a replay over 200,000 receipts in one
-mission within 1.5x of that over 20,000. Writes the "Memory" section of
-benchmarks/RESULTS.md.
+Targets: a mission's memory is flat in its receipts once past its baseline (issue 11,
+"One view of a mission"): peak RSS of a replay over 200,000 receipts to 5,000 customers
+in one mission within 1.2x of that over 20,000 to the same customers (issue 10 asked
+1.5x with the customers growing too). And the RSS of 10,000 missions of 12 cohorts each.
+Writes the "Memory" section of benchmarks/RESULTS.md.
 
-    python benchmarks/memory.py [--cases floor 1x20k 1x200k 5000x40] [--signed] [--keep DIR]
+    python benchmarks/memory.py [--cases NAME ...] [--signed] [--keep DIR]
+
+Cases: floor, 1x20k, 1x200k, 1x200k-subjects, 10000x1, 10000x12 (replays with `--no-ledger`:
+the monitor's own memory, as a streaming worker holds it), 1x20k-ledger, 1x200k-ledger
+(ledger.duckdb written too).
 
 A new case is one more `Case` in CASES, a new target one more `Ratio` in RATIOS.
 """
@@ -49,15 +55,22 @@ class Case:
     missions: int
     actions: int
     subjects: int
+    cohorts: int | None = None
+    """Subjects fall into this many cohorts (age band x region), instead of the simulator's
+    draw over segment, tenure, age and region."""
+    ledger: bool = False
+    """Write ledger.duckdb too (without: `--no-ledger`, the memory of the monitor itself)."""
 
     @property
     def receipts(self) -> int:
         return self.missions * self.actions
 
     def describe(self) -> str:
+        to = f"{self.subjects:,} customers" + (f" in {self.cohorts} cohorts" if self.cohorts else "")
+        to += ", with ledger.duckdb" if self.ledger else ""
         if self.missions == 1:
-            return f"1 mission, {self.actions:,} receipts"
-        return f"{self.missions:,} missions x {self.actions:,} receipts"
+            return f"1 mission, {self.actions:,} receipts to {to}"
+        return f"{self.missions:,} missions x {self.actions:,} receipts to {to}"
 
 
 @dataclass(frozen=True)
@@ -71,12 +84,51 @@ class Ratio:
 
 
 CASES = (
-    Case("floor", 1, 200, 50),  # the interpreter, the imports, DuckDB: what no input size changes
+    Case("floor", 1, 200, 50),  # the interpreter and the imports: what no input size changes
     Case("1x20k", 1, 20_000, 5_000),
-    Case("1x200k", 1, 200_000, 50_000),
-    Case("5000x40", 5_000, 40, 10),
+    Case("1x200k", 1, 200_000, 5_000),
+    Case("1x200k-subjects", 1, 200_000, 50_000),
+    Case("10000x1", 10_000, 24, 24, cohorts=1),
+    Case("10000x12", 10_000, 24, 24, cohorts=12),
+    Case("1x20k-ledger", 1, 20_000, 5_000, ledger=True),
+    Case("1x200k-ledger", 1, 200_000, 5_000, ledger=True),
 )
-RATIOS = (Ratio("1x200k", "1x20k", 1.5, "200,000 receipts / 20,000, one mission"),)
+RATIOS = (Ratio("1x200k", "1x20k", 1.2, "200,000 receipts / 20,000, one mission, the same 5,000 customers"),
+          Ratio("1x200k-subjects", "1x20k", 1.5, "200,000 receipts to 50,000 customers / 20,000 to 5,000"),
+          Ratio("1x200k-ledger", "1x20k-ledger", 1.5, "with ledger.duckdb written, 200,000 receipts / 20,000"))
+AGES = ("18-34", "35-49", "50-64", "65+")
+REGIONS = ("north", "south", "east")
+
+
+def recohort(rec: dict[str, Any], cohorts: int) -> dict[str, Any]:
+    """The record with its subject moved into cohort (customer number mod `cohorts`): one of
+    4 age bands x 3 regions, segment and tenure fixed."""
+    subject = rec.get("subject")
+    if subject is None or "cohort" not in subject:
+        return rec
+    k = int(subject["id"].rsplit("-", 1)[1]) % cohorts
+    cohort = {"segment": "smb", "tenure_band": "m4-12", "age_band": AGES[k % 4], "region": REGIONS[k // 4 % 3]}
+    return {**rec, "subject": {**subject, "cohort": cohort}}
+
+
+@dataclass(frozen=True)
+class Cost:
+    """(RSS of case `over` - RSS of case `under`) / `units`(over, under): bytes per `what`."""
+
+    over: str
+    under: str
+    what: str
+    units: Any
+
+
+COSTS = (
+    Cost("1x200k", "1x20k", "receipt past the baseline (one mission, the same customers)",
+         lambda o, u: o.case.receipts - u.case.receipts),
+    Cost("1x200k-subjects", "1x200k", "customer (one mission)", lambda o, u: o.case.subjects - u.case.subjects),
+    Cost("10000x1", "floor", "mission (24 receipts, one cohort)", lambda o, u: o.case.missions),
+    Cost("10000x12", "10000x1", "cohort of a mission (11 more cohorts in each of 10,000 missions)",
+         lambda o, u: o.case.missions * (o.case.cohorts - u.case.cohorts)),
+)
 
 
 @dataclass
@@ -99,7 +151,7 @@ def records(case: Case) -> Iterator[dict[str, Any]]:
         for s in streams:
             rec = next(s, None)
             if rec is not None:
-                yield rec
+                yield recohort(rec, case.cohorts) if case.cohorts else rec
                 alive.append(s)
         streams = alive
 
@@ -116,6 +168,7 @@ def write_input(case: Case, path: Path, gate: Signer | None) -> int:
 def replay(case: Case, input_path: Path, lines: int, out: Path, keys: Path | None) -> Run:
     """One `missionwatch replay` in a child process; its peak RSS from the kernel."""
     args = ["--keys", str(keys)] if keys else ["--allow-unsigned"]
+    args += [] if case.ledger else ["--no-ledger"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT / "src"),
                                                                       os.environ.get("PYTHONPATH"))))}
     with (out.parent / f"{out.name}.stderr").open("wb") as stderr:
@@ -155,6 +208,14 @@ def section(runs: dict[str, Run], args: argparse.Namespace) -> str:
             x = runs[q.over].peak_rss_kib / runs[q.under].peak_rss_kib
             ratios.append(f"{q.what}: **{x:.2f}x** (target at most {q.target:.2f}x: "
                           f"{'met' if x <= q.target else 'NOT met'}).")
+    costs = []
+    for c in COSTS:
+        if c.over in runs and c.under in runs:
+            o, u = runs[c.over], runs[c.under]
+            costs.append(f"- per {c.what}: **{(o.peak_rss_kib - u.peak_rss_kib) * 1024 / c.units(o, u):,.0f} "
+                         f"bytes** ({o.case.describe()} against {u.case.describe()})")
+    if costs:
+        costs.insert(0, "\nWhat each part costs, from the differences of peak RSS between cases:\n")
     kind = "signed (`--keys`, default `--workers`)" if args.signed else "unsigned (`--allow-unsigned`)"
     return f"""## Memory
 
@@ -164,13 +225,15 @@ retention campaigns (src/missionwatch/sim.py; records {kind}, missions interleav
 record), each in its own child process, peak RSS from the kernel (`ru_maxrss` of that child; with
 verify workers, the largest process of its tree). Receipts are action receipts; the input also
 holds each mission's registration and the outcomes that follow its actions. Above the floor:
-peak RSS minus that of the 200-receipt case (the interpreter, the imports, DuckDB).
+peak RSS minus that of the 200-receipt case (the interpreter, the imports). Cases without
+ledger.duckdb replay with `--no-ledger`: what the monitor itself holds, as a streaming worker does.
 
 | input | lines | input MiB | seconds | peak RSS MiB | above the floor, MiB | above the floor, bytes per receipt |
 | --- | ---: | ---: | ---: | ---: | ---: | ---: |
 {rows}
 
 {' '.join(ratios)}
+{chr(10).join(costs)}
 """
 
 

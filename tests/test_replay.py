@@ -45,6 +45,17 @@ def test_replay_is_byte_deterministic(campaign: Path) -> None:
         assert (a / name).read_bytes() == (c / name).read_bytes() == (d / name).read_bytes()
 
 
+def test_no_ledger_writes_the_same_events_and_no_stale_ledger(campaign: Path) -> None:
+    a = replay(campaign, "a")
+    out = campaign / "no-ledger"
+    out.mkdir()
+    (out / "ledger.duckdb").write_text("an earlier replay's ledger")
+    replay(campaign, "no-ledger", "--no-ledger")
+    assert not (out / "ledger.duckdb").exists()
+    for name in ("events.jsonl", "rejected.jsonl"):
+        assert (a / name).read_bytes() == (out / name).read_bytes()
+
+
 def test_rejected_lines_are_kept_with_reasons(campaign: Path) -> None:
     out = replay(campaign, "a")
     rows = [json.loads(x) for x in (out / "rejected.jsonl").read_text().splitlines()]

@@ -104,6 +104,10 @@ def replay(
     max_message_bytes: MaxMessageBytes = None, max_record_bytes: MaxRecordBytes = None, max_depth: MaxDepth = None,
     max_string_chars: MaxStringChars = None, max_number_chars: MaxNumberChars = None,
     max_abs_number: MaxAbsNumber = None, max_batch_items: MaxBatchItems = None, excerpt_chars: ExcerptChars = None,
+    ledger: Annotated[bool, typer.Option(
+        "--ledger/--no-ledger", help="Write ledger.duckdb (--no-ledger: only events.jsonl and "
+        "rejected.jsonl, faster, in the memory the monitor itself needs; an older ledger.duckdb in "
+        "DIR is removed).")] = True,
 ) -> None:
     """Run the monitoring core over a file, in file order, as the streaming service would."""
     from .monitor import Monitor
@@ -136,9 +140,10 @@ def replay(
                       TimeRemainingColumn(), console=err, transient=True) as bar:
             task = bar.add_task(f"replaying {input.name}", total=size)
             result = replay_file(input, out_dir, monitor, progress=lambda n: bar.advance(task, n),
-                                 status=lambda s: bar.update(task, description=s), workers=workers)
+                                 status=lambda s: bar.update(task, description=s), workers=workers,
+                                 ledger=ledger)
     else:
-        result = replay_file(input, out_dir, monitor, workers=workers)
+        result = replay_file(input, out_dir, monitor, workers=workers, ledger=ledger)
     err.print(
         f"{result.lines} lines: {result.n_accepted} accepted, {result.duplicates} duplicates, "
         f"{result.n_rejected} rejected; {result.n_events} out records for "

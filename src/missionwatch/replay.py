@@ -208,6 +208,9 @@ def replay_file(
 
             rows = DEFAULT_BATCH_ROWS if batch_rows is None else batch_rows
             sinks.append(stack.enter_context(LedgerWriter(out_dir / "ledger.duckdb", monitor, batch_rows=rows)))
+        else:  # a ledger of an earlier replay would pass for this one's
+            for name in ("ledger.duckdb", "ledger.duckdb.wal"):
+                (out_dir / name).unlink(missing_ok=True)
         with input_path.open("rb") as f:
             result = replay_lines(monitor, f, progress, sinks=sinks, keep=keep,
                                   workers=default_workers() if workers is None else workers)
