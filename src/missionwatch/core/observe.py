@@ -58,6 +58,13 @@ class Observation:
             rs.update(x, phase=phase, prev=prev, t=self.t)
             self.touched_risk.add(rs)
 
+    def unplaced(self, ms: MissionState, m: MetricSpec) -> None:
+        """An outcome counted by `m` that no baseline comparison can place (it names an
+        unknown action, or its subject had no contact action before it)."""
+        for rs in ms.risk.get(m.name, ()):
+            rs.unplace()
+            self.touched_risk.add(rs)
+
 
 def _numbers(a: ActionRecord) -> dict[str, float]:
     return {k: float(v) for k, v in a.attributes.items()
@@ -153,10 +160,14 @@ def observe_outcome(ms: MissionState, o: OutcomeRecord, own: dict[str, str] | No
     if subj is None:
         subj = ms.subjects[o.subject.id] = Subject(ms.intern(own or {}))
     obs = Observation(o.outcome_id, t, subj.cohort)
-    follows = ms.phase_of(o.follows) if o.follows else None
+    # only an outcome that names its action (`follows`) has a phase to compare: the outcome of an
+    # action in the baseline can come after the subject's next action, so no guess is unbiased
+    phase = ms.phase_of(o.follows) if o.follows else None
     for m in ms.plan.count_outcomes.get(o.outcome_type, ()):
-        if follows is not None:  # only an outcome that names its action has a phase
-            obs.risk(ms, m, 1.0, follows, prev=0.0)
+        if phase is not None:
+            obs.risk(ms, m, 1.0, phase, prev=0.0)
+        else:
+            obs.unplaced(ms, m)
         k = subj.counts.get(m.name, 0)
         subj.counts[m.name] = k + 1
         if not subj.contacted:

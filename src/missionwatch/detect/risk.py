@@ -5,12 +5,18 @@ since. A per-subject metric is measured per contact action of each phase:
 counted actions of the phase, and outcomes that name (`follows`) an action of
 the phase, per contact action of the phase. An outcome that names no known
 action feeds the ledger, fairness and limits, but no baseline comparison: its
-phase cannot be known. Outcomes still on their way make the recent phase read
-lower than it is: the lag errs toward missing a rise, never toward a false alarm.
+phase cannot be known; nor can that of an outcome that names no action (`follows`
+is optional): the outcome of a baseline action may come after its subject's next
+action, so attributing it to the latest action biases the baseline low (measured:
+a fair simulated mission read 1.7x to 3.3x its baseline that way). Such outcomes are
+counted as unplaced. Outcomes still on their way make the recent phase read lower
+than it is: the lag errs toward missing a rise, never toward a false alarm.
 
 Verdicts: `elevated` (surely above max_ratio times the baseline), `within_threshold`
 (surely below it), `unchanged` (cannot yet be told apart from the baseline's
-range), `insufficient_data` (fewer than min_samples on either side). The interval
+range), `insufficient_data` (fewer than min_samples on either side), `unavailable`
+(most of the metric's outcomes could not be placed before or after the baseline: a
+comparison would read what is missing as zero; `reason` says so). The interval
 is a time-uniform confidence sequence for value - max_ratio * baseline.
 For the variance statistic the baseline variance is taken as known.
 """
@@ -26,7 +32,7 @@ from ..stats.cs import MeanStat, linear_cs, mean_cs
 
 __all__ = ["RiskSignal"]
 
-RiskVerdict = Literal["elevated", "within_threshold", "unchanged", "insufficient_data"]
+RiskVerdict = Literal["elevated", "within_threshold", "unchanged", "insufficient_data", "unavailable"]
 
 
 class RiskSignal(Detector):
@@ -40,6 +46,10 @@ class RiskSignal(Detector):
         self.base = MeanStat()
         self.post = MeanStat()
         self.verdict: RiskVerdict = "insufficient_data"
+        self.events = 0
+        """Revisions counted (an outcome or counted action placed in its phase)."""
+        self.unplaced = 0
+        """Outcomes of the metric no phase could be found for."""
         self.escalated = False
         """Escalated and not judged within_threshold since: it does not escalate again."""
 
@@ -53,6 +63,12 @@ class RiskSignal(Detector):
             stat.update(x)
         else:
             stat.revise(prev, x)
+            self.events += 1
+        return self
+
+    def unplace(self) -> RiskSignal:
+        """Count an outcome of the metric that no phase could be found for."""
+        self.unplaced += 1
         return self
 
     @property
@@ -64,6 +80,8 @@ class RiskSignal(Detector):
         r = self.rule.max_ratio
         if self.base.n < self.min_samples or self.post.n < self.min_samples:
             return "insufficient_data"
+        if self.unplaced > self.events:
+            return "unavailable"
         if self.rule.statistic == "variance":
             lo, hi = mean_cs(self.post, self.alpha)
             lo, hi = lo - r * self.base.var, hi - r * self.base.var
@@ -100,6 +118,13 @@ class RiskSignal(Detector):
         def r(x: float) -> float | None:
             return round(x, 6) if math.isfinite(x) else None
 
-        return {"value": r(value), "baseline": r(base), "ratio": r(ratio), "verdict": self.verdict,
-                "statistic": self.rule.statistic, "max_ratio": self.rule.max_ratio,
-                "n": self.post.n, "baseline_n": self.base.n}
+        out: dict[str, Any] = {"value": r(value), "baseline": r(base), "ratio": r(ratio), "verdict": self.verdict,
+                               "statistic": self.rule.statistic, "max_ratio": self.rule.max_ratio,
+                               "n": self.post.n, "baseline_n": self.base.n}
+        if self.unplaced:
+            out["unplaced"] = self.unplaced
+        if self.verdict == "unavailable":
+            out["reason"] = (f"{self.unplaced:,} of the {self.unplaced + self.events:,} outcomes counted could not "
+                             "be placed before or after the baseline: they name no known contact action "
+                             "(`follows`)")
+        return out
