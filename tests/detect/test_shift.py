@@ -132,6 +132,19 @@ def test_an_unchanged_mix_does_not_alarm() -> None:
     assert [first_ecusum_alarm([x == c for x in MIX_SAME], p0[c], RISES, 1e-3 / 3) for c in "abc"] == [None] * 3
 
 
+@pytest.mark.parametrize("n0", [50, 2000])
+def test_a_baseline_of_a_single_value_cannot_alarm_on_the_others(n0: int) -> None:
+    """A baseline that saw one template only bounds its share at 1: no share can rise above
+    that, so its detector must never alarm; other templates are the novelty watch's. (The
+    alternative clipped below 1 used to make it a fall detector: it alarmed at once.)"""
+    m = MixShift("template", 1e-5, RISES)
+    alarms(m, ["only"] * n0)
+    m.freeze()
+    assert m.detectors is not None and m.detectors["only"].p0 == pytest.approx(1.0)
+    later = seeded(21, 20_000, ["only", "new-a", "new-b"], [0.2, 0.5, 0.3])
+    assert alarms(m, later) == [] and m.status()["verdict"] == "watching"
+
+
 def test_mix_shift_latches_until_rearmed_and_a_reviewed_mix_becomes_the_baseline() -> None:
     m = _mix()
     alarms(m, MIX_SHIFTED[:223])

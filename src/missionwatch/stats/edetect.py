@@ -113,8 +113,10 @@ class BernoulliECusum(_LikelihoodRatioEDetector):
     def _reset(self) -> None:
         p0 = min(max(self.p0, 1e-9), 1 - 1e-9)
         alts = [min(p0 * r, 1 - 1e-6) for r in self.rises]
-        self._ll1 = [math.log(p1 / p0) for p1 in alts]
-        self._ll0 = [math.log((1 - p1) / (1 - p0)) for p1 in alts]
+        # An alternative with no room above p0 (p0 near 1) is no rise: its ratio is 1, never a
+        # ratio favouring a fall, which would alarm on the first observation of 0.
+        self._ll1 = [math.log(p1 / p0) if p1 > p0 else 0.0 for p1 in alts]
+        self._ll0 = [math.log((1 - p1) / (1 - p0)) if p1 > p0 else 0.0 for p1 in alts]
         self._start(len(alts))
 
     def update(self, x: bool, t: float | None = None) -> BernoulliECusum:
