@@ -75,11 +75,11 @@ class Case:
 
 @dataclass(frozen=True)
 class Ratio:
-    """Peak RSS of case `over` / peak RSS of case `under`; at most `target`."""
+    """Peak RSS of case `over` / peak RSS of case `under`; at most `target` (None: reported)."""
 
     over: str
     under: str
-    target: float
+    target: float | None
     what: str
 
 
@@ -91,11 +91,16 @@ CASES = (
     Case("10000x1", 10_000, 24, 24, cohorts=1),
     Case("10000x12", 10_000, 24, 24, cohorts=12),
     Case("1x20k-ledger", 1, 20_000, 5_000, ledger=True),
-    Case("1x200k-ledger", 1, 200_000, 5_000, ledger=True),
+    Case("1x200k-ledger", 1, 200_000, 50_000, ledger=True),
 )
-RATIOS = (Ratio("1x200k", "1x20k", 1.2, "200,000 receipts / 20,000, one mission, the same 5,000 customers"),
-          Ratio("1x200k-subjects", "1x20k", 1.5, "200,000 receipts to 50,000 customers / 20,000 to 5,000"),
-          Ratio("1x200k-ledger", "1x20k-ledger", 1.5, "with ledger.duckdb written, 200,000 receipts / 20,000"))
+RATIOS = (Ratio("1x200k-ledger", "1x20k-ledger", 1.5, "Replay writing ledger.duckdb, 200,000 receipts to "
+                "50,000 customers / 20,000 to 5,000 (issue 10's measure)"),
+          Ratio("1x200k", "1x20k", None, "The monitor alone, 200,000 receipts / 20,000, the same 5,000 customers"),
+          Ratio("1x200k-subjects", "1x20k", None, "The monitor alone, 200,000 receipts to 50,000 customers / "
+                "20,000 to 5,000"))
+FLAT = 0.05
+"""One mission's RSS without its id table may grow by at most this share of its RSS at
+20,000 receipts on the way to 200,000 (issue 11: flat once past the baseline)."""
 AGES = ("18-34", "35-49", "50-64", "65+")
 REGIONS = ("north", "south", "east")
 
@@ -236,8 +241,9 @@ its id table (exact deduplication: every accepted id, 16 bytes a slot, at most h
 | ---: | ---: | ---: | ---: |
 {rows}
 
-From {first['receipts']:,} to {last['receipts']:,} receipts: **{grow:,.0f} bytes per receipt** of RSS; without
-the id table, {rest:+,.1f} MiB in all.
+From {first['receipts']:,} to {last['receipts']:,} receipts: **{grow:,.0f} bytes per receipt** of RSS, nearly all
+of it the id table; without it, **{rest:+,.1f} MiB** in all (target: at most {FLAT:.0%} of the RSS at
+{first['receipts']:,}, {first['rss_kib'] * FLAT / 1024:.1f} MiB: {'met' if rest * 1024 <= first['rss_kib'] * FLAT else 'NOT met'}).
 """
 
 
@@ -261,8 +267,9 @@ def section(runs: dict[str, Run], args: argparse.Namespace) -> str:
     for q in RATIOS:
         if q.over in runs and q.under in runs:
             x = runs[q.over].peak_rss_kib / runs[q.under].peak_rss_kib
-            ratios.append(f"{q.what}: **{x:.2f}x** (target at most {q.target:.2f}x: "
-                          f"{'met' if x <= q.target else 'NOT met'}).")
+            verdict = "" if q.target is None else (f" (target at most {q.target:.2f}x: "
+                                                   f"{'met' if x <= q.target else 'NOT met'})")
+            ratios.append(f"- {q.what}: **{x:.2f}x**{verdict}.")
     costs = []
     for c in COSTS:
         if c.over in runs and c.under in runs:
@@ -287,7 +294,7 @@ ledger.duckdb replay with `--no-ledger`: what the monitor itself holds, as a str
 | --- | ---: | ---: | ---: | ---: | ---: | ---: |
 {rows}
 
-{' '.join(ratios)}
+{chr(10).join(ratios)}
 {chr(10).join(costs)}
 """
 

@@ -111,7 +111,7 @@ def replay(
 ) -> None:
     """Run the monitoring core over a file, in file order, as the streaming service would."""
     from .monitor import Monitor
-    from .replay import replay_file, write_monitor_key
+    from .replay import write_monitor_key
 
     if not input.is_file():
         raise _fail(f"{input}: no such input file")
@@ -132,23 +132,28 @@ def replay(
                   "signed by an unknown key")
     monitor = Monitor(registry, signer=signer, keyring=keyring, allow_unsigned=allow_unsigned,
                       limits=_limits(locals()))
-    size = input.stat().st_size
-    if err.is_terminal:
-        from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
-
-        with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                      TimeRemainingColumn(), console=err, transient=True) as bar:
-            task = bar.add_task(f"replaying {input.name}", total=size)
-            result = replay_file(input, out_dir, monitor, progress=lambda n: bar.advance(task, n),
-                                 status=lambda s: bar.update(task, description=s), workers=workers,
-                                 ledger=ledger)
-    else:
-        result = replay_file(input, out_dir, monitor, workers=workers, ledger=ledger)
+    result = _replay_with_progress(input, out_dir, monitor, workers=workers, ledger=ledger)
     err.print(
         f"{result.lines} lines: {result.n_accepted} accepted, {result.duplicates} duplicates, "
         f"{result.n_rejected} rejected; {result.n_events} out records for "
         f"{len(monitor.missions)} missions -> {out_dir}"
     )
+
+
+def _replay_with_progress(input: Path, out_dir: Path, monitor: Any, *, workers: int | None,
+                          ledger: bool) -> Any:
+    """`replay_file`, with a progress bar on a terminal."""
+    from .replay import replay_file
+
+    if not err.is_terminal:
+        return replay_file(input, out_dir, monitor, workers=workers, ledger=ledger)
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                  TimeRemainingColumn(), console=err, transient=True) as bar:
+        task = bar.add_task(f"replaying {input.name}", total=input.stat().st_size)
+        return replay_file(input, out_dir, monitor, progress=lambda n: bar.advance(task, n),
+                           status=lambda s: bar.update(task, description=s), workers=workers, ledger=ledger)
 
 
 def _verify_inputs(events: Path, keys: Path, expect: Path | None) -> tuple[Keyring, dict[str, int] | None]:

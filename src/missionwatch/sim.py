@@ -58,7 +58,7 @@ class Campaign:
     """A template name (e.g. 'urgent-last-chance') that appears at change_at."""
     new_template_share: float = 0.3
     followup_rise: str | None = None
-    """A cohort such as 'age_band=65+' whose follow-ups multiply at change_at."""
+    """A cohort such as 'age_band=65+' whose follow-ups multiply at change_at ('*': every one)."""
     followup_rise_factor: float = 3.0
     complaint_spike: float | None = None
     """Factor by which complaints multiply at change_at."""
@@ -75,6 +75,8 @@ def _pick(rng: np.random.Generator, table: tuple[tuple[str, float], ...], size: 
 def _cohort_match(cohort: dict[str, str], spec: str | None) -> bool:
     if not spec:
         return False
+    if spec == "*":  # every cohort: a mission-wide plant
+        return True
     key, _, value = spec.partition("=")
     return cohort.get(key) == value
 

@@ -38,7 +38,7 @@ class Emitter:
         eid = f"esc-{ms.mission_id}-{ms.seq}"
         if ms.state == "terminated":
             return eid, None
-        ms.escalations[eid] = EscalationEntry(e.severity, True, max(t, ms.clock or t))
+        ms.escalations[eid] = EscalationEntry(e.severity, True, max(t, ms.clock or t), e.family)
         return eid, self.chain(ms, {
             "schema": SCHEMA_ESCALATION, "escalation_id": eid, "mission_id": ms.mission_id,
             "severity": "pause" if e.severity == "pause" else "review", "detector": e.detector, "code": e.code,

@@ -36,6 +36,8 @@ class Escalate:
     code: EscalationCode
     reason: str
     evidence: dict[str, Any]
+    family: str | None = None
+    """Events of one family share a cause: while its escalation is open, they join it."""
 
 
 @dataclass
@@ -49,6 +51,9 @@ class Decisions:
     """Risk verdicts reached, for `settle` to keep."""
     problems: list[str] = field(default_factory=list)
     """The cohort dimensions whose integrity problems were worded."""
+    joined: dict[int, str | None] = field(default_factory=dict)
+    """Shift events (by index in the observation) that joined an open escalation of their
+    family (its id; None: one issued for the same record) instead of escalating."""
 
     @property
     def pause(self) -> int | None:
@@ -182,11 +187,28 @@ def _shifts(ms: MissionState, obs: Observation, d: Decisions) -> None:
     shift = ms.spec.shift
     severity_of = {"new_template": shift.new_template, "new_action_type": shift.new_action_type,
                    "new_cohort": shift.new_cohort, "mix_shift": shift.mix, "followup_pressure": shift.followup}
-    for e in obs.events:
+    open_by_family: dict[str, str | None] = {entry.family: eid for eid, entry in ms.escalations.items()
+                                             if entry.open and entry.family}
+    for i, e in enumerate(obs.events):
         d.changed = True
         sev = severity_of[e.code]
-        if sev != "report":
-            d.escalations.append(Escalate(sev, e.detector, e.code, shift_reason(e), {"value": e.value, **e.evidence}))
+        fam = family(ms, e)
+        if fam is not None and fam in open_by_family:
+            d.joined[i] = open_by_family[fam]
+        elif sev != "report":
+            d.escalations.append(Escalate(sev, e.detector, e.code, shift_reason(e), {"value": e.value, **e.evidence},
+                                          fam))
+            if fam is not None:
+                open_by_family[fam] = None
+
+
+def family(ms: MissionState, e: ShiftEvent) -> str | None:
+    """The cause family of a shift event: a follow-up pressure rise, and a rising share of a
+    follow-up action type in the mix, are one change seen twice ('followup')."""
+    if e.code == "followup_pressure" or (e.code == "mix_shift" and e.evidence.get("what") == "action_type"
+                                         and e.value in ms.plan.followup):
+        return "followup"
+    return None
 
 
 def shift_reason(e: ShiftEvent) -> str:
@@ -199,9 +221,13 @@ def shift_reason(e: ShiftEvent) -> str:
     if e.code == "followup_pressure":
         return escalation_reason(
             "followup_pressure", cohort="the whole mission" if e.value == "*" else e.value,
-            share=f"{ev['share']:.1%}", baseline_share=f"{ev['baseline_share']:.1%}",
+            share=_pct(ev["share"]), baseline_share=_pct(ev["baseline_share"]),
             statistic=_fmt(ev["statistic"]), level=_fmt(ev["level"]))
     return escalation_reason(e.code, value=e.value)
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1%}"
 
 
 def settle(ms: MissionState, obs: Observation | None, d: Decisions) -> None:
@@ -214,18 +240,21 @@ def settle(ms: MissionState, obs: Observation | None, d: Decisions) -> None:
         rs.settle(rv)
     ms.new_problems = [dim for dim in ms.new_problems if dim not in d.problems]
     if obs is not None:
-        _note_events(ms, obs)
+        _note_events(ms, obs, d)
 
 
-def _note_events(ms: MissionState, obs: Observation) -> None:
+def _note_events(ms: MissionState, obs: Observation, d: Decisions) -> None:
     """Log the breaches and shifts an observation revealed, as receipts show them."""
     for i, (_, b) in enumerate(obs.breaches):
         name, _, evidence = _limit_evidence(ms, obs, i)
         ms.shift_events.append({"code": "hard_limit", "detector": f"limit:{name}", **evidence})
         if b.scope != "mission":
             ms.shift_affected.add(b.scope)
-    for e in obs.events:
+    for i, e in enumerate(obs.events):
         if e.code == "followup_pressure" and e.value != "*":
             ms.shift_affected.add(str(e.value))
-        ms.shift_events.append({"code": e.code, "detector": e.detector, "value": e.value,
-                                "issued_at": format_time(obs.t), "triggered_by": obs.trigger})
+        logged: dict[str, Any] = {"code": e.code, "detector": e.detector, "value": e.value, "issued_at": format_time(obs.t),
+                  "triggered_by": obs.trigger}
+        if i in d.joined:
+            logged["joined"] = d.joined[i]
+        ms.shift_events.append(logged)

@@ -58,6 +58,8 @@ class EscalationEntry:
     open: bool = True
     t: float = 0.0
     """When it was issued (its issued_at): a review of it may not be dated earlier."""
+    family: str | None = None
+    """Its cause family (judge.family): while it is open, events of the family join it."""
 
 
 def _detectors(ms: MissionState, spec: Spec, plan: Plan) -> None:

@@ -16,6 +16,7 @@ from ..detect import (
     RiskSignal,
     ShiftEvent,
 )
+from ..detect.cause import one_cause
 from ..detect.limits import LimitBreach
 from ..ledger import NONE
 from ..records import ActionRecord, OutcomeRecord
@@ -137,11 +138,13 @@ def _shift(ms: MissionState, a: ActionRecord, template: str | None, obs: Observa
     detectors.append(ms.mix["action_type"].update(a.action_type, t))
     if template is not None:
         detectors.append(ms.mix["template"].update(template, t))
+    obs.events.extend(e for d in detectors if (e := d.event) is not None)
     if plan.followup:
         is_fu = a.action_type in plan.followup
         keys = ["*", *(f"{d}={cohort.get(d, NONE)}" for d in plan.dims)]
-        detectors += [ms.followup_detector(k).update(is_fu, t) for k in keys]
-    obs.events.extend(e for d in detectors if (e := d.event) is not None)
+        fired = [e for k in keys if (e := ms.followup_detector(k).update(is_fu, t).event) is not None]
+        if fired:  # one rise shows in every cohort overlapping its cause: one event names it
+            obs.events.append(one_cause(ms.followups, fired))
     if not ms.frozen and ms.n_actions >= ms.spec.baseline.actions:
         ms.freeze()
 

@@ -17,7 +17,7 @@ reviewer accepted it.
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +27,7 @@ from ..stats.base import Detector
 from ..stats.cs import wilson_upper
 from ..stats.edetect import BernoulliECusum
 
-__all__ = ["FollowupPressure", "MixShift", "NoveltyWatch", "ShiftEvent"]
+__all__ = ["FollowupPressure", "Marks", "MixShift", "NoveltyWatch", "ShiftEvent"]
 
 
 @dataclass(frozen=True)
@@ -186,6 +186,10 @@ class FollowupPressure(Detector):
         self.detector: BernoulliECusum | None = None
         self.latched: list[int] | None = None
         self.recent = [0, 0]  # actions, follow-ups since the detector last armed
+        self.marks = Marks()
+        self.rise_t: float | None = None
+        """When the statistic last stood below 1: about where a rise began (None: it stands
+        below 1 now)."""
         self._event: ShiftEvent | None = None
 
     @property
@@ -204,10 +208,10 @@ class FollowupPressure(Detector):
         return self.n0, self.k0
 
     def update(self, followup: bool, t: float | None = None) -> FollowupPressure:
-        self._event = self._observe(followup)
+        self._event = self._observe(followup, float(self.recent[0]) if t is None else t)
         return self
 
-    def _observe(self, followup: bool) -> ShiftEvent | None:
+    def _observe(self, followup: bool, t: float) -> ShiftEvent | None:
         if self.detector is None:
             self.n0 += 1
             self.k0 += followup
@@ -216,9 +220,14 @@ class FollowupPressure(Detector):
             self.latched[0] += 1
             self.latched[1] += followup
             return None
+        self.marks.note(t, self.recent)
         self.recent[0] += 1
         self.recent[1] += followup
         det = self.detector.update(followup)
+        if det.log_statistic < 0.0:
+            self.rise_t = None
+        elif self.rise_t is None:
+            self.rise_t = t
         if not det.alarm:
             return None
         self.latched = [0, 0]
@@ -232,11 +241,42 @@ class FollowupPressure(Detector):
             "statistic": round(det.statistic, 3), "level": round(1 / self.alpha, 3),
         })
 
+    @property
+    def watching(self) -> bool:
+        return self.detector is not None and self.latched is None
+
+    @property
+    def base_share(self) -> float:
+        return self.k0 / self.n0 if self.n0 and self.k0 else self.p0
+
+    def since(self, t: float) -> tuple[int, int]:
+        """Actions and follow-ups since about event time t (within `Marks.every` updates)."""
+        n, k = self.marks.before(t)
+        return self.recent[0] - n, self.recent[1] - k
+
+    def latch(self) -> FollowupPressure:
+        """Stop watching until a review re-arms it, as after an alarm (its rise was reported
+        as part of another detector's escalation)."""
+        if self.latched is None:
+            self.latched = [0, 0]
+        return self
+
+    def summary(self, t: float) -> dict[str, Any]:
+        """Its share since event time t against its baseline, for an escalation's evidence."""
+        det = self.detector
+        n, k = self.since(t)
+        return {"cohort": self.cohort, "share": round(k / n, 6) if n else None,
+                "baseline_share": round(self.base_share, 6),
+                "lift": round(k / n / self.base_share, 6) if n and self.base_share else None,
+                "actions": n, "statistic": round(det.statistic, 3) if det else None}
+
     def freeze(self, fallback: tuple[int, int] | None = None) -> FollowupPressure:
         if self.n0 == 0 and fallback is not None:
             self.n0, self.k0 = fallback
         self.detector = BernoulliECusum(self.p0, self.rises, self.alpha)
         self.recent = [0, 0]
+        self.marks = Marks()
+        self.rise_t = None
         return self
 
     def rearm(self) -> FollowupPressure:
@@ -258,3 +298,31 @@ class FollowupPressure(Detector):
             "share": round(share, 6) if math.isfinite(share) else None,
             "baseline_share": round(self.p0, 6),
         }
+
+
+class Marks:
+    """Cumulative (actions, follow-ups) noted every `every` updates with their event time,
+    the latest `kept`: counts since a past time, in bounded memory."""
+
+    every = 32
+    kept = 512
+
+    def __init__(self) -> None:
+        self._marks: deque[tuple[float, int, int]] = deque(maxlen=self.kept)
+
+    def note(self, t: float, counts: list[int]) -> None:
+        if counts[0] % self.every == 0:
+            self._marks.append((t, counts[0], counts[1]))
+
+    def before(self, t: float) -> tuple[int, int]:
+        """The counts as they stood at the latest mark not after t (the oldest kept if every
+        mark is later: the window then reaches as far back as memory does)."""
+        found = None
+        for mt, n, k in reversed(self._marks):
+            if mt <= t:
+                found = (n, k)
+                break
+        if found is None:  # every mark is later: from the start, or the oldest mark kept
+            full = len(self._marks) == self.kept
+            return (self._marks[0][1], self._marks[0][2]) if full else (0, 0)
+        return found
