@@ -95,6 +95,12 @@ class ReplayResult:
         """Each accepted record (duplicates too) with its line number (only with keep=True)."""
         return self._kept().accepted
 
+    @property
+    def sealed(self) -> list[tuple[str, Key, Cell]]:
+        """The ledger cells the monitor sealed, as issued (only with keep=True); with the
+        monitor's open cells they make the whole ledger."""
+        return self._kept().sealed
+
 
 def _dump(rec: dict[str, Any]) -> str:
     return json.dumps(rec, ensure_ascii=False, separators=(",", ":"))

@@ -113,3 +113,26 @@ def test_the_replayed_ledger_sums_the_parts(tmp_path: Path) -> None:
     assert [r[-1] for r in rows_b] == pytest.approx([r[-1] for r in rows_w], rel=1e-12)
     assert [r[:-1] for r in totals_b] == [r[:-1] for r in totals_w]
     assert [r[-1] for r in totals_b] == pytest.approx([r[-1] for r in totals_w], rel=1e-12)
+
+
+def test_write_ledger_takes_the_sealed_cells(tmp_path: Path) -> None:
+    """A library caller writing the ledger from a kept replay passes `result.sealed`: the
+    tables equal those `replay_file` writes as it goes."""
+    from missionwatch.replay import replay_lines
+    from missionwatch.store import write_ledger
+
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(line(r) + "\n" for r in hostile_campaign()))
+    registry = specs_open(tmp_path / "specs", "2d")
+    m = Monitor(registry, signer=Signer.generate("m"), allow_unsigned=True)
+    replay_file(src, tmp_path / "out", m)
+    kept = Monitor(registry, signer=Signer.generate("m"), allow_unsigned=True)
+    result = replay_lines(kept, src.read_text().splitlines())
+    assert len(result.sealed) > 1000
+    write_ledger(tmp_path / "written.duckdb", kept, result.accepted, result.events, result.rejected, result.sealed)
+    tables = []
+    for path in (tmp_path / "out" / "ledger.duckdb", tmp_path / "written.duckdb"):
+        con = duckdb.connect(str(path), read_only=True)
+        tables.append([con.execute(f"SELECT * FROM {t}").fetchall() for t in ("ledger", "ledger_totals")])
+        con.close()
+    assert tables[0] == tables[1]

@@ -208,7 +208,7 @@ def test_a_table_too_big_for_the_memory_limit_gets_more(tmp_path: Path, registry
     result = replay_lines(monitor, late_attributes())
 
     def write(name: str, limits: tuple[str | None, ...]) -> Path:
-        write_ledger(tmp_path / name, monitor, result.accepted, result.events, result.rejected,
+        write_ledger(tmp_path / name, monitor, result.accepted, result.events, result.rejected, result.sealed,
                      memory_limits=limits)
         return tmp_path / name
 

@@ -46,6 +46,23 @@ class Emitter:
             "spec": ms.spec.name, "spec_version": ms.spec.version,
         }, t)
 
+    def escalations(self, ms: MissionState, escalations: list[Escalate], trigger: str,
+                    t: float) -> tuple[list[dict[str, Any]], str | None, dict[str, str]]:
+        """Issue `escalations` in order: the records (none for a terminated mission), the id of
+        the first that pauses (the pause's cause), and the first id issued per cause family."""
+        records: list[dict[str, Any]] = []
+        pause_cause: str | None = None
+        issued: dict[str, str] = {}
+        for e in escalations:
+            eid, rec = self.escalation(ms, e, trigger, t)
+            if rec is not None:
+                records.append(rec)
+            if e.family is not None:
+                issued.setdefault(e.family, eid)
+            if e.severity == "pause" and pause_cause is None:
+                pause_cause = eid
+        return records, pause_cause, issued
+
     def control(self, ms: MissionState, state: StateName, cause: str, t: float) -> dict[str, Any]:
         ms.state = state
         ms.cause = cause

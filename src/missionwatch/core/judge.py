@@ -23,7 +23,7 @@ from ..records import format_time
 from .mission import MissionState
 from .observe import Observation
 
-__all__ = ["Decisions", "Escalate", "judge", "receipt_due", "settle"]
+__all__ = ["Decisions", "Escalate", "judge", "log_events", "receipt_due", "settle"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,8 @@ class Decisions:
     """The cohort dimensions whose integrity problems were worded."""
     joined: dict[int, str | None] = field(default_factory=dict)
     """Shift events (by index in the observation) that joined an open escalation of their
-    family (its id; None: one issued for the same record) instead of escalating."""
+    family (its id; None: the one issued for the same record, named by `log_events`) instead
+    of escalating."""
 
     @property
     def pause(self) -> int | None:
@@ -187,19 +188,23 @@ def _shifts(ms: MissionState, obs: Observation, d: Decisions) -> None:
     shift = ms.spec.shift
     severity_of = {"new_template": shift.new_template, "new_action_type": shift.new_action_type,
                    "new_cohort": shift.new_cohort, "mix_shift": shift.mix, "followup_pressure": shift.followup}
-    open_by_family: dict[str, str | None] = {entry.family: eid for eid, entry in ms.escalations.items()
-                                             if entry.open and entry.family}
+    open_by_family: dict[str, tuple[str | None, str]] = {
+        entry.family: (eid, entry.severity) for eid, entry in ms.escalations.items() if entry.open and entry.family}
     for i, e in enumerate(obs.events):
         d.changed = True
         sev = severity_of[e.code]
         fam = family(ms, e)
-        if fam is not None and fam in open_by_family:
-            d.joined[i] = open_by_family[fam]
+        held = open_by_family.get(fam) if fam is not None else None
+        if held is not None and _RANK[sev] <= _RANK[held[1]]:  # a pause never joins a mere review
+            d.joined[i] = held[0]
         elif sev != "report":
             d.escalations.append(Escalate(sev, e.detector, e.code, shift_reason(e), {"value": e.value, **e.evidence},
                                           fam))
             if fam is not None:
-                open_by_family[fam] = None
+                open_by_family[fam] = (None, sev)
+
+
+_RANK = {"report": 0, "review": 1, "pause": 2}
 
 
 def family(ms: MissionState, e: ShiftEvent) -> str | None:
@@ -230,31 +235,31 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.1%}"
 
 
-def settle(ms: MissionState, obs: Observation | None, d: Decisions) -> None:
+def settle(ms: MissionState, d: Decisions) -> None:
     """Keep what `judge` decided in the mission: the verdicts in their detectors (and so their
-    escalation episodes), the integrity problems as worded, the breaches and shifts as
-    receipts show them."""
+    escalation episodes), the integrity problems as worded."""
     for fd, cohort, v in d.verdicts:
         fd.settle(cohort, v)
     for rs, rv in d.risk:
         rs.settle(rv)
     ms.new_problems = [dim for dim in ms.new_problems if dim not in d.problems]
-    if obs is not None:
-        _note_events(ms, obs, d)
 
 
-def _note_events(ms: MissionState, obs: Observation, d: Decisions) -> None:
-    """Log the breaches and shifts an observation revealed, as receipts show them."""
+def log_events(ms: MissionState, obs: Observation, d: Decisions, issued: dict[str, str]) -> None:
+    """Log the breaches and shifts an observation revealed, as receipts show them; `issued`:
+    the id of the escalation issued for this record, by cause family (what a shift event that
+    joined one of them names)."""
     for i, (_, b) in enumerate(obs.breaches):
         name, _, evidence = _limit_evidence(ms, obs, i)
         ms.shift_events.append({"code": "hard_limit", "detector": f"limit:{name}", **evidence})
         if b.scope != "mission":
             ms.shift_affected.add(b.scope)
     for i, e in enumerate(obs.events):
-        if e.code == "followup_pressure" and e.value != "*":
-            ms.shift_affected.add(str(e.value))
+        if e.code == "followup_pressure":
+            ms.shift_affected.update(str(c) for c in [e.value, *e.evidence.get("alarmed", ())] if c != "*")
         logged: dict[str, Any] = {"code": e.code, "detector": e.detector, "value": e.value, "issued_at": format_time(obs.t),
                   "triggered_by": obs.trigger}
         if i in d.joined:
-            logged["joined"] = d.joined[i]
+            fam = family(ms, e)
+            logged["joined"] = d.joined[i] or (issued.get(fam) if fam is not None else None)
         ms.shift_events.append(logged)

@@ -40,7 +40,7 @@ from ..spec import Spec, SpecRegistry
 from .admission import admit_review, check_time, signer_of, validate
 from .emit import Emitter
 from .idset import content_digest
-from .judge import judge, receipt_due, settle
+from .judge import judge, log_events, receipt_due, settle
 from .mission import BASELINE, CONTACT, MissionState, transition
 from .observe import Observation, observe_action, observe_outcome
 from .plan import Plan
@@ -277,15 +277,11 @@ class Monitor:
         """Judge what the record did, then issue: escalations, a pause, a receipt when due."""
         step.missions.add(ms.mission_id)
         decisions = judge(ms, obs, t)
-        settle(ms, obs, decisions)
-        pause_cause: str | None = None
-        for e in decisions.escalations:
-            eid, rec = self._emit.escalation(ms, e, trigger, t)
-            if rec is not None:
-                step.out.append(rec)
-                self.counts[f"escalation:{e.code}"] += 1
-            if e.severity == "pause" and pause_cause is None:
-                pause_cause = eid
+        settle(ms, decisions)
+        records, pause_cause, issued = self._emit.escalations(ms, decisions.escalations, trigger, t)
+        step.out.extend(records)
+        self.counts.update(f"escalation:{rec['code']}" for rec in records)
+        log_events(ms, obs, decisions, issued)
         if pause_cause is not None and ms.state == "running":
             step.out.append(self._emit.control(ms, "paused", pause_cause, t))
         if ms.last_receipt_t is None:

@@ -138,13 +138,14 @@ def _shift(ms: MissionState, a: ActionRecord, template: str | None, obs: Observa
     detectors.append(ms.mix["action_type"].update(a.action_type, t))
     if template is not None:
         detectors.append(ms.mix["template"].update(template, t))
-    obs.events.extend(e for d in detectors if (e := d.event) is not None)
-    if plan.followup:
+    if plan.followup:  # first: a follow-up rise is the cause a rising follow-up share in the mix joins
         is_fu = a.action_type in plan.followup
         keys = ["*", *(f"{d}={cohort.get(d, NONE)}" for d in plan.dims)]
-        fired = [e for k in keys if (e := ms.followup_detector(k).update(is_fu, t).event) is not None]
+        clock = float(ms.n_actions)  # the mission's action count: a clock back-dated records cannot turn back
+        fired = [e for k in keys if (e := ms.followup_detector(k).update(is_fu, clock).event) is not None]
         if fired:  # one rise shows in every cohort overlapping its cause: one event names it
             obs.events.append(one_cause(ms.followups, fired))
+    obs.events.extend(e for d in detectors if (e := d.event) is not None)
     if not ms.frozen and ms.n_actions >= ms.spec.baseline.actions:
         ms.freeze()
 

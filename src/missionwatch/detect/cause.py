@@ -67,7 +67,7 @@ def _lifts(detectors: dict[str, FollowupPressure], t: float) -> dict[str, float]
     out = {}
     for key, d in detectors.items():
         n, k = d.since(t)
-        if key != WHOLE and d.detector is not None and n >= MIN_ACTIONS:
+        if key != WHOLE and n >= MIN_ACTIONS:
             out[key] = _cautious_lift(n, k, d.n0, d.k0)
     return out
 
@@ -77,7 +77,7 @@ def _complement(detectors: dict[str, FollowupPressure], key: str, t: float) -> t
     dim = key.split("=", 1)[0]
     n = k = n0 = k0 = 0
     for other, d in detectors.items():
-        if other != key and other.split("=", 1)[0] == dim and d.detector is not None:
+        if other != key and other.split("=", 1)[0] == dim:
             dn, dk = d.since(t)
             n, k, n0, k0 = n + dn, k + dk, n0 + d.n0, k0 + d.k0
     return n, k, n0, k0
@@ -95,14 +95,21 @@ def _name(detectors: dict[str, FollowupPressure], lifts: dict[str, float], t: fl
 def one_cause(detectors: dict[str, FollowupPressure], fired: list[ShiftEvent]) -> ShiftEvent:
     """One follow-up-pressure event for the alarms `fired` of one record (see the module)."""
     alarmed = {e.value for e in fired}
-    starts = [t for k, d in detectors.items() if (t := d.rise_t) is not None
-              and (k in alarmed or (d.detector is not None and d.detector.statistic >= 1.0))]
+    # the detectors that alarmed now and those still watching; a latched one (an earlier
+    # cause, not yet reviewed) holds stale counts and takes no part
+    live = {k: d for k, d in detectors.items() if k in alarmed or d.watching}
+    starts = [t for k, d in live.items() if (t := d.rise_t) is not None
+              and (k in alarmed or (d.detector is not None and d.detector.log_statistic > 0.0))]
     t = min(starts) if starts else float("-inf")
-    lifts = _lifts(detectors, t)
-    cause = _name(detectors, lifts, t)
+    lifts = _lifts(live, t)
+    cause = _name(live, lifts, t)
     if cause is None:
-        cause = WHOLE if WHOLE in detectors else sorted(alarmed)[0]
-    related = sorted((alarmed | {k for k, x in lifts.items() if x > 1.0}) - {cause})
+        cause = WHOLE if WHOLE in live else sorted(alarmed)[0]
+    whole = live.get(WHOLE)
+    rose = {k for k, x in lifts.items() if x > 1.0}
+    if whole is not None and whole.detector is not None and whole.detector.log_statistic > 0.0:
+        rose.add(WHOLE)  # the whole mission saw the rise too: latched with it, re-armed on review
+    related = sorted((alarmed | rose) - {cause})
     for k in [cause, *related]:
         detectors[k].latch()
     level = fired[0].evidence["level"]

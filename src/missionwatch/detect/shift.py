@@ -208,6 +208,8 @@ class FollowupPressure(Detector):
         return self.n0, self.k0
 
     def update(self, followup: bool, t: float | None = None) -> FollowupPressure:
+        """`t`: a clock shared by a mission's follow-up detectors that never goes back (the
+        monitor passes its action count); None counts this detector's own updates."""
         self._event = self._observe(followup, float(self.recent[0]) if t is None else t)
         return self
 
@@ -224,7 +226,7 @@ class FollowupPressure(Detector):
         self.recent[0] += 1
         self.recent[1] += followup
         det = self.detector.update(followup)
-        if det.log_statistic < 0.0:
+        if det.log_statistic <= 0.0:  # strictly above 1 is evidence (a ratio stuck at 1 is none)
             self.rise_t = None
         elif self.rise_t is None:
             self.rise_t = t
@@ -247,6 +249,8 @@ class FollowupPressure(Detector):
 
     @property
     def base_share(self) -> float:
+        """The baseline's follow-up share (its upper bound when it had no follow-ups at all, so
+        a lift stays finite)."""
         return self.k0 / self.n0 if self.n0 and self.k0 else self.p0
 
     def since(self, t: float) -> tuple[int, int]:
@@ -266,9 +270,12 @@ class FollowupPressure(Detector):
         det = self.detector
         n, k = self.since(t)
         return {"cohort": self.cohort, "share": round(k / n, 6) if n else None,
-                "baseline_share": round(self.base_share, 6),
+                "baseline_share": round(self.k0 / self.n0, 6) if self.n0 else None,
+                "baseline_upper": round(self.p0, 6),
                 "lift": round(k / n / self.base_share, 6) if n and self.base_share else None,
-                "actions": n, "statistic": round(det.statistic, 3) if det else None}
+                "actions": n, "followups": k, "recent_actions": self.recent[0],
+                "recent_followups": self.recent[1], "baseline_actions": self.n0, "baseline_followups": self.k0,
+                "statistic": round(det.statistic, 3) if det else None}
 
     def freeze(self, fallback: tuple[int, int] | None = None) -> FollowupPressure:
         if self.n0 == 0 and fallback is not None:

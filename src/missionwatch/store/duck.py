@@ -493,16 +493,21 @@ def _record_id(a: Accepted) -> str | None:
 
 
 def write_ledger(path: str | Path, monitor: Monitor, accepted: Iterable[tuple[int, Accepted]],
-                 events: Iterable[dict[str, Any]], rejected: Iterable[dict[str, Any]], *,
+                 events: Iterable[dict[str, Any]], rejected: Iterable[dict[str, Any]],
+                 sealed: Iterable[tuple[str, Key, Cell]], *,
                  batch_rows: int = DEFAULT_BATCH_ROWS, batch_bytes: int = DEFAULT_BATCH_BYTES,
                  memory_limits: Sequence[str | None] = MEMORY_LIMITS) -> None:
     """Write a fresh DuckDB file at `path` (replacing any) from one replay's results, all at once
     (`LedgerWriter` takes them as they come).
 
-    `accepted` pairs each accepted record with its input line number.
+    `accepted` pairs each accepted record with its input line number; `sealed` holds the ledger
+    cells the monitor sealed (`ReplayResult.sealed`): without them the ledger would lack every
+    bucket older than the spec's `open`.
     """
     with LedgerWriter(path, monitor, batch_rows=batch_rows, batch_bytes=batch_bytes,
                       memory_limits=memory_limits) as writer:
+        for mission_id, key, cell in sealed:
+            writer.add_sealed(mission_id, key, cell)
         for line, a in accepted:
             writer.add_accepted(line, a)
         for e in events:
