@@ -86,8 +86,17 @@ def _render_latest(mid: str, e: dict[str, Any], console: Console) -> None:
         console.print(beyond)
     risks = e.get("risk_signals", {})
     if risks:
-        console.print("  risk signals: " + "; ".join(
-            f"{_s(k)} {_f(v['value'])} vs {_f(v['baseline'])} ({_s(v['verdict'])})" for k, v in risks.items()))
+        console.print("  risk signals: " + "; ".join(_risk(k, v) for k, v in risks.items()))
+
+
+def _risk(name: str, v: dict[str, Any]) -> str:
+    """One risk signal in words: '+1.8x baseline' where a ratio exists, the reason where the
+    signal is unavailable."""
+    if v.get("verdict") == "unavailable":
+        return f"{_s(name)} unavailable ({_s(v.get('reason', 'no reason given'))})"
+    ratio = v.get("ratio")
+    times = f", {'+' if ratio > 1 else ''}{ratio:.1f}x baseline" if isinstance(ratio, int | float) else ""
+    return f"{_s(name)} {_f(v.get('value'))} vs {_f(v.get('baseline'))}{times} ({_s(v.get('verdict'))})"
 
 
 def _f(x: float | None) -> str:

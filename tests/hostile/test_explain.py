@@ -41,3 +41,23 @@ def test_a_line_that_is_not_json_is_named(tmp_path: Path) -> None:
 def test_error_messages_are_not_markup(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["explain", str(tmp_path / "[/]no-such")])
     assert result.exit_code == 2 and "[/]no-such" in result.output
+
+
+def test_risk_signals_read_as_times_the_baseline(tmp_path: Path) -> None:
+    receipt = {"schema": "missionwatch/strategy@1", "mission_id": "m", "seq": 0, "review_status": "continue",
+               "issued_at": "2026-05-01T00:00:00Z", "current_tactic_cluster": "email.send", "window": {"actions": 5},
+               "state": "running", "totals": {"actions": 5}, "spec": "retention",
+               "risk_signals": {
+                   "complaint_rate": {"value": 0.027, "baseline": 0.015, "ratio": 1.8, "verdict": "elevated"},
+                   "churn_rate": {"value": 0.006, "baseline": 0.01, "ratio": 0.6, "verdict": "within_threshold"},
+                   "refund_rate": {"value": 0.0, "baseline": 0.0, "ratio": None, "verdict": "unavailable",
+                                   "reason": "40 of the 40 outcomes counted could not be placed"},
+                   "odd": {"verdict": "unchanged", "ratio": "[red]x"}}}
+    code, output = _explain(tmp_path, [json.dumps(receipt)])
+    text = " ".join(output.split())
+    assert "not readable" not in text, text
+    assert code == 0
+    assert "complaint_rate 0.027 vs 0.015, +1.8x baseline (elevated)" in text
+    assert "churn_rate 0.006 vs 0.01, 0.6x baseline (within_threshold)" in text
+    assert "refund_rate unavailable (40 of the 40 outcomes counted could not be placed)" in text
+    assert "odd - vs - (unchanged)" in text
