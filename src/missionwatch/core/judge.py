@@ -56,11 +56,6 @@ class Decisions:
     family (its id; None: the one issued for the same record, named by `log_events`) instead
     of escalating."""
 
-    @property
-    def pause(self) -> int | None:
-        """Index of the first escalation that pauses the mission."""
-        return next((i for i, e in enumerate(self.escalations) if e.severity == "pause"), None)
-
 
 def _fmt(x: float | None) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{x:.3g}"
@@ -242,7 +237,8 @@ def settle(ms: MissionState, d: Decisions) -> None:
         fd.settle(cohort, v)
     for rs, rv in d.risk:
         rs.settle(rv)
-    ms.new_problems = [dim for dim in ms.new_problems if dim not in d.problems]
+    if d.problems:
+        ms.new_problems = [dim for dim in ms.new_problems if dim not in d.problems]
 
 
 def log_events(ms: MissionState, obs: Observation, d: Decisions, issued: dict[str, str]) -> None:
