@@ -98,8 +98,9 @@ MIX_SAME = seeded(9, 3000, ["a", "b", "c"], [0.5, 0.3, 0.2])
 
 
 def _mix() -> MixShift:
-    """A mix detector frozen on MIX_BASE, at alpha 1e-3 (1e-3 / 3 per category)."""
-    m = MixShift("action_type", 1e-3, RISES)
+    """A mix detector frozen on MIX_BASE, at alpha 1e-3 (1e-3 / 3 per category), taking every
+    action as independent (the exact e-CUSUM arithmetic; tempering: tests/stats/test_dispersion)."""
+    m = MixShift("action_type", 1e-3, RISES, lags=0)
     assert alarms(m, MIX_BASE) == [] and m.status()["verdict"] == "baseline"
     assert m.freeze() is m
     return m

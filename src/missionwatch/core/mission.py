@@ -16,6 +16,7 @@ from ..intake import Reject
 from ..ledger import Ledger
 from ..records import MissionRecord
 from ..spec import Spec, normalize_value
+from ..stats.dispersion import Dispersion
 from .idset import IdTable, content_digest
 from .plan import Plan
 
@@ -84,6 +85,7 @@ def _detectors(ms: MissionState, spec: Spec, plan: Plan) -> None:
     ms.mix = {"action_type": MixShift("action_type", s.alpha, s.mix_rises),
               "template": MixShift("template", s.alpha, s.mix_rises)}
     ms.followups = {}
+    ms.followup_dispersion = Dispersion()
 
 
 class MissionState:
@@ -95,6 +97,7 @@ class MissionState:
     novelty: dict[str, NoveltyWatch]
     mix: dict[str, MixShift]
     followups: dict[str, FollowupPressure]
+    followup_dispersion: Dispersion
 
     def __init__(self, mission_id: str, spec: Spec, plan: Plan, registration: MissionRecord | None,
                  registration_hash: str | None, anchor: float | None = None) -> None:
@@ -165,7 +168,7 @@ class MissionState:
         fp = self.followups.get(key)
         if fp is None:
             s = self.spec.shift
-            fp = self.followups[key] = FollowupPressure(key, s.followup_rises, s.alpha)
+            fp = self.followups[key] = FollowupPressure(key, s.followup_rises, s.alpha, self.followup_dispersion)
             if self.frozen:
                 fp.freeze(self._followup_fallback())
         return fp

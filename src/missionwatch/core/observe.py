@@ -143,6 +143,7 @@ def _shift(ms: MissionState, a: ActionRecord, template: str | None, obs: Observa
         keys = ["*", *(f"{d}={cohort.get(d, NONE)}" for d in plan.dims)]
         clock = float(ms.n_actions)  # the mission's action count: a clock back-dated records cannot turn back
         fired = [e for k in keys if (e := ms.followup_detector(k).update(is_fu, clock).event) is not None]
+        ms.followup_dispersion.add("followup" if is_fu else "other")  # after: predictable
         if fired:  # one rise shows in every cohort overlapping its cause: one event names it
             obs.events.append(one_cause(ms.followups, fired))
     obs.events.extend(e for d in detectors if (e := d.event) is not None)

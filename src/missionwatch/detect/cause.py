@@ -46,21 +46,22 @@ Z = 1.645
 """One-sided 95% bounds: naming a cause is an attribution, not a verdict with a guarantee."""
 
 
-def _cautious_lift(n: int, k: int, n0: int, k0: int) -> float:
+def _cautious_lift(n: int, k: int, n0: int, k0: int, phi: float = 1.0) -> float:
     """The lower bound of the share k/n over the upper bound of the baseline share k0/n0
-    (0 if undefined): above 1, the share has surely risen."""
+    (0 if undefined), each over n / phi effective actions (phi: the design effect): above 1,
+    the share has surely risen."""
     if n <= 0 or n0 <= 0:
         return 0.0
-    return (1.0 - wilson_upper(n - k, n, Z)) / wilson_upper(k0, n0, Z)
+    return (1.0 - wilson_upper((n - k) / phi, n / phi, Z)) / wilson_upper(k0 / phi, n0 / phi, Z)
 
 
-def _bold_lift(n: int, k: int, n0: int, k0: int) -> float:
+def _bold_lift(n: int, k: int, n0: int, k0: int, phi: float = 1.0) -> float:
     """The upper bound of the share k/n over the lower bound of the baseline share (inf if
     undefined): the most it can have risen."""
     if n <= 0 or n0 <= 0:
         return math.inf
-    low0 = 1.0 - wilson_upper(n0 - k0, n0, Z)
-    return wilson_upper(k, n, Z) / low0 if low0 > 0 else math.inf
+    low0 = 1.0 - wilson_upper((n0 - k0) / phi, n0 / phi, Z)
+    return wilson_upper(k / phi, n / phi, Z) / low0 if low0 > 0 else math.inf
 
 
 def _lifts(detectors: dict[str, FollowupPressure], t: float) -> dict[str, float]:
@@ -68,7 +69,7 @@ def _lifts(detectors: dict[str, FollowupPressure], t: float) -> dict[str, float]
     for key, d in detectors.items():
         n, k = d.since(t)
         if key != WHOLE and n >= MIN_ACTIONS:
-            out[key] = _cautious_lift(n, k, d.n0, d.k0)
+            out[key] = _cautious_lift(n, k, d.n0, d.k0, d.design_effect)
     return out
 
 
@@ -87,7 +88,7 @@ def _name(detectors: dict[str, FollowupPressure], lifts: dict[str, float], t: fl
     """The cohort that explains the rise (see the module), or None: the whole mission."""
     ranked = sorted(lifts, key=lambda k: (-lifts[k], k))
     for k in ranked:
-        if lifts[k] > max(1.0, _bold_lift(*_complement(detectors, k, t))):
+        if lifts[k] > max(1.0, _bold_lift(*_complement(detectors, k, t), detectors[k].design_effect)):
             return k
     return None
 

@@ -9,6 +9,16 @@
 - `FollowupPressure`: an e-CUSUM on the share of a cohort's actions that are
   follow-ups, against that cohort's baseline share, mixed over relative rises.
 
+Actions are not independent draws: a contact yields several actions in one template, an
+agent sends bursts. Both detectors therefore estimate their stream's design effect phi
+(its long-run variance over the binomial one, from autocorrelations up to
+stats.dispersion.LAGS actions apart), widen the baseline's bound to the effective sample
+size n / phi and temper every likelihood ratio by 1 / phi (a quasi-likelihood CUSUM).
+Assumption: actions further apart than LAGS are independent given the mission's
+subjects. What that does not cover, waves of one template thousands of actions long or a
+mix that follows the hour of the day, the baseline has to span (README, "What the
+statistics assume").
+
 After an alarm a detector latches (one escalation, not one per action) until a
 review re-arms it; what it saw while latched becomes its new baseline, since the
 reviewer accepted it.
@@ -25,6 +35,7 @@ from typing import Any
 from ..codes import EscalationCode
 from ..stats.base import Detector
 from ..stats.cs import wilson_upper
+from ..stats.dispersion import LAGS, Dispersion
 from ..stats.edetect import BernoulliECusum
 
 __all__ = ["FollowupPressure", "Marks", "MixShift", "NoveltyWatch", "ShiftEvent"]
@@ -87,10 +98,13 @@ class MixShift(Detector):
     NoveltyWatch's business.
     """
 
-    def __init__(self, dimension: str, alpha: float, rises: Sequence[float]) -> None:
+    def __init__(self, dimension: str, alpha: float, rises: Sequence[float], lags: int = LAGS) -> None:
+        """`lags`: how far apart actions may depend on each other (stats.dispersion); 0 takes
+        every action as independent (design effect 1)."""
         self.dimension = dimension
         self.alpha = alpha
         self.rises = tuple(rises)
+        self.lags = lags
         self._reset()
 
     def _reset(self) -> None:
@@ -100,6 +114,9 @@ class MixShift(Detector):
         self._event: ShiftEvent | None = None
         self.recent: Counter[str] = Counter()
         self.recent_n = 0
+        self.dispersion = Dispersion(self.lags)
+        self.phi0 = 1.0
+        """The design effect at freezing: the baseline's bounds use n / phi0 actions."""
 
     @property
     def shifted(self) -> bool:
@@ -112,6 +129,7 @@ class MixShift(Detector):
 
     def update(self, value: str, t: float | None = None) -> MixShift:
         self._event = self._observe(value)
+        self.dispersion.add(value)  # after the detectors: the design effect they use is predictable
         return self
 
     def _observe(self, value: str) -> ShiftEvent | None:
@@ -123,8 +141,11 @@ class MixShift(Detector):
             return None
         self.recent[value] += 1
         self.recent_n += 1
+        phi = self.dispersion.factor()
         fired = None
         for cat, det in self.detectors.items():
+            if det.phi != phi:
+                det.temper(phi)
             det.update(cat == value)
             if fired is None and det.alarm:
                 fired = cat
@@ -139,13 +160,16 @@ class MixShift(Detector):
             "baseline_upper": round(det.p0, 6),
             "statistic": round(det.statistic, 3), "level": round(1 / det.alpha, 3),
             "recent_actions": self.recent_n, "baseline_counts": dict(sorted(self.baseline.items())),
+            "design_effect": round(phi, 3),
         })
 
     def freeze(self) -> MixShift:
         n0 = sum(self.baseline.values())
         cats = sorted(self.baseline)
         a = self.alpha / max(len(cats), 1)
-        self.detectors = {c: BernoulliECusum(wilson_upper(self.baseline[c], n0), self.rises, a)
+        phi = self.dispersion.factor()
+        b = self.phi0 = self.dispersion.phi
+        self.detectors = {c: BernoulliECusum(wilson_upper(self.baseline[c] / b, n0 / b), self.rises, a, phi=phi)
                           for c in cats}
         self.recent = Counter()
         self.recent_n = 0
@@ -168,21 +192,29 @@ class MixShift(Detector):
             "statistic": round(top[1].statistic, 3) if top else None,
             "level": round(1 / top[1].alpha, 3) if top else None,
             "leading": top[0] if top else None,
+            "design_effect": round(self.dispersion.last, 3),
         }
 
 
 class FollowupPressure(Detector):
-    """Share of a cohort's actions that are follow-ups, against its baseline share."""
+    """Share of a cohort's actions that are follow-ups, against its baseline share.
 
-    def __init__(self, cohort: str, rises: Sequence[float], alpha: float) -> None:
+    `dispersion`: the design effect of the mission's follow-up indicator, shared by its
+    follow-up detectors (the mission keeps it and feeds it; every cohort is assumed to cluster
+    alike); None assumes independent actions."""
+
+    def __init__(self, cohort: str, rises: Sequence[float], alpha: float,
+                 dispersion: Dispersion | None = None) -> None:
         self.cohort = cohort
         self.rises = tuple(rises)
         self.alpha = alpha
+        self.dispersion = dispersion
         self._reset()
 
     def _reset(self) -> None:
         self.n0 = 0
         self.k0 = 0
+        self.phi0 = 1.0
         self.detector: BernoulliECusum | None = None
         self.latched: list[int] | None = None
         self.recent = [0, 0]  # actions, follow-ups since the detector last armed
@@ -194,8 +226,9 @@ class FollowupPressure(Detector):
 
     @property
     def p0(self) -> float:
-        """The baseline share the detector tests rises against: its 99.9% upper bound."""
-        return wilson_upper(self.k0, self.n0)
+        """The baseline share the detector tests rises against: its 99.9% upper bound (over the
+        baseline's effective sample size, n / phi0)."""
+        return wilson_upper(self.k0 / self.phi0, self.n0 / self.phi0)
 
     @property
     def event(self) -> ShiftEvent | None:
@@ -225,6 +258,9 @@ class FollowupPressure(Detector):
         self.marks.note(t, self.recent)
         self.recent[0] += 1
         self.recent[1] += followup
+        phi = self._phi()
+        if phi != self.detector.phi:
+            self.detector.temper(phi)
         det = self.detector.update(followup)
         if det.log_statistic <= 0.0:  # strictly above 1 is evidence (a ratio stuck at 1 is none)
             self.rise_t = None
@@ -241,7 +277,16 @@ class FollowupPressure(Detector):
             "recent_actions": self.recent[0], "recent_followups": self.recent[1],
             "baseline_actions": self.n0, "baseline_followups": self.k0,
             "statistic": round(det.statistic, 3), "level": round(1 / self.alpha, 3),
+            "design_effect": round(phi, 3),
         })
+
+    def _phi(self) -> float:
+        return self.dispersion.factor() if self.dispersion is not None else 1.0
+
+    @property
+    def design_effect(self) -> float:
+        """The design effect as last estimated (1 without a dispersion)."""
+        return self.dispersion.last if self.dispersion is not None else 1.0
 
     @property
     def watching(self) -> bool:
@@ -280,7 +325,9 @@ class FollowupPressure(Detector):
     def freeze(self, fallback: tuple[int, int] | None = None) -> FollowupPressure:
         if self.n0 == 0 and fallback is not None:
             self.n0, self.k0 = fallback
-        self.detector = BernoulliECusum(self.p0, self.rises, self.alpha)
+        phi = self._phi()
+        self.phi0 = self.dispersion.phi if self.dispersion is not None else 1.0
+        self.detector = BernoulliECusum(self.p0, self.rises, self.alpha, phi=phi)
         self.recent = [0, 0]
         self.marks = Marks()
         self.rise_t = None

@@ -101,13 +101,22 @@ class BernoulliECusum(_LikelihoodRatioEDetector):
     """Detects a rise of a Bernoulli rate above a frozen baseline rate p0.
 
     Mixes e-detectors for the alternatives p0 * r for each r in `rises`.
+
+    `phi` tempers it for dependent observations (a quasi-likelihood CUSUM): each log
+    likelihood ratio is divided by phi, the stream's design effect (stats.dispersion). For
+    observations that cluster in units of design effect phi, the tempered sum has the drift
+    and variance of an independent stream's, so the run-length guarantee holds again
+    (asymptotically: many units per detection window); phi = 1 is the plain e-CUSUM, exact
+    for independent observations.
     """
 
-    def __init__(self, p0: float, rises: Sequence[float], alpha: float, kind: Kind = "cusum") -> None:
+    def __init__(self, p0: float, rises: Sequence[float], alpha: float, kind: Kind = "cusum",
+                 phi: float = 1.0) -> None:
         self.p0 = p0
         self.rises = tuple(rises)
         self.alpha = alpha
         self.kind = kind
+        self.phi = phi
         self._reset()
 
     def _reset(self) -> None:
@@ -118,15 +127,23 @@ class BernoulliECusum(_LikelihoodRatioEDetector):
         self._ll1 = [math.log(p1 / p0) if p1 > p0 else 0.0 for p1 in alts]
         self._ll0 = [math.log((1 - p1) / (1 - p0)) if p1 > p0 else 0.0 for p1 in alts]
         self._start(len(alts))
+        self.temper(self.phi)
+
+    def temper(self, phi: float) -> BernoulliECusum:
+        """Divide every later log likelihood ratio by `phi` (>= 1); the statistic so far stays."""
+        self.phi = max(phi, 1.0)
+        self._s1 = [x / self.phi for x in self._ll1]
+        self._s0 = [x / self.phi for x in self._ll0]
+        return self
 
     def update(self, x: bool, t: float | None = None) -> BernoulliECusum:
-        self._step(self._ll1 if x else self._ll0)
+        self._step(self._s1 if x else self._s0)
         return self
 
     def update_many(self, xs: np.ndarray) -> int | None:
         """`update` for each of `xs` in turn; returns the index of the first alarm, or None."""
         x = np.asarray(xs, dtype=bool)[:, None]
-        return self._scan(np.where(x, np.asarray(self._ll1)[None, :], np.asarray(self._ll0)[None, :]))
+        return self._scan(np.where(x, np.asarray(self._s1)[None, :], np.asarray(self._s0)[None, :]))
 
 
 class PoissonECusum(_LikelihoodRatioEDetector):

@@ -1,0 +1,142 @@
+"""Over-dispersion of a categorical stream whose observations depend on their neighbours.
+
+Real agent traffic is not a sequence of independent draws: one contact yields several
+actions in one template, close together; an agent sends a run of one template. A share
+estimated over a window of n such actions then has a variance phi times the binomial one,
+with phi the stream's long-run variance ratio (the design effect of a window):
+
+    phi = 1 + 2 sum_{j >= 1} rho_j,
+
+rho_j the lag-j autocorrelation. `Dispersion` estimates it as Newey and West do, with
+Bartlett weights over lags 1..`lags` (the kernel keeps the estimate positive), pooled over
+the categories of the stream: for lag j,
+
+    rho_j = (sum_t [v_t = v_{t-j}] / p(v_t) / N_j - 1) / (C - 1),
+
+the standardised cross products summed over categories (1 for a repeat in a category of
+share p, 0 on average for independent draws). The counts behind it are exact: repeats per
+(lag, category), never per subject.
+
+What it sees and what it does not:
+
+- dependence between actions up to `lags` apart (contact clusters, bursts of one subject's
+  actions, runs of one template) raises phi;
+- subjects that differ in their own propensities but whose actions are spread over the
+  mission do not: given the subjects, a window's share is then binomial, and the baseline
+  holds the same subjects;
+- dependence longer than `lags` (waves of thousands of actions, the hour of the day) is
+  seen only as far as `lags` reaches: such a mission needs a baseline that spans several
+  waves or days (README, "What the statistics assume").
+
+`factor()` is what detectors temper by: max(1, phi) inflated by one standard error of the
+estimate (Andrews 1991: sd(phi) ~ phi sqrt(4 lags / 3N) for the Bartlett kernel), so a
+detector is not made much bolder by an estimate that came out low by chance; `phi` (at
+least 1, not inflated) is what a baseline's bounds use, already at 99.9%.
+One factor per stream: every category is assumed to cluster alike.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = ["LAGS", "Dispersion"]
+
+LAGS = 64
+"""Lags the long-run variance reaches (actions)."""
+REFRESH = 256
+"""Observations between two estimates."""
+MIN_OBSERVATIONS = 200
+"""Below this many observations the factor is 1: too few for any estimate."""
+BUMP = 1.0
+"""Standard errors the estimate is raised by before use."""
+
+
+class Dispersion:
+    """Repeats per (lag, category) of one categorical stream; `factor()` its design effect."""
+
+    def __init__(self, lags: int = LAGS) -> None:
+        self.lags = lags
+        self.codes: dict[str, int] = {}
+        self.counts = np.zeros(0, dtype=np.int64)
+        """Observations per category code."""
+        self.repeats = np.zeros((lags, 0), dtype=np.int64)
+        """repeats[j - 1, c]: times an observation of c followed one of c j observations earlier."""
+        self.total = 0
+        self._tail: list[int] = []
+        self._pending: list[int] = []
+        self._at = 0
+        self._factor = 1.0
+        self._phi = 1.0
+
+    def add(self, category: str) -> None:
+        code = self.codes.get(category)
+        if code is None:
+            code = self.codes[category] = len(self.codes)
+        self._pending.append(code)
+        self.total += 1
+        if len(self._pending) >= REFRESH:
+            self._absorb()
+
+    def _absorb(self) -> None:
+        """Count the pending observations' repeats (against the last `lags` before them)."""
+        if not self._pending:
+            return
+        c = len(self.codes)
+        if self.counts.size < c:
+            self.counts = np.pad(self.counts, (0, c - self.counts.size))
+            self.repeats = np.pad(self.repeats, ((0, 0), (0, c - self.repeats.shape[1])))
+        seq = np.asarray(self._tail + self._pending, dtype=np.int64)
+        new = len(self._pending)
+        start = len(seq) - new
+        self.counts += np.bincount(seq[start:], minlength=c)
+        for j in range(1, min(self.lags, len(seq) - 1) + 1):
+            lo = max(start, j)
+            same = seq[lo:][seq[lo:] == seq[lo - j:len(seq) - j]]
+            if same.size:
+                self.repeats[j - 1] += np.bincount(same, minlength=c)
+        self._tail = seq[-self.lags:].tolist()
+        self._pending = []
+
+    def estimate(self) -> float:
+        """phi from every observation so far (not inflated; below 1 for a stream that
+        alternates more than chance)."""
+        self._absorb()
+        n = float(self.counts.sum())
+        seen = self.counts > 0
+        k = int(seen.sum())
+        if k < 2 or n < 2:
+            return 1.0
+        p = self.counts[seen] / n
+        phi = 1.0
+        for j in range(1, min(self.lags, int(n) - 1) + 1):
+            rho = (float((self.repeats[j - 1][seen] / p).sum()) / (n - j) - 1.0) / (k - 1)
+            phi += 2.0 * (1.0 - j / (self.lags + 1)) * rho
+        return phi
+
+    def factor(self) -> float:
+        """The design effect to temper by: >= 1, refreshed every REFRESH observations."""
+        if self.total < MIN_OBSERVATIONS:
+            return 1.0
+        if self.total - self._at >= REFRESH or self._at == 0:
+            self._phi = self.estimate()
+            self._at = self.total
+            bump = 1.0 + BUMP * math.sqrt(4.0 * self.lags / (3.0 * self.total))
+            self._factor = max(1.0, self._phi) * bump
+        return self._factor
+
+    @property
+    def phi(self) -> float:
+        """The estimate as of the last `factor()`, at least 1 and not inflated."""
+        return max(1.0, self._phi)
+
+    @property
+    def last(self) -> float:
+        """The factor as last estimated (read-only: no refresh)."""
+        return self._factor
+
+    def status(self) -> dict[str, Any]:
+        return {"phi": round(self._phi, 4), "factor": round(self._factor, 4), "lags": self.lags,
+                "observations": self.total}

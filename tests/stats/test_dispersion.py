@@ -1,0 +1,114 @@
+"""The design effect of a dependent categorical stream (stats.dispersion), and the tempered
+e-CUSUM that uses it: measured on streams whose dependence is known in closed form."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from missionwatch.stats.dispersion import Dispersion
+from missionwatch.stats.edetect import BernoulliECusum
+
+
+def _feed(values: np.ndarray) -> Dispersion:
+    d = Dispersion()
+    for v in values.tolist():
+        d.add(str(v))
+    d.factor()
+    return d
+
+
+def _clustered(rng: np.random.Generator, n: int, sizes: tuple[int, ...], p: np.ndarray) -> np.ndarray:
+    """Clusters of len(sizes)-uniform size, each one value drawn from p."""
+    size = rng.choice(sizes, n)
+    return np.repeat(rng.choice(len(p), n, p=p), size)[:n]
+
+
+MIX = np.array([0.4, 0.3, 0.2, 0.1])
+
+
+def test_independent_draws_have_a_design_effect_near_one() -> None:
+    rng = np.random.default_rng(1)
+    phis = [_feed(rng.choice(4, 20_000, p=MIX)).phi for _ in range(10)]
+    assert max(phis) < 1.12 and np.mean(phis) < 1.06, phis
+
+
+@pytest.mark.parametrize(("sizes", "expected"), [((1, 2, 3), 14 / 6), ((3,), 3.0), ((1, 5), 26 / 6)])
+def test_clusters_sharing_a_value_have_the_kish_design_effect(sizes: tuple[int, ...], expected: float) -> None:
+    """Clusters of m actions sharing one value: E[m^2] / E[m] (Kish), for any mix."""
+    rng = np.random.default_rng(2)
+    phis = [_feed(_clustered(rng, 20_000, sizes, MIX)).phi for _ in range(6)]
+    assert np.mean(phis) == pytest.approx(expected, rel=0.08), phis
+
+
+def test_a_binary_stream_matches_the_categorical_formula() -> None:
+    rng = np.random.default_rng(3)
+    x = _clustered(rng, 20_000, (1, 2, 3), np.array([0.85, 0.15]))
+    assert _feed(x).phi == pytest.approx(14 / 6, rel=0.1)
+
+
+def test_the_factor_is_one_until_there_is_data_and_never_below_one() -> None:
+    d = Dispersion()
+    for i in range(150):
+        d.add("a" if i % 2 else "b")  # perfectly alternating: negative autocorrelation
+    assert d.factor() == 1.0  # too few observations
+    for i in range(2000):
+        d.add("a" if i % 2 else "b")
+    assert d.phi == 1.0 and d.factor() >= 1.0
+    assert Dispersion(lags=0).factor() == 1.0
+
+
+def test_a_stream_of_one_value_has_nothing_to_estimate() -> None:
+    d = Dispersion()
+    for _ in range(1000):
+        d.add("only")
+    assert d.factor() == pytest.approx(1.0 + (4 * 64 / 3000) ** 0.5)  # phi 1, one standard error up
+
+
+def test_repeats_are_counted_exactly_across_chunks() -> None:
+    """Every pair of equal values up to `lags` apart, however the stream was cut into the
+    chunks it was absorbed in: the brute-force count, and phi from it."""
+    rng = np.random.default_rng(4)
+    x = _clustered(rng, 3000, (1, 2), MIX).tolist()
+    lags = 16
+    brute = np.zeros((lags, 4), dtype=np.int64)
+    for j in range(1, lags + 1):
+        for i in range(j, len(x)):
+            brute[j - 1, x[i]] += x[i] == x[i - j]
+    p = np.bincount(x, minlength=4) / len(x)
+    rho = [((brute[j - 1] / p).sum() / (len(x) - j) - 1) / 3 for j in range(1, lags + 1)]
+    phi = 1 + 2 * sum((1 - j / (lags + 1)) * r for j, r in zip(range(1, lags + 1), rho, strict=True))
+    for every in (None, 1, 97, 300):
+        d = Dispersion(lags)
+        for i, v in enumerate(x):
+            d.add(str(v))
+            if every and i % every == 0:
+                d.factor()
+        assert d.estimate() == pytest.approx(phi, rel=1e-12), every
+        order = [d.codes[str(c)] for c in range(4)]
+        assert np.array_equal(d.repeats[:, order], brute), every
+
+
+def _false_alarms(phi: float | None, runs: int, seed: int) -> int:
+    """Alarms of a rise detector on clustered streams with no rise (p = p0, clusters 1-3)."""
+    rng = np.random.default_rng(seed)
+    alarms = 0
+    for _ in range(runs):
+        x = _clustered(rng, 20_000, (1, 2, 3), np.array([0.7, 0.3])) == 1
+        det = BernoulliECusum(0.3, (1.5, 2.0, 3.0), 1e-3, phi=phi or 1.0)
+        pos = 0
+        while (hit := det.update_many(x[pos:])) is not None:
+            alarms += 1
+            pos += hit + 1
+            det.reset()
+    return alarms
+
+
+def test_tempering_by_the_design_effect_restores_the_false_alarm_budget() -> None:
+    """At alpha 1e-3 the budget is one false alarm per 1,000 actions: 20 per 20,000-action
+    stream. Untempered, clustered streams overshoot it; tempered by their design effect
+    (14/6), they keep it."""
+    runs = 10
+    budget = runs * 20_000 * 1e-3
+    assert _false_alarms(None, runs, 5) > 2 * budget
+    assert _false_alarms(14 / 6, runs, 5) <= budget
