@@ -320,7 +320,7 @@ class FollowupPressure(Detector):
                 "lift": round(k / n / self.base_share, 6) if n and self.base_share else None,
                 "actions": n, "followups": k, "recent_actions": self.recent[0],
                 "recent_followups": self.recent[1], "baseline_actions": self.n0, "baseline_followups": self.k0,
-                "statistic": round(det.statistic, 3) if det else None}
+                "statistic": round(det.statistic, 3) if det else None, "design_effect": round(self.design_effect, 3)}
 
     def freeze(self, fallback: tuple[int, int] | None = None) -> FollowupPressure:
         if self.n0 == 0 and fallback is not None:
