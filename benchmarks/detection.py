@@ -477,8 +477,8 @@ CHANGES = {"template": "template 4: 10% -> 20%", "followup": "follow-ups: 15% ->
 
 def _shift_run(tr: traffic.Traffic, dependent: bool, change_at: int | None) -> tuple[dict[str, int | None], dict[str, int]]:
     """Feed one mission's actions (baseline, then DEP_HORIZON more) to the template mix and the
-    mission-wide follow-up detector, as the monitor does (with each action's subject group, or,
-    `dependent` False, as if every action were independent). Returns each detector's first alarm
+    mission-wide follow-up detector, as the monitor does (tempered by each stream's design effect,
+    or, `dependent` False, as if every action were independent). Returns each detector's first alarm
     at or after `change_at` (actions after the baseline; on a null, any alarm) and its alarm
     count, rearming on the same baseline after each alarm before the change."""
     # the peer: the same detectors with the design effect fixed at 1 (lags 0, no dispersion)
@@ -600,13 +600,13 @@ baseline's 99.9% Wilson upper bound. Peers tuned on the same null streams to at 
 false-alarm rate. Tactic mix: {MIX_BASELINE:,}-receipt baseline, shares {SHARES}.
 Strict mode: the same fairness rule with the spec's `intervals = "strict"` (betting confidence
 sequences) beside the default asymptotic intervals, on the same missions, observations fed one by one;
+the rare-event setting is where the asymptotic guarantee is weakest (a 5% cohort with a 2% rate has
+about 4 events in its first 4,000 receipts). The strict gap setting runs on 30% of the missions
+(the betting sequences cost about 25 us per observation).
 Dependence (benchmarks/traffic.py; {dep} missions per scenario and change, {MIX_BASELINE:,}-action baseline,
 then {DEP_HORIZON:,} actions, changes planted {DEP_CHANGE_AT:,} actions after the baseline; alpha {DEP_ALPHA:g}):
 the shift detectors as the monitor runs them (tempered by the stream's design effect) beside the same
 detectors assuming independent actions (design effect fixed at 1, what they did before).
-the rare-event setting is where the asymptotic guarantee is weakest (a 5% cohort with a 2% rate has
-about 4 events in its first 4,000 receipts). The strict gap setting runs on 30% of the missions
-(the betting sequences cost about 25 us per observation).
 
 {table}
 """

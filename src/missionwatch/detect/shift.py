@@ -115,8 +115,6 @@ class MixShift(Detector):
         self.recent: Counter[str] = Counter()
         self.recent_n = 0
         self.dispersion = Dispersion(self.lags)
-        self.phi0 = 1.0
-        """The design effect at freezing: the baseline's bounds use n / phi0 actions."""
 
     @property
     def shifted(self) -> bool:
@@ -168,7 +166,7 @@ class MixShift(Detector):
         cats = sorted(self.baseline)
         a = self.alpha / max(len(cats), 1)
         phi = self.dispersion.factor()
-        b = self.phi0 = self.dispersion.phi
+        b = self.dispersion.phi  # the baseline's bounds: over n0 / b effective actions
         self.detectors = {c: BernoulliECusum(wilson_upper(self.baseline[c] / b, n0 / b), self.rises, a, phi=phi)
                           for c in cats}
         self.recent = Counter()
