@@ -129,3 +129,22 @@ def test_tempering_by_the_design_effect_restores_the_false_alarm_budget() -> Non
     budget = runs * 20_000 * 1e-3
     assert _false_alarms(None, runs, 5) > 2 * budget
     assert _false_alarms(14 / 6, runs, 5) <= budget
+
+
+def test_a_fresh_category_in_every_action_keeps_the_counts_bounded() -> None:
+    """Hostile: an agent that names a new template in every action. Past MAX_CATEGORIES the
+    new ones share one code, so memory and time stay flat; a clustered stream of fresh
+    names (each name twice in a row) still reads as clustered."""
+    from missionwatch.stats.dispersion import MAX_CATEGORIES
+
+    d = Dispersion()
+    for i in range(50_000):
+        d.add(f"t{i}\u200b")  # zero-width look-alikes, each new
+        if i % 1000 == 0:
+            d.factor()
+    assert len(d.codes) == MAX_CATEGORIES and d.repeats.shape == (64, MAX_CATEGORIES)
+    assert d.factor() < 1.1
+    twice = Dispersion()
+    for i in range(20_000):
+        twice.add(f"t{i // 2}")
+    assert twice.estimate() == pytest.approx(2.0, rel=0.1)  # Kish for pairs, inside the pooled code too

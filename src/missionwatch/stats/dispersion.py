@@ -57,6 +57,10 @@ MIN_OBSERVATIONS = 200
 """Below this many observations the factor is 1: too few for any estimate."""
 BUMP = 1.0
 """Standard errors the estimate is raised by before use."""
+MAX_CATEGORIES = 64
+"""Categories counted apart; later new ones share one code (an agent that names a fresh
+template in every action must not make the counts grow with the stream)."""
+_OTHER = "\x00(other)"
 
 
 class Dispersion:
@@ -81,7 +85,9 @@ class Dispersion:
     def add(self, category: str) -> None:
         code = self.codes.get(category)
         if code is None:
-            code = self.codes[category] = len(self.codes)
+            if len(self.codes) >= MAX_CATEGORIES - 1:
+                category = _OTHER  # pooled: a stream of lumped categories clusters as the stream does
+            code = self.codes.setdefault(category, len(self.codes))
         self._pending.append(code)
         self.total += 1
         if len(self._pending) >= REFRESH:
