@@ -513,7 +513,7 @@ def _shift_run(tr: traffic.Traffic, dependent: bool, change_at: int | None) -> t
 def run_dependence(scenario: str, change: str | None, missions: int, seed: int) -> list[Result]:
     rng = np.random.default_rng(seed)
     n = MIX_BASELINE + DEP_HORIZON
-    found = {(k, u): [] for k in ("mix", "followup") for u in (True, False)}  # type: dict[tuple[str, bool], list[int | None]]
+    found: dict[tuple[str, bool], list[int | None]] = {(k, u): [] for k in ("mix", "followup") for u in (True, False)}
     alarms = {(k, u): 0 for k in ("mix", "followup") for u in (True, False)}
     for _ in range(missions):
         at = None if change is None else MIX_BASELINE + DEP_CHANGE_AT
@@ -577,8 +577,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=20261124)
     ap.add_argument("--smoke", action="store_true", help="100 missions, no River peers; does not write RESULTS.md")
     ap.add_argument("--no-peers", action="store_true", help="skip River's detectors (slow to tune)")
-    ap.add_argument("--dependent-missions", type=int, default=500,
-                    help="missions per dependence scenario and change (default 500; smoke: 4)")
+    ap.add_argument("--dependent-missions", type=int, default=200,
+                    help="missions per dependence scenario and change (default 200, about 40 minutes on "
+                         "one core; smoke: 4)")
     args = ap.parse_args()
     missions = 100 if args.smoke else args.missions
     dep = 4 if args.smoke else args.dependent_missions

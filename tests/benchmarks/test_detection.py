@@ -57,7 +57,7 @@ def test_strict_intervals_keep_their_promise_where_the_asymptotic_ones_strain(re
 
 @pytest.fixture(scope="module")
 def dependent() -> dict[tuple[str, str | None], list[bench.Result]]:
-    """The dependence scenarios' smoke version: 4 missions per setting (the full run: 500)."""
+    """The dependence scenarios' smoke version: 4 missions per setting (the full run, `make bench-detection`: 200)."""
     runs: list[tuple[str, str | None]] = [(s, None) for s in bench.traffic.SCENARIOS]
     runs += [("contacts", "template"), ("contacts", "followup")]
     return {(s, c): bench.run_dependence(s, c, 4, seed=20261201) for s, c in runs}
