@@ -510,15 +510,18 @@ def _shift_run(tr: traffic.Traffic, dependent: bool, change_at: int | None) -> t
     return first, alarms
 
 
-def run_dependence(scenario: str, change: str | None, missions: int, seed: int) -> list[Result]:
+def run_dependence(scenario: str, change: str | None, missions: int, seed: int, peer: bool = True) -> list[Result]:
+    """One scenario (null, or with `change` planted) on `missions` missions: ours, and with
+    `peer` the same detectors assuming independent actions, on the same traffic."""
     rng = np.random.default_rng(seed)
+    kinds = (True, False) if peer else (True,)
     n = MIX_BASELINE + DEP_HORIZON
     found: dict[tuple[str, bool], list[int | None]] = {(k, u): [] for k in ("mix", "followup") for u in (True, False)}
     alarms = {(k, u): 0 for k in ("mix", "followup") for u in (True, False)}
     for _ in range(missions):
         at = None if change is None else MIX_BASELINE + DEP_CHANGE_AT
         tr = traffic.generate(scenario, n, rng, change, at)
-        for dependent in (True, False):
+        for dependent in kinds:
             first, count = _shift_run(tr, dependent, None if change is None else DEP_CHANGE_AT)
             for k in ("mix", "followup"):
                 found[(k, dependent)].append(first[k])
@@ -530,7 +533,7 @@ def run_dependence(scenario: str, change: str | None, missions: int, seed: int) 
     out = []
     for k in keys:
         label = "template mix" if k == "mix" else "follow-up pressure (*)"
-        for dependent in (True, False):
+        for dependent in kinds:
             who = "missionwatch, tempered by the design effect" if dependent else "e-CUSUM assuming independent actions"
             out.append(Result(name, f"{label}: {who}", missions, found[(k, dependent)], watched,
                               alarms[(k, dependent)], null))

@@ -60,7 +60,8 @@ def dependent() -> dict[tuple[str, str | None], list[bench.Result]]:
     """The dependence scenarios' smoke version: 4 missions per setting (the full run, `make bench-detection`: 200)."""
     runs: list[tuple[str, str | None]] = [(s, None) for s in bench.traffic.SCENARIOS]
     runs += [("contacts", "template"), ("contacts", "followup")]
-    return {(s, c): bench.run_dependence(s, c, 4, seed=20261201) for s, c in runs}
+    peers = {("contacts", None), ("waves", None)}  # where a test compares with them
+    return {(s, c): bench.run_dependence(s, c, 4, seed=20261201, peer=(s, c) in peers) for s, c in runs}
 
 
 def _pick(rows: list[bench.Result], detector: str, ours: bool) -> bench.Result:
