@@ -153,6 +153,17 @@ class ActionsSpec(_Model):
 
 class OutcomesSpec(_Model):
     types: list[Name] = []
+    within: str | None = None
+    """The longest an outcome takes to follow its action (e.g. '3d'). With it, outcomes that
+    name no action (`follows` is optional) are compared with the baseline through isolated
+    contacts (core/isolation.py); without it, a risk signal whose outcomes mostly name no
+    action is 'unavailable'."""
+
+    @model_validator(mode="after")
+    def _within(self) -> OutcomesSpec:
+        if self.within is not None:
+            parse_duration(self.within)
+        return self
 
 
 class BaselineSpec(_Model):

@@ -18,6 +18,7 @@ from ..records import MissionRecord
 from ..spec import Spec, normalize_value
 from ..stats.dispersion import Dispersion
 from .idset import IdTable, content_digest
+from .isolation import Isolation
 from .plan import Plan
 
 __all__ = ["BASELINE", "CONTACT", "OTHER", "UNDECLARED", "EscalationEntry", "MissionState", "StateName",
@@ -73,7 +74,8 @@ def _detectors(ms: MissionState, spec: Spec, plan: Plan) -> None:
             ms.fairness.setdefault(rule.metric, []).append(fd)
     ms.risk = {}
     for r in spec.risk:
-        ms.risk.setdefault(r.metric, []).append(RiskSignal(r, plan.risk_alpha, c.min_samples))
+        ms.risk.setdefault(r.metric, []).append(RiskSignal(r, plan.risk_alpha, c.min_samples,
+                                                           isolated=plan.within is not None))
     ms.limits = {}
     for lim in spec.limits:
         ms.limits.setdefault(lim.metric, []).append(HardLimit(lim))
@@ -86,6 +88,7 @@ def _detectors(ms: MissionState, spec: Spec, plan: Plan) -> None:
               "template": MixShift("template", s.alpha, s.mix_rises)}
     ms.followups = {}
     ms.followup_dispersion = Dispersion()
+    ms.isolation = Isolation(plan.within) if plan.within is not None else None
 
 
 class MissionState:
@@ -98,6 +101,8 @@ class MissionState:
     mix: dict[str, MixShift]
     followups: dict[str, FollowupPressure]
     followup_dispersion: Dispersion
+    isolation: Isolation | None
+    """Isolated contacts, for outcomes that name no action (when the spec has `[outcomes] within`)."""
 
     def __init__(self, mission_id: str, spec: Spec, plan: Plan, registration: MissionRecord | None,
                  registration_hash: str | None, anchor: float | None = None) -> None:

@@ -21,6 +21,7 @@ from ..detect.limits import LimitBreach
 from ..ledger import NONE
 from ..records import ActionRecord, OutcomeRecord
 from ..spec import MetricSpec
+from .isolation import Run
 from .mission import MissionState, Subject
 from .plan import scopes
 
@@ -58,6 +59,14 @@ class Observation:
         for rs in ms.risk.get(m.name, ()):
             rs.update(x, phase=phase, prev=prev, t=self.t)
             self.touched_risk.add(rs)
+
+    def isolated(self, ms: MissionState, run: Run, phase: str) -> None:
+        """An isolated run, all of `phase`, closed: the metrics counting outcomes read its count."""
+        for m in ms.plan.subject_metrics:
+            if m.count_outcomes:
+                for rs in ms.risk.get(m.name, ()):
+                    rs.add_isolated(run.counts.get(m.name, 0), run.contacts, phase=phase)
+                    self.touched_risk.add(rs)
 
     def unplaced(self, ms: MissionState, m: MetricSpec) -> None:
         """An outcome counted by `m` that no baseline comparison can place (it names an
@@ -119,6 +128,10 @@ def observe_action(ms: MissionState, a: ActionRecord, cohort: dict[str, str]) ->
             obs.risk(ms, m, 0.0, phase)
     for m in plan.count_actions.get(a.action_type, ()):
         obs.risk(ms, m, 1.0, phase, prev=0.0)
+    if ms.isolation is not None:
+        for run in ms.isolation.action(a.subject.id, t, phase, is_contact):
+            if run.phase is not None and run.contacts:
+                obs.isolated(ms, run, run.phase)
     _shift(ms, a, template, obs)
     ms.window_from = t if ms.window_from is None else min(ms.window_from, t)
     ms.window_to = t if ms.window_to is None else max(ms.window_to, t)
@@ -168,7 +181,10 @@ def observe_outcome(ms: MissionState, o: OutcomeRecord, own: dict[str, str] | No
     # only an outcome that names its action (`follows`) has a phase to compare: the outcome of an
     # action in the baseline can come after the subject's next action, so no guess is unbiased
     phase = ms.phase_of(o.follows) if o.follows else None
-    for m in ms.plan.count_outcomes.get(o.outcome_type, ()):
+    counted = ms.plan.count_outcomes.get(o.outcome_type, ())
+    if ms.isolation is not None and counted:
+        ms.isolation.outcome(o.subject.id, t, [m.name for m in counted])
+    for m in counted:
         if phase is not None:
             obs.risk(ms, m, 1.0, phase, prev=0.0)
         else:

@@ -34,6 +34,7 @@ class Plan:
         self.skew = parse_duration(spec.spec.skew)
         self.horizon = parse_duration(spec.spec.horizon)
         self.every = parse_duration(spec.cadence.every) if spec.cadence.every else None
+        self.within = parse_duration(spec.outcomes.within) if spec.outcomes.within else None
         self.declared = {d: spec.cohorts.normal_values(d) for d in self.dims}
         self.protected = frozenset(spec.cohorts.protected)
         n_tests = 0

@@ -12,11 +12,21 @@ a fair simulated mission read 1.7x to 3.3x its baseline that way). Such outcomes
 counted as unplaced. Outcomes still on their way make the recent phase read lower
 than it is: the lag errs toward missing a rise, never toward a false alarm.
 
+When most of a metric's outcomes name no action and the spec says how long outcomes take
+(`[outcomes] within`), the signal compares isolated runs instead: a subject's actions
+chained by gaps shorter than that time, closed by a pause as long, each with its subject's
+outcomes in its window (core/isolation.py says why that count is exact and what it
+assumes). Outcomes per contact action is then a ratio over runs, its variance the
+cluster-robust one (stats.RatioStat). Then
+`basis` reads 'isolated_contacts', n and baseline_n count isolated runs, and
+`contacts`, `baseline_contacts` their contact actions.
+
 Verdicts: `elevated` (surely above max_ratio times the baseline), `within_threshold`
 (surely below it), `unchanged` (cannot yet be told apart from the baseline's
 range), `insufficient_data` (fewer than min_samples on either side), `unavailable`
-(most of the metric's outcomes could not be placed before or after the baseline: a
-comparison would read what is missing as zero; `reason` says so). The interval
+(most of the metric's outcomes could not be placed before or after the baseline and the
+spec gives no `[outcomes] within` to compare isolated contacts: a comparison would read
+what is missing as zero; `reason` says so). The interval
 is a time-uniform confidence sequence for value - max_ratio * baseline.
 For the variance statistic the baseline variance is taken as known.
 """
@@ -28,7 +38,7 @@ from typing import Any, Literal
 
 from ..spec import RiskRule
 from ..stats.base import Detector
-from ..stats.cs import MeanStat, linear_cs, mean_cs
+from ..stats.cs import MeanStat, RatioStat, linear_cs, mean_cs
 
 __all__ = ["RiskSignal"]
 
@@ -36,10 +46,12 @@ RiskVerdict = Literal["elevated", "within_threshold", "unchanged", "insufficient
 
 
 class RiskSignal(Detector):
-    def __init__(self, rule: RiskRule, alpha: float, min_samples: int) -> None:
+    def __init__(self, rule: RiskRule, alpha: float, min_samples: int, *, isolated: bool = False) -> None:
         self.rule = rule
         self.alpha = alpha
         self.min_samples = min_samples
+        self.isolated = isolated
+        """Whether plain outcomes are compared through isolated contacts (the spec has `within`)."""
         self._reset()
 
     def _reset(self) -> None:
@@ -52,6 +64,9 @@ class RiskSignal(Detector):
         """Outcomes of the metric no phase could be found for."""
         self.escalated = False
         """Escalated and not judged within_threshold since: it does not escalate again."""
+        self.iso_base = RatioStat()
+        self.iso_post = RatioStat()
+        """Outcomes per contact action of the isolated runs of each phase (core/isolation.py)."""
 
     def update(self, x: float, *, phase: str, prev: float | None = None, t: float | None = None) -> RiskSignal:
         stat = self.base if phase == "baseline" else self.post
@@ -66,28 +81,44 @@ class RiskSignal(Detector):
             self.events += 1
         return self
 
+    def add_isolated(self, x: float, k: int, *, phase: str) -> RiskSignal:
+        """A closed isolated run of `phase`: k contact actions, x outcomes of the metric."""
+        (self.iso_base if phase == "baseline" else self.iso_post).update(x, k)
+        return self
+
+    @property
+    def basis(self) -> Literal["contacts", "isolated_contacts", "none"]:
+        """What the comparison reads: every contact (outcomes name their action), isolated
+        runs of contacts (most outcomes name none, and the spec says how long they take), or
+        nothing."""
+        if self.unplaced <= self.events:
+            return "contacts"
+        return "isolated_contacts" if self.isolated else "none"
+
+    def _pair(self) -> tuple[MeanStat, MeanStat]:
+        """(baseline, since) of the comparison's basis."""
+        if self.basis == "isolated_contacts":
+            return self.iso_base.as_mean(), self.iso_post.as_mean()
+        return self.base, self.post
+
     def unplace(self) -> RiskSignal:
         """Count an outcome of the metric that no phase could be found for."""
         self.unplaced += 1
         return self
 
-    @property
-    def baseline_value(self) -> float:
-        return self.base.var if self.rule.statistic == "variance" else self.base.mean
-
     def assess(self) -> RiskVerdict:
         """The verdict as of now, without keeping it (a read-only look)."""
         r = self.rule.max_ratio
-        if self.base.n < self.min_samples or self.post.n < self.min_samples:
-            return "insufficient_data"
-        if self.unplaced > self.events:
+        if self.basis == "none":
             return "unavailable"
+        base, post = self._pair()
+        if base.n < self.min_samples or post.n < self.min_samples:
+            return "insufficient_data"
         if self.rule.statistic == "variance":
-            lo, hi = mean_cs(self.post, self.alpha)
-            lo, hi = lo - r * self.base.var, hi - r * self.base.var
+            lo, hi = mean_cs(post, self.alpha)
+            lo, hi = lo - r * base.var, hi - r * base.var
         else:
-            _, lo, hi = linear_cs(self.post, self.base, r, self.alpha,
-                                  prior_var=self.base.var, prior_n=10.0)
+            _, lo, hi = linear_cs(post, base, r, self.alpha, prior_var=base.var, prior_n=10.0)
         return "elevated" if lo > 0 else ("within_threshold" if hi < 0 else "unchanged")
 
     def opens(self, verdict: RiskVerdict) -> bool:
@@ -112,19 +143,28 @@ class RiskSignal(Detector):
         return self.to_json()
 
     def to_json(self) -> dict[str, Any]:
-        value, base = self.post.mean, self.baseline_value
-        ratio = value / base if self.post.n and self.base.n and base else math.nan
+        b, p = self._pair()
+        value, base = p.mean, (b.var if self.rule.statistic == "variance" else b.mean)
+        ratio = value / base if p.n and b.n and base else math.nan
 
         def r(x: float) -> float | None:
             return round(x, 6) if math.isfinite(x) else None
 
         out: dict[str, Any] = {"value": r(value), "baseline": r(base), "ratio": r(ratio), "verdict": self.verdict,
                                "statistic": self.rule.statistic, "max_ratio": self.rule.max_ratio,
-                               "n": self.post.n, "baseline_n": self.base.n}
+                               "n": p.n, "baseline_n": b.n}
         if self.unplaced:
             out["unplaced"] = self.unplaced
+        if self.basis == "isolated_contacts":
+            out["basis"] = "isolated_contacts"
+            out["contacts"], out["baseline_contacts"] = int(self.iso_post.k), int(self.iso_base.k)
         if self.verdict == "unavailable":
             out["reason"] = (f"{self.unplaced:,} of the {self.unplaced + self.events:,} outcomes counted could not "
                              "be placed before or after the baseline: they name no known contact action "
-                             "(`follows`)")
+                             "(`follows`), and the spec gives no [outcomes] within to compare isolated "
+                             "contacts")
+        elif self.verdict == "insufficient_data" and self.basis == "isolated_contacts":
+            out["reason"] = (f"most outcomes name no action: compared through isolated runs of contacts, of "
+                             f"which {b.n:,} in the baseline and {p.n:,} since have closed (at least "
+                             f"{self.min_samples:,} each are needed)")
         return out

@@ -6,7 +6,15 @@ and returns self, and verdicts are read-only properties.
 """
 
 from .betting import BettingCS, strict_linear, strict_linear_e_value
-from .cs import MSPRT, MeanStat, linear_cs, mean_cs, normal_mixture_halfwidth, wilson_upper
+from .cs import (
+    MSPRT,
+    MeanStat,
+    RatioStat,
+    linear_cs,
+    mean_cs,
+    normal_mixture_halfwidth,
+    wilson_upper,
+)
 from .edetect import BernoulliECusum, CategoricalECusum, TabularCusum
 
 __all__ = [
@@ -15,6 +23,7 @@ __all__ = [
     "BettingCS",
     "CategoricalECusum",
     "MeanStat",
+    "RatioStat",
     "TabularCusum",
     "linear_cs",
     "mean_cs",

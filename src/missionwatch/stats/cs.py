@@ -25,6 +25,7 @@ from .base import Detector
 __all__ = [
     "MSPRT",
     "MeanStat",
+    "RatioStat",
     "e_bh",
     "linear_cs",
     "linear_e_value",
@@ -74,6 +75,40 @@ class MeanStat:
             return 0.0
         m = self.total / self.n
         return max(self.sumsq / self.n - m * m, 0.0)
+
+
+@dataclass(slots=True)
+class RatioStat:
+    """A ratio of sums over independent clusters, sum(x) / sum(k): outcomes per action when
+    the independent unit is a cluster of k actions with x outcomes between them.
+
+    `as_mean()` gives the MeanStat of n pseudo-observations u_i = (x_i - r k_i) / kbar + r,
+    whose mean is r and whose variance over n is the linearised (sandwich) variance of r,
+    sum((x_i - r k_i)^2) / K^2: the confidence sequences above then apply unchanged, with
+    clusters, not actions, as the sample size."""
+
+    n: int = 0
+    x: float = 0.0
+    k: float = 0.0
+    xx: float = 0.0
+    xk: float = 0.0
+    kk: float = 0.0
+
+    def update(self, x: float, k: float) -> RatioStat:
+        self.n += 1
+        self.x += x
+        self.k += k
+        self.xx += x * x
+        self.xk += x * k
+        self.kk += k * k
+        return self
+
+    def as_mean(self) -> MeanStat:
+        if self.n == 0 or self.k <= 0:
+            return MeanStat()
+        r, kbar = self.x / self.k, self.k / self.n
+        resid = max(self.xx - 2 * r * self.xk + r * r * self.kk, 0.0)
+        return MeanStat(self.n, self.n * r, resid / (kbar * kbar) + self.n * r * r)
 
 
 def normal_mixture_halfwidth(v: float, n_eff: float, alpha: float, t0: float = DEFAULT_T0) -> float:
