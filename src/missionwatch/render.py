@@ -69,6 +69,12 @@ def _render_latest(mid: str, e: dict[str, Any], console: Console) -> None:
     console.print(f"\n[bold]Mission {_s(mid)}[/]: state {_s(e['state'])}, review status "
                   f"[bold]{_s(e['review_status'])}[/], {_s(e['totals']['actions'])} actions, "
                   f"spec {_s(e['spec'])}")
+    if e.get("tactics"):
+        console.print(f"  doing: {_s(', '.join(map(str, e['tactics'])))}")
+    if e.get("cohort_concentration"):
+        console.print("  actions concentrate on: " + ", ".join(
+            f"{_s(c.get('cohort'))} ({_f(c.get('lift'))}x its share)" for c in e["cohort_concentration"]
+            if isinstance(c, dict)))
     if e.get("cohorts_affected"):
         console.print(f"  cohorts affected: {_s(', '.join(map(str, e['cohorts_affected'])))}")
     beyond = Table("metric", "cohort", "value", "n", "reference", "gap [interval]",

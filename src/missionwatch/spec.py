@@ -166,6 +166,20 @@ class OutcomesSpec(_Model):
         return self
 
 
+class TacticsSpec(_Model):
+    labels: dict[str, Annotated[str, Field(min_length=1, max_length=120)]] = {}
+    """Words for tactics, keyed by `action_type+template` or by `action_type`. A tactic takes
+    its own label, else its action type's with the template in brackets ('emails
+    (urgent-last-chance)'), else is shown by its key."""
+    share: float = Field(0.6, gt=0, le=1)
+    """Receipts list as `tactics` the fewest labelled tactics that together make up at least
+    this share of the recent window's actions."""
+    lift: float = Field(1.25, gt=1)
+    """Receipts list in `cohort_concentration` each cohort whose share of the recent
+    window's contact actions is at least this many times its share of the mission's
+    contacted subjects (with at least `cohorts.min_samples` of those actions)."""
+
+
 class BaselineSpec(_Model):
     actions: int = Field(1000, ge=10)
     """The mission's first N actions form its frozen baseline."""
@@ -298,6 +312,7 @@ class Spec(_Model):
     cohorts: CohortSpec = CohortSpec()
     actions: ActionsSpec = ActionsSpec()
     outcomes: OutcomesSpec = OutcomesSpec()
+    tactics: TacticsSpec = TacticsSpec()
     baseline: BaselineSpec = BaselineSpec()
     cadence: CadenceSpec = CadenceSpec()
     metrics: list[MetricSpec] = []

@@ -61,3 +61,16 @@ def test_risk_signals_read_as_times_the_baseline(tmp_path: Path) -> None:
     assert "churn_rate 0.006 vs 0.01, 0.6x baseline (within_threshold)" in text
     assert "refund_rate unavailable (40 of the 40 outcomes counted could not be placed)" in text
     assert "odd - vs - (unchanged)" in text
+
+
+def test_tactics_and_concentration_read_in_words(tmp_path: Path) -> None:
+    receipt = {"schema": "missionwatch/strategy@1", "mission_id": "m", "seq": 0, "review_status": "continue",
+               "issued_at": "2026-05-01T00:00:00Z", "current_tactic_cluster": "email.send", "window": {"actions": 5},
+               "state": "running", "totals": {"actions": 5}, "spec": "retention",
+               "tactics": ["renewal follow-ups", "[red]discounts"],
+               "cohort_concentration": [{"cohort": "age_band=65+", "lift": 2.04}, "[bold]junk"]}
+    code, output = _explain(tmp_path, [json.dumps(receipt)])
+    text = " ".join(output.split())
+    assert code == 0 and "not readable" not in text, text
+    assert "doing: renewal follow-ups, [red]discounts" in text
+    assert "actions concentrate on: age_band=65+ (2.04x its share)" in text

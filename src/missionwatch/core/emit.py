@@ -77,7 +77,10 @@ class Emitter:
         ms.review_status = status
         sealed = self.chain(ms, {"schema": SCHEMA_STRATEGY, **view.receipt_body(f"sr-{ms.mission_id}-{ms.seq}")}, t)
         ms.window_from = ms.window_to = None
+        if ms.window_actions:
+            ms.recent_mix, ms.recent_cohorts = ms.window_mix.copy(), ms.window_cohorts.copy()
         ms.window_actions = 0
         ms.window_mix.clear()
+        ms.window_cohorts.clear()
         ms.last_receipt_t = t
         return sealed

@@ -142,6 +142,14 @@ class MissionState:
         self.window_to: float | None = None
         self.window_actions = 0
         self.window_mix: Counter[str] = Counter()
+        self.window_cohorts: Counter[str] = Counter()
+        """Contact actions of the receipt window per `attribute=value` of their subject's cohort."""
+        self.recent_mix: Counter[str] = Counter()
+        self.recent_cohorts: Counter[str] = Counter()
+        """The latest receipt window with actions: what `tactics` and `cohort_concentration`
+        read while the current window is empty."""
+        self.population: Counter[str] = Counter()
+        """Contacted subjects per `attribute=value` of their cohort."""
         self.last_receipt_t: float | None = None
         self.review_status = "continue"
 

@@ -7,6 +7,7 @@ rule about what a mission shows is written once, here.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +40,12 @@ class MissionView:
     review_status: str
     current_tactic_cluster: str | None
     tactic_mix: dict[str, float]
+    tactics: tuple[str, ...]
+    """In the spec's words, the fewest tactics making up `[tactics] share` of the recent window."""
     cohorts_affected: tuple[str, ...]
+    cohort_concentration: tuple[dict[str, Any], ...]
+    """Cohorts whose share of recent contact actions is `[tactics] lift` times their share of
+    the mission's contacted subjects, most concentrated first."""
     risk_signals: dict[str, dict[str, Any]]
     fairness: dict[str, dict[str, dict[str, Any]]]
     """By metric, then by cohort (`proxy=value`): estimate, n, interval, verdict, ... as in
@@ -63,7 +69,8 @@ class MissionView:
             "constraints": list(self.constraints), "owner": self.owner, "spec": self.spec,
             "spec_version": self.spec_version, "state": self.state, "review_status": self.review_status,
             "current_tactic_cluster": self.current_tactic_cluster, "tactic_mix": self.tactic_mix,
-            "cohorts_affected": list(self.cohorts_affected), "risk_signals": self.risk_signals,
+            "tactics": list(self.tactics), "cohorts_affected": list(self.cohorts_affected),
+            "cohort_concentration": [dict(c) for c in self.cohort_concentration], "risk_signals": self.risk_signals,
             "fairness": self.fairness, "fairness_fdr": self.fairness_fdr, "shifts": self.shifts,
             "open_escalations": list(self.open_escalations), "window": self.window, "totals": self.totals,
         }
@@ -107,6 +114,54 @@ def _fairness(ms: MissionState) -> tuple[dict[str, dict[str, dict[str, Any]]], s
     return frames, affected, e_values
 
 
+def _label(labels: dict[str, str], tactic: str) -> str:
+    """A tactic (`action_type+template` or `action_type`) in the spec's words: its own label,
+    else its action type's with the template named (a template the spec did not foresee
+    stays visible), else the tactic itself."""
+    if tactic in labels:
+        return labels[tactic]
+    action_type, _, template = tactic.partition("+")
+    if action_type in labels:
+        return f"{labels[action_type]} ({template})" if template else labels[action_type]
+    return tactic
+
+
+def _tactics(ms: MissionState, mix: Counter[str]) -> tuple[str, ...]:
+    """The fewest labelled tactics that make up `[tactics] share` of `mix`, most frequent first."""
+    spec = ms.spec.tactics
+    by_label: Counter[str] = Counter()
+    for tactic, n in mix.items():
+        by_label[_label(spec.labels, tactic)] += n
+    total, acc, out = sum(by_label.values()), 0, []
+    for label, n in sorted(by_label.items(), key=lambda kv: (-kv[1], kv[0])):
+        if total and acc >= spec.share * total:
+            break
+        out.append(label)
+        acc += n
+    return tuple(out)
+
+
+def _concentration(ms: MissionState, window: Counter[str]) -> tuple[dict[str, Any], ...]:
+    """Cohorts whose share of the window's contact actions is `[tactics] lift` times their
+    share of the mission's contacted subjects (each share within its cohort attribute)."""
+    acts: Counter[str] = Counter()
+    subjects: Counter[str] = Counter()
+    for cohort, n in window.items():
+        acts[cohort.partition("=")[0]] += n
+    for cohort, n in ms.population.items():
+        subjects[cohort.partition("=")[0]] += n
+    out = []
+    for cohort, n in window.items():
+        dim = cohort.partition("=")[0]
+        if n < ms.spec.cohorts.min_samples or not ms.population[cohort]:
+            continue
+        a_share, s_share = n / acts[dim], ms.population[cohort] / subjects[dim]
+        if a_share >= ms.spec.tactics.lift * s_share:
+            out.append({"cohort": cohort, "actions": n, "actions_share": round(a_share, 6),
+                        "subjects_share": round(s_share, 6), "lift": round(a_share / s_share, 4)})
+    return tuple(sorted(out, key=lambda c: (-c["lift"], c["cohort"])))
+
+
 def view_of(ms: MissionState, status: str | None = None) -> MissionView:
     """The mission as it stands. Reads only: a view taken at any time (an HTTP request, a
     dashboard refresh) changes nothing the monitor later decides. `status`: the review status
@@ -117,7 +172,9 @@ def view_of(ms: MissionState, status: str | None = None) -> MissionView:
     risk = {f"{rs.rule.metric}" + ("" if rs.rule.statistic == "mean" else f"_{rs.rule.statistic}"):
             rs.to_json() for rss in ms.risk.values() for rs in rss}
     mix_total = sum(ms.window_mix.values())
-    top = ms.window_mix.most_common(1)
+    recent, recent_cohorts = (ms.window_mix, ms.window_cohorts) if ms.window_actions else (ms.recent_mix,
+                                                                                         ms.recent_cohorts)
+    top = sorted(recent.items(), key=lambda kv: (-kv[1], kv[0]))[:1]
     shifts = {
         "events": list(ms.shift_events),
         "detectors": [mx.status() for mx in ms.mix.values()] + [fp.status() for _, fp in sorted(ms.followups.items())],
@@ -132,7 +189,8 @@ def view_of(ms: MissionState, status: str | None = None) -> MissionView:
         last_seq=ms.seq - 1 if ms.seq else None, review_status=status,
         current_tactic_cluster=top[0][0] if top else None,
         tactic_mix={k: round(v / mix_total, 6) for k, v in sorted(ms.window_mix.items())},
-        cohorts_affected=tuple(sorted(affected | ms.shift_affected)), risk_signals=risk, fairness=fairness,
+        tactics=_tactics(ms, recent), cohorts_affected=tuple(sorted(affected | ms.shift_affected)),
+        cohort_concentration=_concentration(ms, recent_cohorts), risk_signals=risk, fairness=fairness,
         fairness_fdr={"method": "e-BH", "alpha": ms.spec.spec.alpha, "tests": ms.plan.n_tests,
                       "flagged": e_bh(e_values, ms.spec.spec.alpha, ms.plan.n_tests)},
         shifts=shifts, open_escalations=tuple(sorted(e for e, x in ms.escalations.items() if x.open)),
