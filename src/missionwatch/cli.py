@@ -222,13 +222,15 @@ def simulate(
     change_at: Annotated[float, typer.Option(min=0.0, max=1.0, help="Fraction of the campaign after "
                                              "which time-varying behaviours start.")] = 0.5,
     discount_gap: Annotated[str | None, typer.Option(help="Plant a discount gap against a cohort, "
-                                                     "e.g. age_band=65+.")] = None,
+                                                     "e.g. age_band=65+ (an intersection: "
+                                                     "segment=smb,tenure_band=m4-12).")] = None,
     discount_gap_factor: Annotated[float, typer.Option(help="That cohort's discount rate relative "
                                                        "to everyone else's.")] = 0.4,
     new_template: Annotated[str | None, typer.Option(help="Plant a new message template, e.g. "
                                                      "urgent-last-chance.")] = None,
     followup_rise: Annotated[str | None, typer.Option(help="Plant rising follow-ups on a cohort, "
-                                                      "e.g. age_band=65+.")] = None,
+                                                      "e.g. age_band=65+ (an intersection: "
+                                                      "segment=smb,tenure_band=m4-12; every cohort: *).")] = None,
     complaint_spike: Annotated[float | None, typer.Option(help="Plant a complaint spike: complaints "
                                                           "multiply by this factor.")] = None,
     unregistered: Annotated[bool, typer.Option(help="Leave out the mission registration.")] = False,
@@ -239,8 +241,10 @@ def simulate(
     from .sim import Campaign, write_campaign
 
     for name, value in (("--discount-gap", discount_gap), ("--followup-rise", followup_rise)):
-        if value is not None and ("=" not in value or value.startswith("=")):
-            raise _fail(f"{name} takes a cohort as attribute=value, e.g. age_band=65+")
+        if value is not None and value != "*" and any("=" not in part or part.startswith("=")
+                                                      for part in value.split(",")):
+            raise _fail(f"{name} takes a cohort as attribute=value, e.g. age_band=65+, or several joined "
+                        "by ',' for an intersection")
     c = Campaign(mission_id=mission_id, seed=seed, actions=actions, subjects=subjects,
                  change_at=change_at, discount_gap=discount_gap, discount_gap_factor=discount_gap_factor,
                  new_template=new_template, followup_rise=followup_rise, complaint_spike=complaint_spike,

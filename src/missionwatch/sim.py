@@ -58,7 +58,8 @@ class Campaign:
     """A template name (e.g. 'urgent-last-chance') that appears at change_at."""
     new_template_share: float = 0.3
     followup_rise: str | None = None
-    """A cohort such as 'age_band=65+' whose follow-ups multiply at change_at ('*': every one)."""
+    """A cohort such as 'age_band=65+' whose follow-ups multiply at change_at ('*': every one;
+    'segment=smb,tenure_band=m4-12': an intersection)."""
     followup_rise_factor: float = 3.0
     complaint_spike: float | None = None
     """Factor by which complaints multiply at change_at."""
@@ -73,12 +74,13 @@ def _pick(rng: np.random.Generator, table: tuple[tuple[str, float], ...], size: 
 
 
 def _cohort_match(cohort: dict[str, str], spec: str | None) -> bool:
+    """Whether `cohort` is in `spec`: 'key=value', several joined by ',' (all must hold: an
+    intersection), or '*' (every cohort)."""
     if not spec:
         return False
     if spec == "*":  # every cohort: a mission-wide plant
         return True
-    key, _, value = spec.partition("=")
-    return cohort.get(key) == value
+    return all(cohort.get(key) == value for key, _, value in (part.partition("=") for part in spec.split(",")))
 
 
 def generate(c: Campaign) -> Iterator[dict[str, Any]]:

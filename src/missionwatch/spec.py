@@ -102,9 +102,12 @@ class Meta(_Model):
 
 class CohortSpec(_Model):
     keys: list[Name] = []
-    """Cohort attributes the ledger breaks counts down by."""
+    """Cohort attributes the ledger breaks counts down by. A name joining two or more other
+    attributes of keys or protected with '+' (e.g. 'segment+tenure_band') is their
+    intersection: its value is theirs joined with '+' ('smb+m4-12'), computed for every
+    record that has them all (a record's own attribute of that name is ignored)."""
     protected: list[Name] = []
-    """Protected-class proxies: fairness rules compare their cohorts."""
+    """Protected-class proxies: fairness rules compare their cohorts (intersections as in keys)."""
     max_cohorts: int = Field(8, ge=2, le=1000)
     """Cohorts per protected proxy that share the alpha budget; later ones are reported, not judged."""
     min_samples: int = Field(30, ge=2)
@@ -123,6 +126,13 @@ class CohortSpec(_Model):
 
     @model_validator(mode="after")
     def _values(self) -> CohortSpec:
+        plain = {d for d in [*self.keys, *self.protected] if "+" not in d}
+        for dim in [*self.keys, *self.protected]:
+            parts = dim.split("+")
+            if len(parts) > 1 and (len(set(parts)) != len(parts) or not set(parts) <= plain):
+                raise ValueError(f"{dim!r} joins attributes with '+': an intersection must join two or more "
+                                 "different attributes, each itself one of cohorts.keys or cohorts.protected "
+                                 f"(plain ones: {', '.join(sorted(plain)) or 'none'})")
         for dim, vals in self.values.items():
             if dim not in self.keys and dim not in self.protected:
                 raise ValueError(f"values.{dim}: {dim!r} is not one of cohorts.keys or cohorts.protected")
@@ -134,6 +144,10 @@ class CohortSpec(_Model):
                                  f"({self.max_cohorts}): every declared cohort of a protected proxy "
                                  "must have a place to be judged")
         return self
+
+    def intersections(self) -> dict[str, tuple[str, ...]]:
+        """Each intersection of keys and protected, with the attributes it joins."""
+        return {d: tuple(d.split("+")) for d in [*self.keys, *self.protected] if "+" in d}
 
     def normal_values(self, dim: str) -> frozenset[str] | None:
         vals = self.values.get(dim)

@@ -82,7 +82,8 @@ def _detectors(ms: MissionState, spec: Spec, plan: Plan) -> None:
     ms.novelty = {"template": NoveltyWatch("template", "new_template"),
                   "action_type": NoveltyWatch("action_type", "new_action_type")}
     for d in plan.dims:
-        ms.novelty[f"cohort:{d}"] = NoveltyWatch(d, "new_cohort")
+        if d not in plan.intersections:  # a new combination of known values is no news
+            ms.novelty[f"cohort:{d}"] = NoveltyWatch(d, "new_cohort")
     s = spec.shift
     ms.mix = {"action_type": MixShift("action_type", s.alpha, s.mix_rises),
               "template": MixShift("template", s.alpha, s.mix_rises)}
@@ -119,6 +120,8 @@ class MissionState:
         self.clock: float | None = None
         """The chain's event time: the latest issued_at; out records never go back before it."""
         self.cohort_values: dict[str, dict[str, int]] = {d: {} for d in plan.dims}
+        self.parts: dict[str, tuple[str, ...]] = {}
+        """Per intersection cohort ('segment+tenure_band=smb+m4-12'), the cohorts it joins."""
         """Records seen per normalised value of each cohort attribute (at most max_values)."""
         self.integrity: dict[str, dict[str, Any]] = {}
         """Per cohort attribute, what was wrong with its values (see `cohort_of`)."""
@@ -181,7 +184,8 @@ class MissionState:
         fp = self.followups.get(key)
         if fp is None:
             s = self.spec.shift
-            fp = self.followups[key] = FollowupPressure(key, s.followup_rises, s.alpha, self.followup_dispersion)
+            fp = self.followups[key] = FollowupPressure(key, s.followup_rises, s.alpha, self.followup_dispersion,
+                                                        passive=key.split("=", 1)[0] in self.plan.intersections)
             if self.frozen:
                 fp.freeze(self._followup_fallback())
         return fp
@@ -203,22 +207,28 @@ class MissionState:
 
     def cohort_of(self, raw: dict[str, str] | None) -> dict[str, str]:
         """The record's cohort as the mission counts it: each cohort attribute of the spec
-        (`keys` and `protected`) normalised (`spec.normalize_value`); a value the spec does not declare becomes
+        (`keys` and `protected`) normalised (`spec.normalize_value`), each intersection joined from
+        its parts' normalised values; a value the spec does not declare becomes
         '(undeclared)', a value past the attribute's `max_values` becomes '(other)', and
         either is an integrity problem of the attribute (see `note_problem`)."""
         if not raw:
             return {}
         out = dict(raw)  # attributes the spec does not name are kept as they came
-        cohorts = self.spec.cohorts
+        cohorts, joined = self.spec.cohorts, self.plan.intersections
         for d in self.plan.dims:
             v = raw.get(d)
             if v is None:
                 continue
-            v = normalize_value(v, cohorts.case)
+            v = normalize_value(v, cohorts.case) if d not in joined else ""
             if v:
                 out[d] = self._count_value(d, v)
             else:
                 del out[d]
+        for d, parts in joined.items():
+            if all(p in out for p in parts):
+                v = out[d] = self._count_value(d, "+".join(out[p] for p in parts))
+                if v not in (UNDECLARED, OTHER):
+                    self.parts.setdefault(f"{d}={v}", tuple(f"{p}={out[p]}" for p in parts))
         return out
 
     def _count_value(self, d: str, v: str) -> str:

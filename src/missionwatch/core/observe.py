@@ -149,7 +149,8 @@ def _shift(ms: MissionState, a: ActionRecord, template: str | None, obs: Observa
     if template is not None:
         detectors.append(ms.novelty["template"].update(template, t))
     detectors.append(ms.novelty["action_type"].update(a.action_type, t))
-    detectors += [ms.novelty[f"cohort:{d}"].update(f"{d}={cohort[d]}", t) for d in plan.dims if d in cohort]
+    detectors += [ms.novelty[f"cohort:{d}"].update(f"{d}={cohort[d]}", t) for d in plan.dims
+                  if d in cohort and d not in plan.intersections]
     detectors.append(ms.mix["action_type"].update(a.action_type, t))
     if template is not None:
         detectors.append(ms.mix["template"].update(template, t))
@@ -160,7 +161,7 @@ def _shift(ms: MissionState, a: ActionRecord, template: str | None, obs: Observa
         fired = [e for k in keys if (e := ms.followup_detector(k).update(is_fu, clock).event) is not None]
         ms.followup_dispersion.add("followup" if is_fu else "other")  # after: predictable
         if fired:  # one rise shows in every cohort overlapping its cause: one event names it
-            obs.events.append(one_cause(ms.followups, fired))
+            obs.events.append(one_cause(ms.followups, fired, ms.parts))
     obs.events.extend(e for d in detectors if (e := d.event) is not None)
     if not ms.frozen and ms.n_actions >= ms.spec.baseline.actions:
         ms.freeze()

@@ -15,7 +15,18 @@ baseline's). The cause is the
 first candidate that has surely risen (cautious lift above 1), and surely more than its
 complement (the other values of its attribute, pooled: disjoint from it) at the most. A
 rise on one segment lifts every age band, but no other segment; a rise everywhere lifts
-every complement as much, so no cohort qualifies and the whole mission is named. The
+every complement as much, so no cohort qualifies and the whole mission is named.
+
+Intersections ('segment+tenure_band=smb+m4-12', see the spec's cohorts) take part in the
+naming, never in the alarms (their detectors count, but do not test: more, smaller
+detectors alarm sooner on luck, and a name drawn from a lucky window is a wrong name). They
+are tried last, so the cohort named is the broadest that explains the rise; an
+intersection is named when no plain cohort does, and must also have risen surely more than
+the rest of each cohort it joins (the other tenure bands of smb; the other segments in
+m4-12): a rise of a whole segment lifts each of its tenure bands alike. A rise confined to
+one intersection names the first cohort it joins that surely rose more than its
+complement, with the intersection related (its lift shown): coarser than the rise, never
+narrower. The
 bounds are one-sided 95%: naming the cause is an attribution, not a verdict. When the
 window is too short for the bounds to tell, the whole mission is named, with the cohorts
 that rose (the cause among them, with its lift) as related: never a wrong cohort on a
@@ -73,28 +84,47 @@ def _lifts(detectors: dict[str, FollowupPressure], t: float) -> dict[str, float]
     return out
 
 
-def _complement(detectors: dict[str, FollowupPressure], key: str, t: float) -> tuple[int, int, int, int]:
-    """Window and baseline counts (n, k, n0, k0) of the other values of `key`'s attribute, pooled."""
-    dim = key.split("=", 1)[0]
+def _pooled(detectors: dict[str, FollowupPressure], keys: list[str], t: float) -> tuple[int, int, int, int]:
+    """Window and baseline counts (n, k, n0, k0) of the cohorts `keys`, pooled."""
     n = k = n0 = k0 = 0
-    for other, d in detectors.items():
-        if other != key and other.split("=", 1)[0] == dim:
-            dn, dk = d.since(t)
-            n, k, n0, k0 = n + dn, k + dk, n0 + d.n0, k0 + d.k0
+    for other in keys:
+        d = detectors[other]
+        dn, dk = d.since(t)
+        n, k, n0, k0 = n + dn, k + dk, n0 + d.n0, k0 + d.k0
     return n, k, n0, k0
 
 
-def _name(detectors: dict[str, FollowupPressure], lifts: dict[str, float], t: float) -> str | None:
+def _beats_siblings(detectors: dict[str, FollowupPressure], key: str, lift: float, t: float,
+                    parts: dict[str, tuple[str, ...]]) -> bool:
+    """For an intersection: whether it surely rose more than the rest of each cohort it joins
+    could have (a rise of a whole segment lifts each of its tenure bands alike: the segment
+    explains it, not one of them). True for a plain cohort."""
+    dim, phi = key.split("=", 1)[0], detectors[key].design_effect
+    for part in parts.get(key, ()):
+        rest = [o for o in detectors if o != key and o.split("=", 1)[0] == dim and part in parts.get(o, ())]
+        if lift <= _bold_lift(*_pooled(detectors, rest, t), phi):
+            return False
+    return True
+
+
+def _name(detectors: dict[str, FollowupPressure], lifts: dict[str, float], t: float,
+          parts: dict[str, tuple[str, ...]]) -> str | None:
     """The cohort that explains the rise (see the module), or None: the whole mission."""
-    ranked = sorted(lifts, key=lambda k: (-lifts[k], k))
+    ranked = sorted(lifts, key=lambda k: (k in parts, -lifts[k], k))  # intersections last
     for k in ranked:
-        if lifts[k] > max(1.0, _bold_lift(*_complement(detectors, k, t), detectors[k].design_effect)):
+        dim = k.split("=", 1)[0]
+        complement = [o for o in detectors if o != k and o.split("=", 1)[0] == dim]
+        if lifts[k] > max(1.0, _bold_lift(*_pooled(detectors, complement, t), detectors[k].design_effect)) \
+                and _beats_siblings(detectors, k, lifts[k], t, parts):
             return k
     return None
 
 
-def one_cause(detectors: dict[str, FollowupPressure], fired: list[ShiftEvent]) -> ShiftEvent:
-    """One follow-up-pressure event for the alarms `fired` of one record (see the module)."""
+def one_cause(detectors: dict[str, FollowupPressure], fired: list[ShiftEvent],
+              parts: dict[str, tuple[str, ...]] | None = None) -> ShiftEvent:
+    """One follow-up-pressure event for the alarms `fired` of one record (see the module);
+    `parts`: for each intersection cohort ('segment+tenure_band=smb+m4-12'), the cohorts it
+    joins ('segment=smb', 'tenure_band=m4-12')."""
     alarmed = {e.value for e in fired}
     # the detectors that alarmed now and those still watching; a latched one (an earlier
     # cause, not yet reviewed) holds stale counts and takes no part
@@ -103,7 +133,7 @@ def one_cause(detectors: dict[str, FollowupPressure], fired: list[ShiftEvent]) -
               and (k in alarmed or (d.detector is not None and d.detector.log_statistic > 0.0))]
     t = min(starts) if starts else float("-inf")
     lifts = _lifts(live, t)
-    cause = _name(live, lifts, t)
+    cause = _name(live, lifts, t, parts or {})
     if cause is None:
         cause = WHOLE if WHOLE in live else sorted(alarmed)[0]
     whole = live.get(WHOLE)

@@ -202,11 +202,13 @@ class FollowupPressure(Detector):
     alike); None assumes independent actions."""
 
     def __init__(self, cohort: str, rises: Sequence[float], alpha: float,
-                 dispersion: Dispersion | None = None) -> None:
+                 dispersion: Dispersion | None = None, *, passive: bool = False) -> None:
         self.cohort = cohort
         self.rises = tuple(rises)
         self.alpha = alpha
         self.dispersion = dispersion
+        self.passive = passive
+        """Counts (for naming a cause, detect/cause.py) but never tests, so never alarms."""
         self._reset()
 
     def _reset(self) -> None:
@@ -256,6 +258,8 @@ class FollowupPressure(Detector):
         self.marks.note(t, self.recent)
         self.recent[0] += 1
         self.recent[1] += followup
+        if self.passive:
+            return None
         phi = self._phi()
         if phi != self.detector.phi:
             self.detector.temper(phi)
