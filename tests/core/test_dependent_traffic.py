@@ -66,3 +66,18 @@ def test_a_template_rise_in_clustered_traffic_still_escalates(registry: SpecRegi
     mix = [e for e in esc if e["code"] == "mix_shift"]
     assert mix and mix[0]["evidence"]["value"] == "upsell", [(e["code"], e["evidence"]) for e in esc]
     assert mix[0]["evidence"]["design_effect"] > 1.5  # the contacts' clustering was seen, and allowed for
+
+
+def test_per_action_fairness_counts_subjects_as_its_units(registry: SpecRegistry) -> None:
+    """The monitor names each action's subject to the fairness rules of per-action metrics:
+    their intervals count subjects, not actions (tests/detect/test_fairness_clusters.py)."""
+    m = Monitor(registry, signer=Signer.generate("m"), allow_unsigned=True)
+    records = list(contacts(7, 400))
+    for r in records:
+        assert not m.feed(r).rejected
+    ms = m.missions[records[0]["mission_id"]]
+    offers = [r for r in records if r.get("action_type") == "offer.discount"]
+    for fd in ms.fairness["mean_discount"]:
+        assert fd.units.clustered
+        assert fd.units.total.n == len({r["subject"]["id"] for r in offers})
+        assert fd.units.total.k == fd.total.n == len(offers)

@@ -52,6 +52,17 @@ class Subject:
     contacted: bool = False
     phase: str = "baseline"
     counts: dict[str, int] = field(default_factory=dict)
+    sums: dict[str, tuple[float, int]] | None = None
+    """Per per-action metric, the sum and count of the subject's observations so far (the
+    subject is the cluster of its actions: fairness intervals are cluster-robust)."""
+
+    def observed(self, metric: str, x: float) -> tuple[float, int]:
+        """Note observation x of `metric`; return the (sum, count) before it."""
+        if self.sums is None:
+            self.sums = {}
+        before = self.sums.get(metric, (0.0, 0))
+        self.sums[metric] = (before[0] + x, before[1] + 1)
+        return before
 
 
 @dataclass

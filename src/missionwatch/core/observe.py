@@ -41,12 +41,13 @@ class Observation:
     events: list[ShiftEvent] = field(default_factory=list)
 
     def metric(self, ms: MissionState, m: MetricSpec, cohort: dict[str, str], phase: str, x: float,
-               prev: float | None) -> None:
-        """Observe metric `m` at x (or revise prev -> x) for a record of `cohort` and `phase`."""
+               prev: float | None, before: tuple[float, int] | None = None) -> None:
+        """Observe metric `m` at x (or revise prev -> x) for a record of `cohort` and `phase`;
+        `before`: for a per-action metric, its subject's (sum, count) before x."""
         t = self.t
         for fd in ms.fairness.get(m.name, ()):
             v = cohort.get(fd.proxy, NONE)
-            fd.update(v, x, prev=prev, t=t)
+            fd.update(v, x, prev=prev, t=t, before=before)
             self.touched.add((fd, v))
         if m.per == "action":
             for rs in ms.risk.get(m.name, ()):
@@ -113,7 +114,7 @@ def observe_action(ms: MissionState, a: ActionRecord, cohort: dict[str, str]) ->
     for m in [*plan.action_metrics.get(a.action_type, ()), *plan.all_action_metrics]:
         x = numbers.get(m.attribute) if m.attribute is not None else float(a.decision in m.decisions)
         if x is not None:
-            obs.metric(ms, m, cohort, phase, x, None)
+            obs.metric(ms, m, cohort, phase, x, None, subj.observed(m.name, x))
     for m in plan.count_actions.get(a.action_type, ()):
         k = subj.counts.get(m.name, 0)
         subj.counts[m.name] = k + 1

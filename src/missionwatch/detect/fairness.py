@@ -15,6 +15,15 @@ c = 1 for an absolute gap, c = the threshold ratio for a ratio rule. Verdicts:
   reached `min_samples`, or the cohort is a catch-all of values the spec does not
   expect (`(undeclared)`, `(other)`), which is never judged.
 
+Dependence. The observations of a per-action metric are clustered by subject (a subject's
+actions share its propensity; a few subjects get many actions). When updates name their
+subject (`update(..., before=...)`, as the monitor does), each cohort is also kept as a
+ratio over subjects (stats.RatioStat) and the asymptotic intervals use its cluster-robust
+(sandwich) variance with subjects as the sample size: they assume subjects independent of
+each other, not actions. Measured (tests/detect/test_fairness_clusters.py): fair missions
+with heavy subjects and Beta random effects escalated in 64 of 200 taking actions as
+independent, none of 200 by subject. Strict intervals still take actions as independent.
+
 A cohort takes one of the `max_cohorts` places when it first has `min_samples`
 observations, so a flurry of junk values that each appear a few times never
 crowds out a real cohort: the order of arrival does not decide who is judged.
@@ -40,7 +49,7 @@ import numpy as np
 from ..spec import FairnessRule
 from ..stats.base import Detector
 from ..stats.betting import BettingCS, strict_linear, strict_linear_e_value
-from ..stats.cs import MeanStat, linear_cs, linear_e_value
+from ..stats.cs import MeanStat, RatioStat, linear_cs, linear_e_value
 
 __all__ = ["CohortVerdict", "Disparity", "FairnessDelta", "disparity"]
 
@@ -175,6 +184,39 @@ class _StrictBets:
         return self.own[cohort], bet or BettingCS(self.alpha)  # a named reference with no observations yet
 
 
+class _Units:
+    """A proxy's observations by independent unit (`FairnessDelta.update`'s `before`: the
+    subject): per cohort, a ratio over units; the intervals read these once any update names
+    its unit (cluster-robust variances, with units as the sample size)."""
+
+    def __init__(self) -> None:
+        self.by_cohort: dict[str, RatioStat] = {}
+        self.total = RatioStat()
+        self.clustered = False
+
+    def add(self, cohort: str, x: float, prev: float | None, before: tuple[float, int] | None) -> None:
+        """x for `cohort` (of a unit that held `before`), or a revision of a one-observation
+        unit's `prev` to x."""
+        for units in (self.by_cohort[cohort], self.total):
+            if prev is None:
+                units.grow(x, before)
+            else:
+                units.revise(prev, x)
+        self.clustered = self.clustered or (prev is None and before is not None)
+
+    def add_block(self, cohort: str, block: MeanStat) -> None:
+        """Observations that are each their own unit (a ledger block names none)."""
+        self.by_cohort[cohort] = self.by_cohort[cohort].merge(RatioStat.singletons(block))
+        self.total = self.total.merge(RatioStat.singletons(block))
+
+    def pair(self, cohort: str, reference: str | None) -> tuple[MeanStat, MeanStat, float]:
+        """The cohort's and its reference's statistics by unit (`reference` None: the rest of
+        the proxy), and the prior variance."""
+        own = self.by_cohort[cohort]
+        other = self.total.minus(own) if reference is None else self.by_cohort.get(reference, RatioStat())
+        return own.as_mean(), other.as_mean(), self.total.as_mean().var
+
+
 class FairnessDelta(Detector):
     """Per-cohort means of one metric across one protected proxy, judged by one rule."""
 
@@ -193,6 +235,7 @@ class FairnessDelta(Detector):
     def _reset(self) -> None:
         self.cohorts: dict[str, MeanStat] = {}
         self.total = MeanStat()
+        self.units = _Units()
         self.judged: list[str] = []
         self._verdicts: dict[str, CohortVerdict] = {}
         self._touches: dict[str, int] = {}
@@ -204,8 +247,12 @@ class FairnessDelta(Detector):
     def n_thresholds(self) -> int:
         return sum(v is not None for v in (self.rule.max_gap, self.rule.min_ratio, self.rule.max_ratio))
 
-    def update(self, cohort: str, x: float, *, prev: float | None = None, t: float | None = None) -> FairnessDelta:
-        """Add observation x for `cohort`, or revise an earlier one from `prev` to x."""
+    def update(self, cohort: str, x: float, *, prev: float | None = None, t: float | None = None,
+               before: tuple[float, int] | None = None) -> FairnessDelta:
+        """Add observation x for `cohort`, or revise an earlier one from `prev` to x. `before`:
+        the (sum, count) of this metric's earlier observations of x's unit (its subject): the
+        observations of one subject are one cluster, and the intervals take the variance
+        between subjects, not between actions (a subject's actions share its propensity)."""
         if self.strict:
             if prev is not None:
                 raise ValueError("strict intervals need final observations; this metric revises earlier ones")
@@ -215,6 +262,7 @@ class FairnessDelta(Detector):
         if self._bets is not None:
             for bet in self._bets.streams_of(cohort):
                 bet.update(x)
+        self.units.add(cohort, x, prev, before)
         if prev is None:
             stat.update(x)
             self.total.update(x)
@@ -243,6 +291,7 @@ class FairnessDelta(Detector):
     def _add_block(self, cohort: str, block: MeanStat) -> FairnessDelta:
         stat = self.cohorts[cohort] = self._cohort(cohort).merge(block)
         self.total = self.total.merge(block)
+        self.units.add_block(cohort, block)
         self._touches[cohort] = self._touches.get(cohort, 0) + block.n
         self._admit(cohort, stat)
         return self
@@ -265,6 +314,7 @@ class FairnessDelta(Detector):
         stat = self.cohorts.get(cohort)
         if stat is None:
             stat = self.cohorts[cohort] = MeanStat()
+            self.units.by_cohort[cohort] = RatioStat()
             if self._bets is not None:
                 self._bets.open(cohort, rest=self.rule.reference == "rest" and cohort not in CATCH_ALL)
         return stat
@@ -385,11 +435,12 @@ class FairnessDelta(Detector):
                               (-math.inf, math.inf), ratio, None, math.inf, self.alpha)
             return v
         a = self.alpha / self.n_thresholds
-        prior = self.total.var
+        cs, cr, prior = (stat, ref, self.total.var) if not self.units.clustered else \
+            self.units.pair(cohort, None if self.rule.reference == "rest" else self._reference_cohort(cohort))
         rule = self.rule
         beyond: str | None = None
         within = True
-        lo, hi = self._interval(cohort, stat, ref, 1.0, a, prior)
+        lo, hi = self._interval(cohort, cs, cr, 1.0, a, prior)
         hw = (hi - lo) / 2
         if rule.max_gap is not None:
             e = rule.max_gap
@@ -398,17 +449,17 @@ class FairnessDelta(Detector):
             if not ((rule.harm == "higher" or lo > -e) and (rule.harm == "lower" or hi < e)):
                 within = False
         if rule.min_ratio is not None:
-            rlo, rhi = self._interval(cohort, stat, ref, rule.min_ratio, a, prior)
+            rlo, rhi = self._interval(cohort, cs, cr, rule.min_ratio, a, prior)
             if rhi < 0 and beyond is None:
                 beyond = "min_ratio"
             within = within and rlo > 0
         if rule.max_ratio is not None:
-            rlo, rhi = self._interval(cohort, stat, ref, rule.max_ratio, a, prior)
+            rlo, rhi = self._interval(cohort, cs, cr, rule.max_ratio, a, prior)
             if rlo > 0 and beyond is None:
                 beyond = "max_ratio"
             within = within and rhi < 0
         verdict: Verdict = "beyond" if beyond else ("within" if within else "insufficient")
         mdg = (rule.max_gap or 0.0) + hw
         v = CohortVerdict(label, verdict, stat.mean, stat.n, ref_name, ref.mean, ref.n, gap,
-                          (lo, hi), ratio, beyond, mdg, self.alpha, self._e_value(cohort, stat, ref, prior))
+                          (lo, hi), ratio, beyond, mdg, self.alpha, self._e_value(cohort, cs, cr, prior))
         return v

@@ -103,6 +103,39 @@ class RatioStat:
         self.kk += k * k
         return self
 
+    def grow(self, x: float, before: tuple[float, int] | None = None) -> RatioStat:
+        """One more observation x of a cluster that held `before` = (sum, count) until now
+        (None or a count of 0: a new cluster)."""
+        s, k = before or (0.0, 0)
+        if k == 0:
+            self.n += 1
+        self.x += x
+        self.k += 1
+        self.xx += (s + x) ** 2 - s * s
+        self.xk += (s + x) * (k + 1) - s * k
+        self.kk += 2 * k + 1
+        return self
+
+    def revise(self, old: float, new: float) -> RatioStat:
+        """Replace the sum of a one-observation cluster, `old`, by `new`."""
+        self.x += new - old
+        self.xx += new * new - old * old
+        self.xk += new - old
+        return self
+
+    def merge(self, other: RatioStat) -> RatioStat:
+        return RatioStat(self.n + other.n, self.x + other.x, self.k + other.k, self.xx + other.xx,
+                         self.xk + other.xk, self.kk + other.kk)
+
+    def minus(self, other: RatioStat) -> RatioStat:
+        return RatioStat(self.n - other.n, self.x - other.x, self.k - other.k, self.xx - other.xx,
+                         self.xk - other.xk, self.kk - other.kk)
+
+    @classmethod
+    def singletons(cls, stat: MeanStat) -> RatioStat:
+        """Observations that are each their own cluster."""
+        return cls(stat.n, stat.total, float(stat.n), stat.sumsq, stat.total, float(stat.n))
+
     def as_mean(self) -> MeanStat:
         if self.n == 0 or self.k <= 0:
             return MeanStat()
