@@ -173,3 +173,24 @@ def test_assess_and_opens_keep_nothing() -> None:
     assert rs.assess() == "elevated" and rs.opens("elevated")
     assert rs.verdict == "insufficient_data" and not rs.escalated
     assert rs.evaluate() == "elevated" and rs.escalated and not rs.opens("elevated")
+
+
+def test_observations_that_name_their_subject_are_judged_by_subject() -> None:
+    """Ten subjects, twenty observations each, in each phase: the interval reads ten units a
+    phase (cluster-robust), the reported counts stay observations; the variance statistic
+    keeps observations as its units."""
+    rng = np.random.default_rng(5)
+    mean = RiskSignal(RiskRule(metric="m", max_ratio=1.5), ALPHA, MIN)
+    var = RiskSignal(RiskRule(metric="m", statistic="variance", max_ratio=2.0), ALPHA, MIN)
+    sums: dict[tuple[str, int], tuple[float, int]] = {}
+    for phase in ("baseline", "post"):
+        for i in range(200):
+            s, x = i % 10, float(rng.random() < 0.1 + 0.05 * (i % 10))
+            before = sums.get((phase, s), (0.0, 0))
+            sums[(phase, s)] = (before[0] + x, before[1] + 1)
+            mean.update(x, phase=phase, before=before)
+            var.update(x, phase=phase, before=before)
+    base, post = mean._intervals_pair()
+    assert (base.n, post.n) == (10, 10) and (mean.base.n, mean.post.n) == (200, 200)
+    assert base.mean == pytest.approx(mean.base.mean) and post.mean == pytest.approx(mean.post.mean)
+    assert mean.to_json()["n"] == 200 and not var.clustered

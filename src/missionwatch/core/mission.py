@@ -56,12 +56,14 @@ class Subject:
     """Per per-action metric, the sum and count of the subject's observations so far (the
     subject is the cluster of its actions: fairness intervals are cluster-robust)."""
 
-    def observed(self, metric: str, x: float) -> tuple[float, int]:
-        """Note observation x of `metric`; return the (sum, count) before it."""
+    def observed(self, metric: str, x: float, *, new: bool = True) -> tuple[float, int]:
+        """Note observation x of `metric` (`new` False: x added to an earlier observation's
+        value); return the (sum, count) before it. Keys are metric names, or `metric@phase`
+        for a phase's observations (risk signals)."""
         if self.sums is None:
             self.sums = {}
         before = self.sums.get(metric, (0.0, 0))
-        self.sums[metric] = (before[0] + x, before[1] + 1)
+        self.sums[metric] = (before[0] + x, before[1] + new)
         return before
 
 

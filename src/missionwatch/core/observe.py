@@ -41,24 +41,32 @@ class Observation:
     events: list[ShiftEvent] = field(default_factory=list)
 
     def metric(self, ms: MissionState, m: MetricSpec, cohort: dict[str, str], phase: str, x: float,
-               prev: float | None, before: tuple[float, int] | None = None) -> None:
+               prev: float | None, subj: Subject | None = None) -> None:
         """Observe metric `m` at x (or revise prev -> x) for a record of `cohort` and `phase`;
-        `before`: for a per-action metric, its subject's (sum, count) before x."""
+        `subj`: for a per-action metric, the action's subject (its cluster)."""
+        before = subj.observed(m.name, x) if subj is not None else None
         t = self.t
         for fd in ms.fairness.get(m.name, ()):
             v = cohort.get(fd.proxy, NONE)
             fd.update(v, x, prev=prev, t=t, before=before)
             self.touched.add((fd, v))
         if m.per == "action":
-            for rs in ms.risk.get(m.name, ()):
-                rs.update(x, phase=phase, prev=prev, t=t)
-                self.touched_risk.add(rs)
+            self.risk(ms, m, x, phase, prev, subj)
         for hl in ms.limits.get(m.name, ()):
             self.breaches.extend((hl, b) for b in hl.update(scopes(hl, ms.plan, cohort), x, prev=prev, t=t).breaches)
 
-    def risk(self, ms: MissionState, m: MetricSpec, x: float, phase: str, prev: float | None = None) -> None:
-        for rs in ms.risk.get(m.name, ()):
-            rs.update(x, phase=phase, prev=prev, t=self.t)
+    def risk(self, ms: MissionState, m: MetricSpec, x: float, phase: str, prev: float | None = None,
+             subj: Subject | None = None) -> None:
+        """Observe x (or revise prev -> x) in `phase` for the risk signals of `m`; `subj`: the
+        subject it belongs to (risk intervals are by subject within a phase)."""
+        rss = ms.risk.get(m.name, ())
+        if not rss:
+            return
+        before = None
+        if subj is not None:
+            before = subj.observed(f"{m.name}@{phase}", x - (prev or 0.0), new=prev is None)
+        for rs in rss:
+            rs.update(x, phase=phase, prev=prev, t=self.t, before=before)
             self.touched_risk.add(rs)
 
     def isolated(self, ms: MissionState, run: Run, phase: str) -> None:
@@ -114,7 +122,7 @@ def observe_action(ms: MissionState, a: ActionRecord, cohort: dict[str, str]) ->
     for m in [*plan.action_metrics.get(a.action_type, ()), *plan.all_action_metrics]:
         x = numbers.get(m.attribute) if m.attribute is not None else float(a.decision in m.decisions)
         if x is not None:
-            obs.metric(ms, m, cohort, phase, x, None, subj.observed(m.name, x))
+            obs.metric(ms, m, cohort, phase, x, None, subj)
     for m in plan.count_actions.get(a.action_type, ()):
         k = subj.counts.get(m.name, 0)
         subj.counts[m.name] = k + 1
@@ -128,9 +136,9 @@ def observe_action(ms: MissionState, a: ActionRecord, cohort: dict[str, str]) ->
     if is_contact:
         ms.window_cohorts.update(f"{d}={subj.cohort[d]}" for d in plan.dims if d in subj.cohort)
         for m in plan.subject_metrics:
-            obs.risk(ms, m, 0.0, phase)
+            obs.risk(ms, m, 0.0, phase, None, subj)
     for m in plan.count_actions.get(a.action_type, ()):
-        obs.risk(ms, m, 1.0, phase, prev=0.0)
+        obs.risk(ms, m, 1.0, phase, 0.0, subj)
     if ms.isolation is not None:
         for run in ms.isolation.action(a.subject.id, t, phase, is_contact):
             if run.phase is not None and run.contacts:
@@ -190,7 +198,7 @@ def observe_outcome(ms: MissionState, o: OutcomeRecord, own: dict[str, str] | No
         ms.isolation.outcome(o.subject.id, t, [m.name for m in counted])
     for m in counted:
         if phase is not None:
-            obs.risk(ms, m, 1.0, phase, prev=0.0)
+            obs.risk(ms, m, 1.0, phase, 0.0, subj)
         else:
             obs.unplaced(ms, m)
         k = subj.counts.get(m.name, 0)

@@ -29,6 +29,13 @@ spec gives no `[outcomes] within` to compare isolated contacts: a comparison wou
 what is missing as zero; `reason` says so). The interval
 is a time-uniform confidence sequence for value - max_ratio * baseline.
 For the variance statistic the baseline variance is taken as known.
+
+Dependence. A subject's observations (its actions, or its contact actions with their counts)
+share its propensity. Where updates name their subject (`before`, as the monitor does), the
+mean statistic's interval takes the variance between subjects within each phase
+(cluster-robust, stats.RatioStat), assuming subjects independent of each other; a subject
+with observations in both phases counts in each (positively correlated phases make that
+conservative). The variance statistic still takes observations as independent.
 """
 
 from __future__ import annotations
@@ -57,6 +64,11 @@ class RiskSignal(Detector):
     def _reset(self) -> None:
         self.base = MeanStat()
         self.post = MeanStat()
+        self.base_units = RatioStat()
+        self.post_units = RatioStat()
+        """The same, by subject (`update`'s `before`), for the mean statistic: its intervals
+        then take the variance between subjects (cluster-robust)."""
+        self.clustered = False
         self.verdict: RiskVerdict = "insufficient_data"
         self.events = 0
         """Revisions counted (an outcome or counted action placed in its phase)."""
@@ -68,8 +80,16 @@ class RiskSignal(Detector):
         self.iso_post = RatioStat()
         """Outcomes per contact action of the isolated runs of each phase (core/isolation.py)."""
 
-    def update(self, x: float, *, phase: str, prev: float | None = None, t: float | None = None) -> RiskSignal:
+    def update(self, x: float, *, phase: str, prev: float | None = None, t: float | None = None,
+               before: tuple[float, int] | None = None) -> RiskSignal:
+        """Observe x in `phase`, or revise an earlier observation from `prev` to x. `before`:
+        the (sum, count) of the metric's earlier observations of x's subject in the phase."""
         stat = self.base if phase == "baseline" else self.post
+        if before is not None and self.rule.statistic == "mean":
+            s, k = before
+            after = (s + x, k + 1) if prev is None else (s + x - prev, k)
+            (self.base_units if phase == "baseline" else self.post_units).change(before, after)
+            self.clustered = True
         if self.rule.statistic == "variance" and phase != "baseline":
             mu = self.base.mean
             x = (x - mu) ** 2
@@ -101,6 +121,12 @@ class RiskSignal(Detector):
             return self.iso_base.as_mean(), self.iso_post.as_mean()
         return self.base, self.post
 
+    def _intervals_pair(self) -> tuple[MeanStat, MeanStat]:
+        """What the interval reads: `_pair`, by subject where the observations name theirs."""
+        if self.basis == "contacts" and self.clustered:
+            return self.base_units.as_mean(), self.post_units.as_mean()
+        return self._pair()
+
     def unplace(self) -> RiskSignal:
         """Count an outcome of the metric that no phase could be found for."""
         self.unplaced += 1
@@ -114,6 +140,7 @@ class RiskSignal(Detector):
         base, post = self._pair()
         if base.n < self.min_samples or post.n < self.min_samples:
             return "insufficient_data"
+        base, post = self._intervals_pair()
         if self.rule.statistic == "variance":
             lo, hi = mean_cs(post, self.alpha)
             lo, hi = lo - r * base.var, hi - r * base.var

@@ -107,13 +107,18 @@ class RatioStat:
         """One more observation x of a cluster that held `before` = (sum, count) until now
         (None or a count of 0: a new cluster)."""
         s, k = before or (0.0, 0)
-        if k == 0:
+        return self.change((s, k), (s + x, k + 1))
+
+    def change(self, before: tuple[float, int], after: tuple[float, int]) -> RatioStat:
+        """A cluster's (sum, count) went from `before` to `after` ((0, 0): no cluster yet)."""
+        (s, k), (s1, k1) = before, after
+        if k == 0 and s == 0 and (k1 or s1):
             self.n += 1
-        self.x += x
-        self.k += 1
-        self.xx += (s + x) ** 2 - s * s
-        self.xk += (s + x) * (k + 1) - s * k
-        self.kk += 2 * k + 1
+        self.x += s1 - s
+        self.k += k1 - k
+        self.xx += s1 * s1 - s * s
+        self.xk += s1 * k1 - s * k
+        self.kk += k1 * k1 - k * k
         return self
 
     def revise(self, old: float, new: float) -> RatioStat:
