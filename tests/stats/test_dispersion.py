@@ -148,3 +148,32 @@ def test_a_fresh_category_in_every_action_keeps_the_counts_bounded() -> None:
     for i in range(20_000):
         twice.add(f"t{i // 2}")
     assert twice.estimate() == pytest.approx(2.0, rel=0.1)  # Kish for pairs, inside the pooled code too
+
+
+def _waves(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Runs of 200-2,000 of one value drawn from MIX."""
+    out: list[int] = []
+    while len(out) < n:
+        out += [int(rng.choice(4, p=MIX))] * int(rng.integers(200, 2001))
+    return np.array(out[:n])
+
+
+def test_runs_longer_than_the_lags_fall_back_to_batch_means() -> None:
+    """Waves: the lag sequence is still positive at the last lag, so the estimate is cut, not
+    ended; batch means over blocks of 256 read about 256 (a run fills its blocks), and the
+    larger is used. Independent draws never fall back, and read batch means near 1."""
+    rng = np.random.default_rng(8)
+    waves = [_feed(_waves(rng, 6_000)) for _ in range(5)]
+    assert all(d.cut and d.phi > 100 and d.factor() >= d.phi for d in waves), [d.status() for d in waves]
+    iid = [_feed(rng.choice(4, 6_000, p=MIX)) for _ in range(20)]
+    assert not any(d.cut for d in iid)
+    means = [d.batch_means() for d in iid]
+    assert 0.6 < float(np.mean(means)) < 1.4 and max(d.phi for d in iid) < 1.3, means
+
+
+def test_clusters_within_the_lags_are_not_cut() -> None:
+    """Contacts of one to three actions: the sequence ends within a few lags; batch means
+    are not needed and not taken."""
+    rng = np.random.default_rng(9)
+    ds = [_feed(_clustered(rng, 6_000, (1, 2, 3), MIX)) for _ in range(10)]
+    assert not any(d.cut for d in ds)

@@ -29,9 +29,14 @@ What it sees and what it does not:
 - subjects that differ in their own propensities but whose actions are spread over the
   mission do not: given the subjects, a window's share is then binomial, and the baseline
   holds the same subjects;
-- dependence longer than `lags` (waves of thousands of actions, the hour of the day) is
-  seen only as far as `lags` reaches: such a mission needs a baseline that spans several
-  waves or days (README, "What the statistics assume").
+- dependence longer than `lags` (waves of hundreds or thousands of actions of one template)
+  leaves the initial positive sequence still positive at the last lag: the sum is cut, not
+  ended. Then phi is also estimated by batch means: the variance of the category shares
+  over consecutive blocks of BLOCK actions, times BLOCK, over the binomial variance (1 for
+  independent draws; about BLOCK for runs longer than a block), and the larger estimate is
+  used. A block cannot see runs longer than itself either, so such a stream tempers its
+  detectors by about BLOCK: they stay within their false-alarm budget and detect little
+  until the baseline spans many waves (README, "What the statistics assume").
 
 `factor()` is what detectors temper by: max(1, phi) inflated by one standard error of the
 estimate (a sum of m estimated autocorrelations: sd(phi) ~ phi sqrt(4 m / N)), so a
@@ -61,6 +66,10 @@ MAX_CATEGORIES = 64
 """Categories counted apart; later new ones share one code (an agent that names a fresh
 template in every action must not make the counts grow with the stream)."""
 _OTHER = "\x00(other)"
+BLOCK = 256
+"""Actions per block of the batch-means estimate (dependence longer than LAGS)."""
+MIN_BLOCKS = 4
+"""Blocks the batch-means estimate needs."""
 
 
 class Dispersion:
@@ -81,6 +90,14 @@ class Dispersion:
         self._phi = 1.0
         self._summed = 0
         """Lags the last estimate summed (the m of its standard error)."""
+        self._block: dict[int, int] = {}
+        self._in_block = 0
+        self._blocks = 0
+        self._block_sq = np.zeros(0, dtype=np.float64)
+        self._block_sum = np.zeros(0, dtype=np.float64)
+        """Per category, the sum of squared and of plain counts over the closed blocks."""
+        self.cut = False
+        """Whether the last estimate's sequence was still positive at the last lag."""
 
     def add(self, category: str) -> None:
         code = self.codes.get(category)
@@ -89,6 +106,10 @@ class Dispersion:
                 category = _OTHER  # pooled: a stream of lumped categories clusters as the stream does
             code = self.codes.setdefault(category, len(self.codes))
         self._pending.append(code)
+        self._block[code] = self._block.get(code, 0) + 1
+        self._in_block += 1
+        if self._in_block == BLOCK:
+            self._close_block()
         self.total += 1
         if len(self._pending) >= REFRESH:
             self._absorb()
@@ -113,6 +134,27 @@ class Dispersion:
         self._tail = seq[-self.lags:].tolist()
         self._pending = []
 
+    def _close_block(self) -> None:
+        c = len(self.codes)
+        if self._block_sq.size < c:
+            self._block_sq = np.pad(self._block_sq, (0, c - self._block_sq.size))
+            self._block_sum = np.pad(self._block_sum, (0, c - self._block_sum.size))
+        for code, k in self._block.items():
+            self._block_sq[code] += k * k
+            self._block_sum[code] += k
+        self._blocks += 1
+        self._block, self._in_block = {}, 0
+
+    def batch_means(self) -> float:
+        """phi by batch means over the closed blocks (1 with fewer than MIN_BLOCKS)."""
+        b = self._blocks
+        if b < MIN_BLOCKS:
+            return 1.0
+        share = self._block_sum / (b * BLOCK)
+        var = (self._block_sq / (b * BLOCK * BLOCK) - share * share) * b / (b - 1)
+        binomial = float((share * (1 - share)).sum())
+        return float(BLOCK * var.sum() / binomial) if binomial > 0 else 1.0
+
     def estimate(self) -> float:
         """phi from every observation so far (not inflated; below 1 for a stream that
         alternates more than chance)."""
@@ -128,14 +170,15 @@ class Dispersion:
         lag = np.arange(1, reach + 1)
         rho = ((self.repeats[:reach][:, seen] / p).sum(axis=1) / (n - lag) - 1.0) / (k - 1)
         rho = np.concatenate([[1.0], rho])
-        phi = -1.0
+        phi, self.cut = -1.0, reach == self.lags
         for first in range(0, reach, 2):  # the pairs (rho_0, rho_1), (rho_2, rho_3), ... while positive
             pair = float(rho[first] + rho[first + 1])
             if pair <= 0.0:
+                self.cut = False
                 break
             phi += 2.0 * pair
             self._summed = first + 1
-        return phi
+        return max(phi, self.batch_means()) if self.cut else phi
 
     def factor(self) -> float:
         """The design effect to temper by: >= 1, refreshed every REFRESH observations."""
@@ -161,4 +204,4 @@ class Dispersion:
 
     def status(self) -> dict[str, Any]:
         return {"phi": round(self._phi, 4), "factor": round(self._factor, 4), "lags": self.lags,
-                "lags_summed": self._summed, "observations": self.total}
+                "lags_summed": self._summed, "observations": self.total, "beyond_lags": self.cut}
