@@ -82,7 +82,7 @@ def _detectors(ms: MissionState, spec: Spec, plan: Plan) -> None:
     ms.fairness = {}
     for rule in spec.fairness:
         for proxy in c.protected:
-            fd = FairnessDelta(rule, proxy, plan.fairness_alpha, c.min_samples, c.max_cohorts,
+            fd = FairnessDelta(rule, proxy, plan.fairness_alpha, c.min_samples, plan.places[proxy],
                                strict=spec.spec.intervals == "strict")
             ms.fairness.setdefault(rule.metric, []).append(fd)
     ms.risk = {}

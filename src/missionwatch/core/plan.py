@@ -39,10 +39,14 @@ class Plan:
         self.within = parse_duration(spec.outcomes.within) if spec.outcomes.within else None
         self.declared = {d: spec.cohorts.normal_values(d) for d in self.dims}
         self.protected = frozenset(spec.cohorts.protected)
+        self.places = {p: min(spec.cohorts.max_cohorts, len(self.declared[p] or ())) or spec.cohorts.max_cohorts
+                       for p in spec.cohorts.protected}
+        """Judged cohorts per protected proxy: max_cohorts, or fewer when the spec declares
+        fewer values (no alpha is spent on places no cohort can take)."""
         n_tests = 0
         for rule in spec.fairness:
             k = sum(v is not None for v in (rule.max_gap, rule.min_ratio, rule.max_ratio))
-            n_tests += len(spec.cohorts.protected) * spec.cohorts.max_cohorts * (k > 0)
+            n_tests += sum(self.places.values()) * (k > 0)
         self.n_tests = max(n_tests, 1)
         self.fairness_alpha = spec.spec.alpha / self.n_tests
         self.risk_alpha = spec.spec.alpha / max(len(spec.risk), 1)
