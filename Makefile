@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-replay sysdeps test lint bench bench-replay bench-detection bench-fair-dependence bench-stream bench-memory golden clean
+.PHONY: demo demo-replay sysdeps test lint bench bench-replay bench-detection bench-fair-dependence bench-power bench-stream bench-memory golden clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -35,7 +35,7 @@ lint: $(STAMP)
 test: lint sysdeps
 	$(BIN)/pytest -q
 
-bench: bench-replay bench-detection bench-fair-dependence bench-stream bench-memory
+bench: bench-replay bench-detection bench-fair-dependence bench-power bench-stream bench-memory
 
 bench-replay: $(STAMP)
 	$(BIN)/python benchmarks/replay.py
@@ -45,6 +45,9 @@ bench-detection: $(STAMP)
 
 bench-fair-dependence: $(STAMP)
 	$(BIN)/python benchmarks/fair_dependence.py
+
+bench-power: $(STAMP)
+	$(BIN)/python benchmarks/power.py
 
 bench-stream: $(STAMP)
 	$(BIN)/python benchmarks/stream.py
