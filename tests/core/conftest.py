@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,18 @@ def gap_mission(monitor: Monitor, gate: Signer, n: int = 3000) -> list[dict[str,
         attrs = {"discount_pct": 10.0} if kind == "offer.discount" else {"template": "renewal-v1"}
         out += feed(monitor, gate, action(i, action_type=kind, subject=f"c-{i}", cohort=cohort, **attrs)).out
     return out
+
+
+def fed_out(registry: SpecRegistry, records: Iterable[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    """Feed unsigned `records` to a fresh monitor (none may be rejected); its out records of
+    one kind: 'strategy', 'escalation' or 'control'."""
+    m = Monitor(registry, signer=Signer.generate("m"), allow_unsigned=True)
+    out = []
+    for r in records:
+        step = m.feed(r)
+        assert not step.rejected, step.rejected
+        out += step.out
+    return of_kind(out, kind)
 
 
 def of_kind(out: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

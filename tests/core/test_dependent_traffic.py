@@ -13,6 +13,7 @@ from missionwatch.monitor import Monitor
 from missionwatch.signing import Signer
 from missionwatch.spec import SpecRegistry
 from tests.conftest import stamp
+from tests.core.conftest import fed_out
 
 TEMPLATES = ["renewal-v1", "renewal-v2", "winback", "upsell"]
 WEIGHTS = [0.4, 0.3, 0.2, 0.1]
@@ -46,13 +47,7 @@ def contacts(seed: int, n: int, rise_at: int | None = None) -> Iterator[dict[str
 
 
 def escalations(registry: SpecRegistry, records: Iterator[dict[str, Any]]) -> list[dict[str, Any]]:
-    m = Monitor(registry, signer=Signer.generate("m"), allow_unsigned=True)
-    out = []
-    for r in records:
-        step = m.feed(r)
-        assert not step.rejected, step.rejected
-        out += [o for o in step.out if o["schema"] == "missionwatch/escalation@1"]
-    return out
+    return fed_out(registry, records, "escalation")
 
 
 def test_fair_clustered_missions_do_not_escalate(registry: SpecRegistry) -> None:

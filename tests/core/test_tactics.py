@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 
-from missionwatch.monitor import Monitor
-from missionwatch.signing import Signer
 from missionwatch.spec import SpecRegistry
 from tests.conftest import stamp
+from tests.core.conftest import fed_out
 
 AGES = ["18-34", "35-49", "50-64", "65+"]
 
@@ -52,13 +51,7 @@ def mission(seed: int, n: int, *, heavy: str | None = None, late_template: str |
 
 
 def receipts(registry: SpecRegistry, records: Iterator[dict[str, Any]]) -> list[dict[str, Any]]:
-    m = Monitor(registry, signer=Signer.generate("m"), allow_unsigned=True)
-    out = []
-    for r in records:
-        step = m.feed(r)
-        assert not step.rejected, step.rejected
-        out += [o for o in step.out if o["schema"] == "missionwatch/strategy@1"]
-    return out
+    return fed_out(registry, records, "strategy")
 
 
 def test_tactics_speak_the_spec_labels_and_name_a_new_template(registry: SpecRegistry) -> None:
