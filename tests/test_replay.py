@@ -35,8 +35,16 @@ def replay(campaign: Path, out: str, *extra: str) -> Path:
     return campaign / out
 
 
-def test_replay_is_byte_deterministic(campaign: Path) -> None:
-    a, b = replay(campaign, "a"), replay(campaign, "b")
+@pytest.fixture(scope="module")
+def replayed(campaign: Path) -> Path:
+    """The campaign replayed into `a`, twice: a replay replaces what an earlier one wrote there
+    (the tests below read one replay's events, rejections and ledger)."""
+    replay(campaign, "a")
+    return replay(campaign, "a")
+
+
+def test_replay_is_byte_deterministic(campaign: Path, replayed: Path) -> None:
+    a, b = replayed, replay(campaign, "b")
     assert (a / "events.jsonl").read_bytes() == (b / "events.jsonl").read_bytes()
     assert (a / "events.jsonl").stat().st_size > 0
     # signatures checked in worker processes or in-process: the same bytes out
@@ -45,8 +53,8 @@ def test_replay_is_byte_deterministic(campaign: Path) -> None:
         assert (a / name).read_bytes() == (c / name).read_bytes() == (d / name).read_bytes()
 
 
-def test_no_ledger_writes_the_same_events_and_no_stale_ledger(campaign: Path) -> None:
-    a = replay(campaign, "a")
+def test_no_ledger_writes_the_same_events_and_no_stale_ledger(campaign: Path, replayed: Path) -> None:
+    a = replayed
     out = campaign / "no-ledger"
     out.mkdir()
     (out / "ledger.duckdb").write_text("an earlier replay's ledger")
@@ -56,15 +64,15 @@ def test_no_ledger_writes_the_same_events_and_no_stale_ledger(campaign: Path) ->
         assert (a / name).read_bytes() == (out / name).read_bytes()
 
 
-def test_rejected_lines_are_kept_with_reasons(campaign: Path) -> None:
-    out = replay(campaign, "a")
+def test_rejected_lines_are_kept_with_reasons(replayed: Path) -> None:
+    out = replayed
     rows = [json.loads(x) for x in (out / "rejected.jsonl").read_text().splitlines()]
     assert [(r["line"], r["code"]) for r in rows] == [(101, "malformed_json"), (103, "invalid_field")]
     assert rows[0]["record"] == "not json" and all(r["reason"] for r in rows)
 
 
-def test_ledger_tables(campaign: Path) -> None:
-    out = replay(campaign, "a")
+def test_ledger_tables(replayed: Path) -> None:
+    out = replayed
     con = duckdb.connect(str(out / "ledger.duckdb"), read_only=True)
     tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     assert {"missions", "actions", "outcomes", "reviews", "strategy_receipts", "escalations", "controls",
@@ -88,8 +96,8 @@ def test_ledger_tables(campaign: Path) -> None:
     assert ("fairness:discount_rate", "age_band=65+") in esc
 
 
-def test_verify_accepts_and_refuses_tampering(campaign: Path) -> None:
-    out = replay(campaign, "a")
+def test_verify_accepts_and_refuses_tampering(campaign: Path, replayed: Path) -> None:
+    out = replayed
     keys = str(campaign / "sim" / "keyring.json")
     events = (out / "events.jsonl").read_text().splitlines()
     assert len(events) >= 3

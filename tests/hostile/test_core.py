@@ -14,6 +14,7 @@ from missionwatch.replay import replay_file
 from missionwatch.signing import Keyring, Signer
 from missionwatch.spec import SpecRegistry, normalize_value
 from tests.conftest import SPECS, action, line, stamp
+from tests.forking import Fed
 
 AGE = {"segment": "smb", "tenure_band": "m4-12", "region": "north"}
 
@@ -73,12 +74,22 @@ def test_a_5000_digit_integer_is_rejected_and_replay_writes_everything(tmp_path:
     assert (tmp_path / "out" / "ledger.duckdb").exists()
 
 
-@pytest.mark.parametrize("value", ["-1e308", "1e400", "-1e16", "123456789012345678901234567890"])
-def test_numbers_that_overflow_the_statistics_are_refused_after_the_baseline(registry, keys, keyring,
-                                                                            value: str) -> None:
+@pytest.fixture(scope="module")
+def past_the_baseline(registry, keys, keyring) -> Monitor:
+    """A monitor fed a gap campaign of 2,100 actions (its baseline, 2,000, frozen): each test
+    takes a fork of it (tests/forking.py)."""
     m = Monitor(registry, signer=keys["monitor"], keyring=keyring, allow_unsigned=True)
     gate = keys["gate"]
     feed_all(m, [line(gate.sign(registration())), *gap_campaign(gate, 2100)])
+    return m
+
+
+@pytest.mark.parametrize("value", ["-1e308", "1e400", "-1e16", "123456789012345678901234567890"])
+def test_numbers_that_overflow_the_statistics_are_refused_after_the_baseline(past_the_baseline: Monitor, keys,
+                                                                            value: str) -> None:
+    m = Fed(past_the_baseline).fork().monitor
+    gate = keys["gate"]
+    assert m.missions["m-1"].n_actions == 2100
     before = snapshot(m)
     bad = line(action(5000, action_type="offer.discount", cohort={**AGE, "age_band": "35-49"},
                       discount_pct=1.0)).replace('"discount_pct":1.0', f'"discount_pct":{value}')

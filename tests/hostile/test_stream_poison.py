@@ -41,7 +41,7 @@ from tests.hostile.stream_kit import (  # noqa: F401  (broker, keys: fixtures)
     rows,
     signed_batch,
 )
-from tests.stream.conftest import consume, wait_committed
+from tests.stream.conftest import KILLED_SESSION_TIMEOUT, consume, wait_committed
 
 
 def _core(keys: Keys, *, max_publish_bytes: int = 1_000_000, **limits: Any) -> StreamCore:
@@ -234,7 +234,7 @@ def test_poison_messages_never_stop_the_worker_and_a_kill_9_restart_survives_the
                                                                                   tmp_path: Path) -> None:
     msgs = poison(keys.gate)
     data = tmp_path / "data"
-    first = RaisingWorker(broker, data, keys, group="poison")
+    first = RaisingWorker(broker, data, keys, group="poison", session_timeout=KILLED_SESSION_TIMEOUT)
     try:
         first.wait_assigned(want=4)
         assert _healthy(first, "ok")["internal_errors"] == 0

@@ -34,9 +34,15 @@ def broker() -> Iterator[EmbeddedBroker]:
         yield b
 
 
+KILLED_SESSION_TIMEOUT = 4.0
+"""The session timeout (s) of the workers of a group in which a test kills one with -9: the
+group moves a dead worker's partitions once sessions have expired, and the test waits for
+that (the default is 10 s; the broker goes by the survivors' timeout as well as the dead one's)."""
+
+
 class Worker:
     def __init__(self, broker: EmbeddedBroker, data: Path, keys: Path, signing_key: Path, group: str,
-                 specs: Path = SPECS) -> None:
+                 specs: Path = SPECS, session_timeout: float | None = None) -> None:
         self.port = free_port()
         data.mkdir(parents=True, exist_ok=True)
         self.log_path = data / f"worker-{self.port}.log"
@@ -45,6 +51,8 @@ class Worker:
                "--web-port", str(self.port), "--keys", str(keys), "--signing-key", str(signing_key),
                "--specs", str(specs), "--loglevel", "info"]
         env = {**os.environ, "MISSIONWATCH_APP_ID": group}
+        if session_timeout is not None:
+            env["MISSIONWATCH_SESSION_TIMEOUT"] = str(session_timeout)
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True)
 
@@ -175,10 +183,13 @@ def replay_monitor(lines: list[bytes], keyring: Path, signer: Signer, specs: Pat
     return m
 
 
-def expected_events(lines: list[bytes], keyring: Path, signer: Signer,
-                    specs: Path = SPECS) -> tuple[dict[str, list[dict[str, Any]]], Counter[str]]:
-    """What a replay of `lines` issues, per mission, and the rejection codes."""
-    result = replay_lines(replay_monitor(lines, keyring, signer, specs, feed=False), lines)
+def expected_events(lines: list[bytes], keyring: Path, signer: Signer, specs: Path = SPECS, *,
+                    monitor: Monitor | None = None) -> tuple[dict[str, list[dict[str, Any]]], Counter[str]]:
+    """What a replay of `lines` issues, per mission, and the rejection codes. The replay goes
+    through `monitor` (a fresh `replay_monitor(..., feed=False)`) if given: it is then
+    `replay_monitor(lines, ...)`, for a test to read its state."""
+    m = monitor if monitor is not None else replay_monitor(lines, keyring, signer, specs, feed=False)
+    result = replay_lines(m, lines)
     by_mission: dict[str, list[dict[str, Any]]] = {}
     for e in result.events:
         by_mission.setdefault(e["mission_id"], []).append(e)

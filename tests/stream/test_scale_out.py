@@ -12,7 +12,14 @@ from missionwatch.sim import Campaign, write_campaign
 from missionwatch.stream.broker import EmbeddedBroker
 from missionwatch.stream.demo import write_demo_specs
 from tests.conftest import SPECS
-from tests.stream.conftest import Worker, expected_events, produce, published, wait_committed
+from tests.stream.conftest import (
+    KILLED_SESSION_TIMEOUT,
+    Worker,
+    expected_events,
+    produce,
+    published,
+    wait_committed,
+)
 
 # one mission per partition of four (the default partitioner's murmur2 of the key)
 MISSIONS = {"m-0": 0, "m-1": 1, "m-5": 2, "m-gap": 3}
@@ -46,8 +53,10 @@ def test_two_workers_split_partitions_and_one_takes_over(broker: EmbeddedBroker,
     total = sum(len(v) for v in expected.values())
     assert any(e["schema"] == "missionwatch/control@1" for v in expected.values() for e in v)
 
-    a = Worker(broker, tmp_path / "a", keyring, monitor_pem, group="pair", specs=specs)
-    b = Worker(broker, tmp_path / "b", keyring, monitor_pem, group="pair", specs=specs)
+    a = Worker(broker, tmp_path / "a", keyring, monitor_pem, group="pair", specs=specs,
+               session_timeout=KILLED_SESSION_TIMEOUT)
+    b = Worker(broker, tmp_path / "b", keyring, monitor_pem, group="pair", specs=specs,
+               session_timeout=KILLED_SESSION_TIMEOUT)
     try:
         a.wait_assigned(want=1)
         b.wait_assigned(want=1)

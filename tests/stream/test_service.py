@@ -12,6 +12,7 @@ from missionwatch.signing import Signer, load_private_key, write_private_key
 from missionwatch.sim import Campaign, write_campaign
 from missionwatch.stream.core import ledger_summary
 from tests.stream.conftest import (
+    KILLED_SESSION_TIMEOUT,
     Worker,
     consume,
     expected_events,
@@ -51,12 +52,14 @@ def test_stream_equals_replay_across_a_kill_9(broker, tmp_path: Path) -> None:
     lines, keyring = _campaigns(tmp_path)
     signer = Signer.generate("monitor")
     write_private_key(signer, tmp_path / "monitor.pem")
-    expected, expected_rejected = expected_events(lines, keyring, signer)
+    replayed = replay_monitor(lines, keyring, signer, feed=False)
+    expected, expected_rejected = expected_events(lines, keyring, signer, monitor=replayed)
     total = sum(len(v) for v in expected.values())
     assert "m-gap" in expected and any(e["schema"] == "missionwatch/escalation@1" for e in expected["m-gap"])
 
     data = tmp_path / "data"
-    first = Worker(broker, data, keyring, tmp_path / "monitor.pem", group="kill9")
+    first = Worker(broker, data, keyring, tmp_path / "monitor.pem", group="kill9",
+                   session_timeout=KILLED_SESSION_TIMEOUT)
     try:
         first.wait_assigned(want=4)
         quarter, half = len(lines) // 4, len(lines) // 2
@@ -93,7 +96,6 @@ def test_stream_equals_replay_across_a_kill_9(broker, tmp_path: Path) -> None:
     for mission, events in expected.items():
         assert [json.loads(got[(mission, e["seq"])][0]) for e in events] == events
     # the ledger too: counts and every cell equal the replay's
-    replayed = replay_monitor(lines, keyring, signer)
     for mission, ledger in ledgers.items():
         assert ledger["actions"] > 2000 and ledger["cells"], mission
         assert ledger == json.loads(json.dumps(ledger_summary(replayed, mission))), mission
