@@ -264,7 +264,7 @@ class FollowupPressure(Detector):
         if phi != self.detector.phi:
             self.detector.temper(phi)
         det = self.detector.update(followup)
-        if det.log_statistic <= 0.0:  # strictly above 1 is evidence (a ratio stuck at 1 is none)
+        if not det.above(0.0):  # strictly above 1 is evidence (a ratio stuck at 1 is none)
             self.rise_t = None
         elif self.rise_t is None:
             self.rise_t = t

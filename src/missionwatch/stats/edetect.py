@@ -88,9 +88,15 @@ class _LikelihoodRatioEDetector(Detector):
         """The mixture e-detector M_t (0 before the first observation)."""
         return math.exp(min(self.log_statistic, 700.0))
 
+    def above(self, level: float) -> bool:
+        """Whether log M_t > level (a mean of exps is at most their max: most updates need
+        no logarithm)."""
+        return max(self._log_m) > level and self.log_statistic > level
+
     @property
     def alarm(self) -> bool:
-        return self.log_statistic >= math.log(1.0 / self.alpha)
+        level = math.log(1.0 / self.alpha)
+        return max(self._log_m) >= level and self.log_statistic >= level
 
     def status(self) -> dict[str, Any]:
         return {"statistic": round(self.statistic, 6), "level": 1.0 / self.alpha, "alarm": self.alarm,
