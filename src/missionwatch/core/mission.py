@@ -133,9 +133,9 @@ class MissionState:
         self.clock: float | None = None
         """The chain's event time: the latest issued_at; out records never go back before it."""
         self.cohort_values: dict[str, dict[str, int]] = {d: {} for d in plan.dims}
+        """Records seen per normalised value of each cohort attribute (at most max_values)."""
         self.parts: dict[str, tuple[str, ...]] = {}
         """Per intersection cohort ('segment+tenure_band=smb+m4-12'), the cohorts it joins."""
-        """Records seen per normalised value of each cohort attribute (at most max_values)."""
         self.integrity: dict[str, dict[str, Any]] = {}
         """Per cohort attribute, what was wrong with its values (see `cohort_of`)."""
         self.new_problems: list[str] = []

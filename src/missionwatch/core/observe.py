@@ -128,13 +128,14 @@ def observe_action(ms: MissionState, a: ActionRecord, cohort: dict[str, str]) ->
         subj.counts[m.name] = k + 1
         if subj.contacted:
             obs.metric(ms, m, subj.cohort, subj.phase, k + 1, k)
+    labels = [f"{d}={subj.cohort[d]}" for d in plan.dims if d in subj.cohort] if is_contact else []
     if new_contact:
         subj.contacted, subj.phase = True, phase
-        ms.population.update(f"{d}={subj.cohort[d]}" for d in plan.dims if d in subj.cohort)
+        ms.population.update(labels)
         for m in plan.subject_metrics:
             obs.metric(ms, m, subj.cohort, phase, subj.counts.get(m.name, 0), None)
     if is_contact:
-        ms.window_cohorts.update(f"{d}={subj.cohort[d]}" for d in plan.dims if d in subj.cohort)
+        ms.window_cohorts.update(labels)
         for m in plan.subject_metrics:
             obs.risk(ms, m, 0.0, phase, None, subj)
     for m in plan.count_actions.get(a.action_type, ()):

@@ -15,7 +15,7 @@ class Plan:
         self.spec = spec
         self.dims = tuple(spec.cohorts.keys) + tuple(spec.cohorts.protected)
         self.intersections = spec.cohorts.intersections()
-        """Intersection attributes (cohorts.keys), with the attributes each joins."""
+        """Intersection attributes (of cohorts.keys and protected), with the attributes each joins."""
         self.contact = set(spec.actions.contact)
         self.followup = set(spec.actions.followup)
         self.action_metrics: dict[str, list[MetricSpec]] = {}

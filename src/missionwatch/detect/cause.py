@@ -130,7 +130,7 @@ def one_cause(detectors: dict[str, FollowupPressure], fired: list[ShiftEvent],
     # cause, not yet reviewed) holds stale counts and takes no part
     live = {k: d for k, d in detectors.items() if k in alarmed or d.watching}
     starts = [t for k, d in live.items() if (t := d.rise_t) is not None
-              and (k in alarmed or (d.detector is not None and d.detector.log_statistic > 0.0))]
+              and (k in alarmed or (d.detector is not None and d.detector.above(0.0)))]
     t = min(starts) if starts else float("-inf")
     lifts = _lifts(live, t)
     cause = _name(live, lifts, t, parts or {})
@@ -138,7 +138,7 @@ def one_cause(detectors: dict[str, FollowupPressure], fired: list[ShiftEvent],
         cause = WHOLE if WHOLE in live else sorted(alarmed)[0]
     whole = live.get(WHOLE)
     rose = {k for k, x in lifts.items() if x > 1.0}
-    if whole is not None and whole.detector is not None and whole.detector.log_statistic > 0.0:
+    if whole is not None and whole.detector is not None and whole.detector.above(0.0):
         rose.add(WHOLE)  # the whole mission saw the rise too: latched with it, re-armed on review
     related = sorted((alarmed | rose) - {cause})
     for k in [cause, *related]:

@@ -195,13 +195,10 @@ class _Units:
         self.clustered = False
 
     def add(self, cohort: str, x: float, prev: float | None, before: tuple[float, int] | None) -> None:
-        """x for `cohort` (of a unit that held `before`), or a revision of a one-observation
-        unit's `prev` to x."""
+        """x for `cohort`, or a revision from `prev` to x, of a unit that held `before`
+        (None: a unit of its own)."""
         for units in (self.by_cohort[cohort], self.total):
-            if prev is None:
-                units.grow(x, before)
-            else:
-                units.revise(prev, x)
+            units.add(x, prev, before)
         self.clustered = self.clustered or (prev is None and before is not None)
 
     def add_block(self, cohort: str, block: MeanStat) -> None:

@@ -86,9 +86,7 @@ class RiskSignal(Detector):
         the (sum, count) of the metric's earlier observations of x's subject in the phase."""
         stat = self.base if phase == "baseline" else self.post
         if before is not None and self.rule.statistic == "mean":
-            s, k = before
-            after = (s + x, k + 1) if prev is None else (s + x - prev, k)
-            (self.base_units if phase == "baseline" else self.post_units).change(before, after)
+            (self.base_units if phase == "baseline" else self.post_units).add(x, prev, before)
             self.clustered = True
         if self.rule.statistic == "variance" and phase != "baseline":
             mu = self.base.mean

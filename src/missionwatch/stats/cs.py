@@ -109,6 +109,14 @@ class RatioStat:
         s, k = before or (0.0, 0)
         return self.change((s, k), (s + x, k + 1))
 
+    def add(self, x: float, prev: float | None = None, before: tuple[float, int] | None = None) -> RatioStat:
+        """x as a new observation (`prev` None) or as the revision of one from `prev`, of a
+        cluster that held `before` = (sum, count) until now (None: a cluster of its own)."""
+        if before is None:
+            return self.grow(x) if prev is None else self.revise(prev, x)
+        s, k = before
+        return self.change(before, (s + x, k + 1) if prev is None else (s + x - prev, k))
+
     def change(self, before: tuple[float, int], after: tuple[float, int]) -> RatioStat:
         """A cluster's (sum, count) went from `before` to `after` ((0, 0): no cluster yet)."""
         (s, k), (s1, k1) = before, after
