@@ -24,7 +24,11 @@ from missionwatch.stream.demo import write_demo_specs
 from tests.conftest import SPECS
 from tests.stream.conftest import Worker
 
-RATE = 1500  # receipts per second from the simulated gateway
+# Receipts per second from the simulated gateway: a rate the worker sustains with half a core
+# (about 0.4 ms a record; CI runs beside other work). Faster, the worker falls behind and the
+# pause waits its turn behind the backlog: that is throughput (benchmarks/stream.py), not the
+# pipeline's latency measured here.
+RATE = 600
 
 
 def campaign(root: Path, mission: str) -> tuple[list[dict[str, Any]], dict[str, Path]]:
