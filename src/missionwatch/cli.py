@@ -342,8 +342,8 @@ def run(
         "start and kept.")] = None,
     data: Annotated[Path | None, typer.Option("--data", help="Directory for the service's own files. "
                                               "Default: ./missionwatch-data.")] = None,
-    web_port: Annotated[int | None, typer.Option(help="Port of /healthz, /metrics and the status API. "
-                                                 "Default 6066.")] = None,
+    web_port: Annotated[int | None, typer.Option(help="Port of the risk console, its API, /healthz and "
+                                                 "/metrics. Default 6066.")] = None,
     partitions: Annotated[int | None, typer.Option(min=1, help="Partitions of the topics this service "
                                                    "creates. Default 4.")] = None,
     allow_unsigned: Annotated[bool, typer.Option(
@@ -351,6 +351,11 @@ def run(
     app_id: Annotated[str | None, typer.Option(help="Kafka consumer group: workers with the same id split "
                                                "the partitions. Default missionwatch.")] = None,
     web_host: Annotated[str | None, typer.Option(help="Address the HTTP API binds. Default 127.0.0.1.")] = None,
+    view_token: Annotated[str | None, typer.Option(help="Token the risk console asks before showing anything "
+                                                   "(a reviewer token also opens it). Default: viewing is open.")] = None,
+    reviewers: Annotated[Path | None, typer.Option(help="Reviewers file of the console: reviewer tokens (their "
+                                                   "SHA-256) and the keys it signs their reviews with. Default: "
+                                                   "the console is read-only.")] = None,
     batch: Annotated[int | None, typer.Option(min=1, help="Messages taken per step. Default 500.")] = None,
     linger: Annotated[float | None, typer.Option(help="Longest wait (s) to fill a step. Default 0.02.")] = None,
     fetch_wait: Annotated[float | None, typer.Option(help="Longest a fetch waits for new messages (s). "
@@ -370,6 +375,7 @@ def run(
     given = {k: v for k, v in locals().items() if k != "loglevel" and v is not None and v is not False}
     from pydantic import ValidationError
 
+    from .console.review import DeskError
     from .stream.app import StreamSettings
     from .stream.broker import BrokerError
     from .stream.run import run_worker
@@ -381,7 +387,7 @@ def run(
     _load_specs(settings.specs)  # a bad spec fails here, with its file and field
     try:
         run_worker(settings, loglevel=loglevel)
-    except (BrokerError, KeyError_) as exc:
+    except (BrokerError, KeyError_, DeskError) as exc:
         raise _fail(str(exc)) from None
 
 

@@ -65,6 +65,11 @@ class StreamSettings(BaseSettings, Limits):
     data: Path = Path("missionwatch-data")
     web_port: int = 6066
     web_host: str = "127.0.0.1"
+    view_token: str | None = None
+    """When set, viewing the console and its API needs this token (or a reviewer token)."""
+    reviewers: Path | None = None
+    """The console's reviewers file: reviewer tokens (their SHA-256) and the keys the server
+    signs their reviews with (`console.review.Desk`). None: the console is read-only."""
     app_id: str = "missionwatch"
     """The Kafka consumer group: workers with the same id split the partitions."""
     allow_unsigned: bool = False
@@ -229,7 +234,32 @@ def make_app(settings: StreamSettings, *, bootstrap: str | None = None,
             health.agent_running = False
 
     _pages(app, core, health)
+    _console(app, core, settings, keyring, in_topic)
     return app, core
+
+
+def _console(app: faust.App, core: StreamCore, settings: StreamSettings, keyring: Keyring, in_topic: Any) -> None:
+    """Serve the risk console (missionwatch.console.web) from the worker's web server, in place of
+    Faust's `/` index."""
+    from ..console.review import Desk
+    from ..console.web import Console, console_routes
+
+    desk = Desk.load(settings.reviewers, keyring) if settings.reviewers else Desk()
+
+    async def publish(key: bytes, value: bytes) -> None:
+        await (await in_topic.send(key=key, value=value))
+
+    console = Console(core, desk, publish, view_token=settings.view_token,
+                      stopping=lambda: bool(getattr(app, "should_stop", False)))
+    bps = app.web.blueprints
+    bps._enabled = [(p, b) for p, b in bps._enabled if "production_index" not in str(b)]  # its `/` is ours
+    base = app.on_webserver_init
+
+    def init(web: Any) -> None:
+        base(web)
+        web.web_app.router.add_routes(console_routes(console))
+
+    app.on_webserver_init = init  # type: ignore[method-assign]
 
 
 def _faust_app(settings: StreamSettings, boot: str) -> faust.App:

@@ -20,13 +20,15 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..admission import DEFAULT_LIMITS, excerpt
 from ..codes import reject_reason
+from ..console.history import History, MissionHistory
+from ..core.views import MissionView
 from ..monitor import Monitor
 from ..records import SCHEMA_CONTROL, SCHEMA_ESCALATION
 from ..records import TOPIC_CONTROL as CONTROL
@@ -41,6 +43,9 @@ log = logging.getLogger("missionwatch.stream")
 MAX_PUBLISH_BYTES = 1_000_000
 """Faust's default producer `max_request_size`; a record (key and value) must fit in it."""
 _RECORD_OVERHEAD = 512
+FEED_KEPT = 5000
+"""Live events (escalations, receipts, controls, reviews) the console's feed can replay to a
+client that reconnects."""
 """Bytes a Kafka record batch adds around one record's key and value (headers, lengths)."""
 
 
@@ -112,6 +117,11 @@ class StreamCore:
         self.next_offset: dict[int, int] = {}
         self.active: set[int] = set()
         self.metrics = Metrics()
+        self.histories: dict[int, History] = {}
+        """Per partition, what the console remembers of its missions (fed what the monitor is)."""
+        self.feed_events: deque[tuple[int, dict[str, Any]]] = deque(maxlen=FEED_KEPT)
+        """Live events, numbered from 1: what the console pushes to open pages."""
+        self.feed_seq = 0
 
     def assign(self, partitions: Iterable[int]) -> dict[int, int]:
         """This worker's whole assignment; return, per partition, the first offset it has not
@@ -119,10 +129,12 @@ class StreamCore:
         held = set(partitions)
         for p in set(self.partitions) - held:
             self.partitions.pop(p)
+            self.histories.pop(p)
             self.next_offset.pop(p)
         self.active &= held
         for p in held - set(self.partitions):
             self.partitions[p] = self.make_monitor()
+            self.histories[p] = History()
             self.next_offset[p] = 0
         return {p: self.next_offset[p] for p in sorted(held)}
 
@@ -149,6 +161,7 @@ class StreamCore:
             n += 1
             try:
                 step = m.feed(value)
+                self.histories[partition].take(step, value)  # old news: kept, not pushed to the feed
             except Exception as exc:  # the core never raises; this keeps the catch-up going if it did
                 self._internal(partition, offset, reject_reason("internal_error", exception_text(exc)), "catch-up")
                 continue
@@ -181,6 +194,9 @@ class StreamCore:
     def _step(self, partition: int, offset: int, text: bytes) -> list[Publish]:
         m = self.partitions[partition]
         step = m.feed(text)
+        for event in self.histories[partition].take(step, text):
+            self.feed_seq += 1
+            self.feed_events.append((self.feed_seq, event))
         out: list[Publish] = []
         for rec in step.out:
             topic = CONTROL if rec["schema"] == SCHEMA_CONTROL else OUT
@@ -257,3 +273,37 @@ class StreamCore:
             if view is not None:
                 return view.status()
         return None
+
+    def views(self) -> list[MissionView]:
+        """The views of every mission held here, by mission_id."""
+        out = [v for p in sorted(self.active) for mid in self.partitions[p].mission_ids()
+               if (v := self.partitions[p].view(mid)) is not None]
+        return sorted(out, key=lambda v: v.mission_id)
+
+    def view(self, mission_id: str) -> MissionView | None:
+        for p in self.active:
+            v = self.partitions[p].view(mission_id)
+            if v is not None:
+                return v
+        return None
+
+    def history(self, mission_id: str) -> MissionHistory | None:
+        for p in self.active:
+            h = self.histories[p].get(mission_id)
+            if h is not None:
+                return h
+        return None
+
+    def review_outcome(self, review_id: str) -> dict[str, Any] | None:
+        """Whether a review this worker processed was accepted, or why it was refused."""
+        for p in self.active:
+            found = self.histories[p].outcomes.get(review_id)
+            if found is not None:
+                return found
+        return None
+
+    def events_after(self, seq: int) -> list[tuple[int, dict[str, Any]]]:
+        """The live events numbered above `seq` still kept."""
+        if seq >= self.feed_seq:
+            return []
+        return [(n, e) for n, e in self.feed_events if n > seq]

@@ -1,0 +1,139 @@
+"""What the risk console remembers of each mission beyond its current view: the strategy
+receipts over time (as compact digests), every escalation, the control signals and the
+accepted reviews. Pure: steps in, history kept; it reads no clock.
+
+A worker keeps one `History` per input partition beside that partition's `Monitor`, fed the
+same steps (live and during a catch-up), so what the console shows is a function of the log
+as the monitor's state is. Bounded per mission: the latest `RECEIPTS_KEPT` receipt digests,
+`CONTROLS_KEPT` control signals, `ESCALATIONS_KEPT` escalations and `REVIEWS_KEPT` reviews.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.step import Step
+from ..records import SCHEMA_CONTROL, SCHEMA_ESCALATION, SCHEMA_REVIEW, SCHEMA_STRATEGY
+
+__all__ = ["History", "MissionHistory", "digest", "review_outcomes"]
+
+RECEIPTS_KEPT = 500
+CONTROLS_KEPT = 200
+ESCALATIONS_KEPT = 1000
+REVIEWS_KEPT = 1000
+OUTCOMES_KEPT = 2000
+"""Review ids whose fate (accepted or refused) is remembered, per partition."""
+
+
+def digest(receipt: dict[str, Any]) -> dict[str, Any]:
+    """A strategy receipt cut to what a chart over time needs: per fairness metric and cohort
+    the estimate, interval and verdict; per risk signal its ratio and verdict; the tactic mix."""
+    fairness = {m: {c: {"estimate": v.get("estimate"), "interval": v.get("interval"), "gap": v.get("gap"),
+                        "verdict": v.get("verdict")} for c, v in sorted(cohorts.items())}
+                for m, cohorts in sorted((receipt.get("fairness") or {}).items())}
+    risk = {name: {"ratio": s.get("ratio"), "value": s.get("value"), "baseline": s.get("baseline"),
+                   "verdict": s.get("verdict")} for name, s in sorted((receipt.get("risk_signals") or {}).items())}
+    totals = receipt.get("totals") or {}
+    return {"receipt_id": receipt.get("receipt_id"), "seq": receipt.get("seq"), "issued_at": receipt.get("issued_at"),
+            "state": receipt.get("state"), "review_status": receipt.get("review_status"),
+            "tactics": receipt.get("tactics"), "tactic_mix": receipt.get("tactic_mix"),
+            "open_escalations": receipt.get("open_escalations"), "actions": totals.get("actions"),
+            "window": receipt.get("window"), "fairness": fairness, "risk": risk}
+
+
+@dataclass
+class MissionHistory:
+    receipts: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECEIPTS_KEPT))
+    last_receipt: dict[str, Any] | None = None
+    escalations: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
+    controls: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=CONTROLS_KEPT))
+    reviews: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=REVIEWS_KEPT))
+
+    def take(self, rec: dict[str, Any]) -> dict[str, Any] | None:
+        """Keep one out record; the event it makes for a live feed (None for none)."""
+        schema, mid = rec.get("schema"), rec.get("mission_id")
+        if schema == SCHEMA_STRATEGY:
+            self.last_receipt = rec
+            d = digest(rec)
+            self.receipts.append(d)
+            return {"kind": "receipt", "mission_id": mid, "id": d["receipt_id"], "issued_at": d["issued_at"],
+                    "state": d["state"], "review_status": d["review_status"]}
+        if schema == SCHEMA_ESCALATION:
+            eid = str(rec.get("escalation_id"))
+            self.escalations[eid] = rec
+            while len(self.escalations) > ESCALATIONS_KEPT:
+                self.escalations.popitem(last=False)
+            return {"kind": "escalation", "mission_id": mid, "id": eid, "issued_at": rec.get("issued_at"),
+                    "severity": rec.get("severity"), "reason": rec.get("reason")}
+        if schema == SCHEMA_CONTROL:
+            c = {k: rec.get(k) for k in ("state", "cause", "seq", "issued_at")}
+            self.controls.append(c)
+            return {"kind": "control", "mission_id": mid, **c}
+        return None
+
+    def review(self, rec: dict[str, Any], key_id: str | None) -> dict[str, Any]:
+        r = {k: rec.get(k) for k in ("review_id", "escalation_id", "reviewer", "decision", "note", "occurred_at")}
+        r["key_id"] = key_id
+        self.reviews.append(r)
+        return {"kind": "review", "mission_id": rec.get("mission_id"), "id": r["review_id"],
+                "decision": r["decision"], "reviewer": r["reviewer"]}
+
+
+def review_outcomes(step: Step, message: bytes) -> list[tuple[str, str, dict[str, Any]]]:
+    """The reviews a message carried and their fate: (mission_id, review_id, {"outcome":
+    "accepted"} or {"outcome": "refused", "code", "reason"}). A refused review is found by
+    reading the message again (a rejection keeps only an excerpt); a message that is not
+    JSON names no review."""
+    out = [(str(a.record.get("mission_id")), str(a.record.get("review_id")), {"outcome": "accepted"})
+           for a in step.accepted if a.kind == "review" and not a.duplicate]
+    if not step.rejected or SCHEMA_REVIEW.encode() not in message:
+        return out
+    try:
+        doc = json.loads(message)
+    except ValueError:
+        return out
+    items: list[Any] = doc["items"] if isinstance(doc, dict) and isinstance(doc.get("items"), list) else [doc]
+    for r in step.rejected:  # an item's rejection names it; a whole message's covers every item
+        named = items if r.item is None else items[r.item:r.item + 1] if 0 <= r.item < len(items) else []
+        out += [(str(rec.get("mission_id")), rec["review_id"], {"outcome": "refused", "code": r.code,
+                                                                "reason": r.reason})
+                for rec in named if isinstance(rec, dict) and rec.get("schema") == SCHEMA_REVIEW
+                and isinstance(rec.get("review_id"), str)]
+    return out
+
+
+class History:
+    """The console's memory of the missions of one partition."""
+
+    def __init__(self) -> None:
+        self.missions: dict[str, MissionHistory] = {}
+        self.outcomes: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        """Fate of the latest reviews, by review_id (the console answers a review with it)."""
+
+    def get(self, mission_id: str) -> MissionHistory | None:
+        return self.missions.get(mission_id)
+
+    def take(self, step: Step, message: bytes) -> list[dict[str, Any]]:
+        """Keep what one message caused; the events it makes for a live feed, in order."""
+        events: list[dict[str, Any]] = []
+        for a in step.accepted:
+            if a.kind == "review" and not a.duplicate:
+                h = self.missions.setdefault(str(a.record.get("mission_id")), MissionHistory())
+                events.append(h.review(a.record, a.key_id))
+        for rec in step.out:
+            h = self.missions.setdefault(str(rec.get("mission_id")), MissionHistory())
+            ev = h.take(rec)
+            if ev is not None:
+                events.append(ev)
+        for mid, rid, fate in review_outcomes(step, message):
+            self.outcomes[rid] = {"mission_id": mid, "review_id": rid, **fate}
+            self.outcomes.move_to_end(rid)
+            while len(self.outcomes) > OUTCOMES_KEPT:
+                self.outcomes.popitem(last=False)
+            if fate["outcome"] == "refused":
+                events.append({"kind": "review_refused", "mission_id": mid, "id": rid, "code": fate["code"],
+                               "reason": fate["reason"]})
+        return events
