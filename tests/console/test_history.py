@@ -6,7 +6,13 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
-from missionwatch.console.history import RECEIPTS_KEPT, REVIEWS_KEPT, History, MissionHistory, review_outcomes
+from missionwatch.console.history import (
+    RECEIPTS_KEPT,
+    REVIEWS_KEPT,
+    History,
+    MissionHistory,
+    review_outcomes,
+)
 from missionwatch.console.review import make_review
 from missionwatch.core.step import Accepted, Rejection, Step
 from missionwatch.records import SCHEMA_BATCH, SCHEMA_STRATEGY

@@ -42,14 +42,14 @@ that (the default is 10 s; the broker goes by the survivors' timeout as well as 
 
 class Worker:
     def __init__(self, broker: EmbeddedBroker, data: Path, keys: Path, signing_key: Path, group: str,
-                 specs: Path = SPECS, session_timeout: float | None = None) -> None:
+                 specs: Path = SPECS, session_timeout: float | None = None, extra: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         data.mkdir(parents=True, exist_ok=True)
         self.log_path = data / f"worker-{self.port}.log"
         self.log = self.log_path.open("wb")
         cmd = [sys.executable, "-m", "missionwatch.cli", "run", "--broker", broker.url, "--data", str(data),
                "--web-port", str(self.port), "--keys", str(keys), "--signing-key", str(signing_key),
-               "--specs", str(specs), "--loglevel", "info"]
+               "--specs", str(specs), "--loglevel", "info", *extra]
         env = {**os.environ, "MISSIONWATCH_APP_ID": group}
         if session_timeout is not None:
             env["MISSIONWATCH_SESSION_TIMEOUT"] = str(session_timeout)

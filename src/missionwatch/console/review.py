@@ -105,9 +105,13 @@ class Desk:
                 raise DeskError(f"{where}: {exc}") from None
             if keyring.role_of(signer.key_id) != "reviewer":
                 raise DeskError(f"{where}: key {signer.key_id!r} is not a reviewer key of the keyring")
-            name = e.get("reviewer") or keyring.scope_of(signer.key_id).reviewer
+            bound = keyring.scope_of(signer.key_id).reviewer
+            name = e.get("reviewer") or bound
             if not isinstance(name, str) or not name:
                 raise DeskError(f"{where}: name the reviewer (the keyring binds no reviewer to {signer.key_id!r})")
+            if bound is not None and name != bound:
+                raise DeskError(f"{where}: key {signer.key_id!r} belongs to {bound!r} in the keyring; "
+                                f"it cannot sign for {name!r}")
             out[e["token_sha256"].lower()] = DeskReviewer(name, signer)
         return cls(out)
 

@@ -156,6 +156,9 @@ async def _review(c: Console, request: web.Request) -> web.Response:
     doc = await _body(request)
     if isinstance(doc, str):
         return _error(400, doc)
+    if doc.get("reviewer") not in (None, who.reviewer):
+        return _error(403, f"this token reviews as {who.reviewer!r}; a review it makes cannot name "
+                      f"{doc.get('reviewer')!r}", code="reviewer_not_key_holder")
     view, h = c.source.view(mid), c.source.history(mid)
     if view is None:
         return _error(404, f"no such mission on this worker: {mid!r}")
