@@ -89,3 +89,18 @@ def review(decision: str, escalation: str | None = None, rid: str = "rv-1", t: i
 def feed(monitor: Monitor, signer: Signer, record: dict[str, Any]) -> Step:
     """Sign `record` and feed it to `monitor` as one line."""
     return monitor.feed(line(signer.sign(record)))
+
+
+def paused_awaiting_a_second_reviewer(monitor: Monitor, gate: Signer, mission: str, cause: str,
+                                       first: tuple[str, str] | None = None) -> None:
+    """A mission whose spec asks two reviewers to resume it, paused by escalation `cause`, that
+    `first` (reviewer, key) approved resuming (tests/core/test_reviews.py reaches this state
+    through records)."""
+    from missionwatch.core.mission import EscalationEntry
+
+    feed(monitor, gate, action(1, mission=mission))
+    ms = monitor.missions[mission]
+    ms.spec = ms.spec.model_copy(update={"spec": ms.spec.spec.model_copy(update={"resume_reviewers": 2})})
+    ms.escalations[cause] = EscalationEntry("pause", True, 0.0)
+    ms.state, ms.cause, ms.cause_t = "paused", cause, 0.0
+    ms.resume_approvals[cause] = [first] if first else []

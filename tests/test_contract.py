@@ -32,7 +32,7 @@ from missionwatch.replay import replay_lines
 from missionwatch.signing import KeyScope, Signer
 from missionwatch.spec import SpecRegistry
 from missionwatch.verify import VerifyReport
-from tests.conftest import ROOT, action, line, stamp
+from tests.conftest import ROOT, action, line, paused_awaiting_a_second_reviewer, stamp
 
 DOC = (ROOT / "docs" / "CONTRACT.md").read_text(encoding="utf-8")
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
@@ -122,7 +122,15 @@ def out_records(registry: SpecRegistry, keys: dict[str, Signer], monitor: Monito
         assert not step.rejected, step.rejected
         for out in step.out:
             fields.setdefault(out["schema"], set()).update(out)
-    assert "integrity" in fields[records.SCHEMA_STRATEGY]
+    # a mission whose spec asks two reviewers to resume it: the first approval's receipt
+    paused_awaiting_a_second_reviewer(monitor, gate, "m-2", "esc-2")
+    step = monitor.feed(reviewer.sign({"schema": records.SCHEMA_REVIEW, "review_id": "rv-2a", "mission_id": "m-2",
+                                       "escalation_id": "esc-2", "reviewer": "user:lee", "decision": "resume",
+                                       "occurred_at": stamp(3600)}))
+    assert not step.rejected, step.rejected
+    for out in step.out:
+        fields[out["schema"]].update(out)
+    assert "integrity" in fields[records.SCHEMA_STRATEGY] and "resume_approvals" in fields[records.SCHEMA_STRATEGY]
     return fields
 
 
@@ -197,10 +205,24 @@ def test_limits_and_key_scope() -> None:
         assert documented(f.name, text), f.name
 
 
+def console_routes() -> dict[str, set[str]]:
+    """The risk console's paths (console/web.py), by method."""
+    from missionwatch.console.review import Desk
+    from missionwatch.console.web import Console, console_routes
+
+    out: dict[str, set[str]] = {}
+    for r in console_routes(Console(source=None, desk=Desk(), publish=None)):
+        out.setdefault(r.method, set()).add(r.path)  # type: ignore[attr-defined]
+    return out
+
+
 def test_http_paths() -> None:
-    routes = code_routes()
-    assert set(re.findall(r"`GET (/[^`\s]*)`", DOC)) == routes
+    routes, console = code_routes(), console_routes()
+    assert set(re.findall(r"`GET (/[^`\s]*)`", DOC)) == routes | console["GET"]
     assert {p for cell in first_cells(section("HTTP API")) for p in re.findall(r"GET (\S+)", cell)} == routes
+    cells = first_cells(section("Risk console"))
+    for method, paths in console.items():
+        assert {p for cell in cells for p in re.findall(rf"{method} (\S+)", cell)} == paths, method
 
 
 @pytest.fixture

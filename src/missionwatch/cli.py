@@ -417,6 +417,76 @@ def demo(
         raise typer.Exit(code)
 
 
+@app.command()
+def review(
+    mission: Annotated[str, typer.Argument(help="The mission_id to review.")],
+    decision: Annotated[str, typer.Option("--decision", help="acknowledge, resume, pause or terminate.")],
+    key: Annotated[Path, typer.Option("--key", help="Your reviewer private key (PEM); its file name is its "
+                                      "key_id in the monitor's keyring.")],
+    escalation: Annotated[str | None, typer.Option(
+        "--escalation", help="The escalation it answers (a resume must name what paused the mission).")] = None,
+    note: Annotated[str | None, typer.Option("--note", help="Why: kept in the review and the chain.")] = None,
+    reviewer: Annotated[str | None, typer.Option(
+        "--reviewer", help="Your name as the review carries it, e.g. user:lee.risk. Default: the name the "
+        "keyring (--keys) binds to the key.")] = None,
+    keys: Annotated[Path | None, typer.Option("--keys", help="The monitor's keyring: checks the key is a "
+                                              "reviewer key and supplies its reviewer name.")] = None,
+    broker: Annotated[str, typer.Option("--broker", help="Kafka bootstrap of the monitor.")] = "127.0.0.1:9092",
+    wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for the monitor's answer.")] = 10.0,
+    at: Annotated[str | None, typer.Option("--at", help="Date the review (RFC 3339). Default: now.")] = None,
+) -> None:
+    """Sign a review with your reviewer key, publish it to missionwatch.in and report the monitor's
+    answer: accepted (exit 0), refused with its code and reason (exit 1), or no answer within
+    --wait (exit 3; the review was published and may still be decided)."""
+    from .console.review import make_review, review_time
+    from .records import parse_time
+    from .stream.broker import BrokerError, bootstrap_of
+    from .stream.review import submit_review
+
+    try:
+        signer = load_private_key(key)
+    except KeyError_ as exc:
+        raise _fail(str(exc)) from None
+    if keys is not None:
+        try:
+            ring = Keyring.load(keys)
+        except KeyError_ as exc:
+            raise _fail(str(exc)) from None
+        if ring.role_of(signer.key_id) != "reviewer":
+            raise _fail(f"{key}: key {signer.key_id!r} is not a reviewer key of {keys}")
+        bound = ring.scope_of(signer.key_id).reviewer
+        if reviewer is not None and bound is not None and reviewer != bound:
+            raise _fail(f"key {signer.key_id!r} belongs to {bound!r}; it cannot sign a review naming {reviewer!r}")
+        reviewer = reviewer or bound
+    if not reviewer:
+        raise _fail("name yourself with --reviewer (or pass --keys, whose keyring binds the key to a reviewer)")
+    if at is not None:
+        try:
+            parse_time(at)
+        except ValueError as exc:
+            raise _fail(f"--at {exc}") from None
+    try:
+        rec = make_review(signer, mission_id=mission, decision=decision, reviewer=reviewer,
+                          occurred_at=at or review_time(), escalation_id=escalation, note=note)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        fate = submit_review(bootstrap_of(broker), rec, wait)
+    except (BrokerError, OSError) as exc:
+        raise _fail(f"cannot reach the broker at {broker}: {exc}") from None
+    except Exception as exc:  # aiokafka's connection errors
+        raise _fail(f"cannot publish to {broker}: {type(exc).__name__}: {exc}") from None
+    what = f"review {rec['review_id']} of {mission} ({decision}) by {reviewer}"
+    if fate["outcome"] == "accepted":
+        print(f"{what}: accepted; the mission is {fate.get('state')}")
+        return
+    if fate["outcome"] == "refused":
+        err.print(f"{what}: refused ({fate.get('code')}): {fate.get('reason')}")
+        raise typer.Exit(1)
+    err.print(f"{what}: published; no answer from the monitor within {wait:g} s")
+    raise typer.Exit(3)
+
+
 def main() -> None:
     try:
         app()

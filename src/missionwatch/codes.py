@@ -51,6 +51,8 @@ RejectionCode = Literal[
     "review_out_of_order",
     "resume_without_cause",
     "reviewer_out_of_scope",
+    "reviewer_not_key_holder",
+    "second_reviewer_required",
     "internal_error",
 ]
 
@@ -88,6 +90,8 @@ REJECTION_TEMPLATES: dict[str, str] = {
     "review_out_of_order": "{detail}",
     "resume_without_cause": "{detail}",
     "reviewer_out_of_scope": "{detail}",
+    "reviewer_not_key_holder": "{detail}",
+    "second_reviewer_required": "{detail}",
     "internal_error": "the monitor failed on this message ({detail}); it was skipped and the monitor "
                       "went on; please report it",
 }

@@ -78,9 +78,21 @@ class KeyScope:
     missions: tuple[str, ...] | None = None
     decisions: tuple[str, ...] | None = None
     reviewer: str | None = None
+    specs: tuple[str, ...] | None = None
+    """Shell-style patterns of the spec names whose missions it may review (None: any)."""
+    owners: tuple[str, ...] | None = None
+    """Shell-style patterns of the owners whose missions it may review (None: any); a mission's
+    owner is its registration's, else its spec's."""
 
     def covers_mission(self, mission_id: str) -> bool:
         return self.missions is None or any(fnmatch.fnmatchcase(mission_id, p) for p in self.missions)
+
+    def covers_spec(self, spec: str) -> bool:
+        return self.specs is None or any(fnmatch.fnmatchcase(spec, p) for p in self.specs)
+
+    def covers_owner(self, owner: str | None) -> bool:
+        return self.owners is None or (owner is not None and any(fnmatch.fnmatchcase(owner, p)
+                                                                 for p in self.owners))
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -90,6 +102,10 @@ class KeyScope:
             out["decisions"] = list(self.decisions)
         if self.reviewer is not None:
             out["reviewer"] = self.reviewer
+        if self.specs is not None:
+            out["specs"] = list(self.specs)
+        if self.owners is not None:
+            out["owners"] = list(self.owners)
         return out
 
 
@@ -112,7 +128,7 @@ def _scope_of(entry: dict[str, Any], where: str) -> KeyScope:
     reviewer = entry.get("reviewer")
     if reviewer is not None and (not isinstance(reviewer, str) or not reviewer):
         raise KeyError_(f"{where}.reviewer must be a non-empty string")
-    return KeyScope(names("missions"), names("decisions", DECISIONS), reviewer)
+    return KeyScope(names("missions"), names("decisions", DECISIONS), reviewer, names("specs"), names("owners"))
 
 
 @dataclass

@@ -88,6 +88,9 @@ class Meta(_Model):
     """How long ledger buckets stay open in memory: a bucket starting more than this before
     the mission's newest is sealed, handed to the ledger's writer and dropped (a later record
     for it opens a new part, which the writer adds)."""
+    resume_reviewers: int = Field(1, ge=1, le=5)
+    """Distinct reviewers (by name and by key) whose `resume` it takes to release a mission
+    paused by a pause-severity escalation; each earlier one is recorded as an approval."""
     intervals: Literal["asymptotic", "strict"] = "asymptotic"
     """Fairness intervals: 'asymptotic' (normal mixture with a running variance; the
     guarantee holds as samples grow) or 'strict' (betting confidence sequences, exact

@@ -15,7 +15,15 @@ from missionwatch.canonical import record_hash
 from missionwatch.codes import RejectionCode
 from missionwatch.monitor import Monitor
 from missionwatch.signing import Signer
-from tests.conftest import action, feed, line, registration, review, stamp
+from tests.conftest import (
+    action,
+    feed,
+    line,
+    paused_awaiting_a_second_reviewer,
+    registration,
+    review,
+    stamp,
+)
 
 DAY = 86_400
 BATCH = "missionwatch/batch@1"
@@ -76,6 +84,9 @@ def _cases(keys: dict[str, Signer]) -> dict[str, str | bytes]:
         "resume_without_cause": line(reviewer.sign(review("resume", rid="rv-r1"))),
         "reviewer_out_of_scope": line(keys["scoped"].sign({**review("acknowledge", rid="rv-s1"),
                                                            "reviewer": "user:kim"})),
+        "reviewer_not_key_holder": line(keys["scoped"].sign(review("acknowledge", rid="rv-s2"))),  # names user:lee
+        "second_reviewer_required": line(reviewer.sign({**review("resume", "esc-2r", rid="rv-2r"),
+                                                        "mission_id": "m-two"})),
         "internal_error": line(gate.sign({"schema": "missionwatch/outcome@1", "outcome_id": "o-boom",
                                           "mission_id": "m-1", "subject": {"id": "cust-1"},
                                           "outcome_type": "complaint", "occurred_at": stamp(120)})),
@@ -102,6 +113,7 @@ def test_every_rejection_code_has_a_case_and_a_reason(monitor: Monitor, keys: di
     feed(monitor, reviewer, {**review("terminate"), "mission_id": "m-term", "review_id": "rv-t1"})
     feed(monitor, gate, action(1, mission="m-ooo"))
     feed(monitor, reviewer, {**review("pause", rid="rv-p1"), "mission_id": "m-ooo"})
+    paused_awaiting_a_second_reviewer(monitor, gate, "m-two", "esc-2r", ("user:lee", "reviewer-1"))
     cases = _cases(keys)
     assert set(cases) == set(get_args(RejectionCode))
     before = {m: (ms.n_actions, dict(ms.ledger.cells)) for m, ms in monitor.missions.items()}

@@ -302,7 +302,7 @@ def test_reviewer_scope_is_enforced(registry, keys, keyring) -> None:
                                           subject=f"c-{i}", delay_hours=200.0))))
         cause = m3.missions[mission].cause
         bad_name = {**review("rv-1", "resume", cause, stamp(7200), mission), "reviewer": "user:other"}
-        assert [r.code for r in m3.feed(line(scoped.sign(bad_name))).rejected] == ["reviewer_out_of_scope"]
+        assert [r.code for r in m3.feed(line(scoped.sign(bad_name))).rejected] == ["reviewer_not_key_holder"]
         bad_decision = review("rv-2", "terminate", None, stamp(7200), mission)
         assert [r.code for r in m3.feed(line(scoped.sign(bad_decision))).rejected] == ["reviewer_out_of_scope"]
         ok = m3.feed(line(scoped.sign(review("rv-3", "resume", cause, stamp(7200), mission))))

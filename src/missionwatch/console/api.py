@@ -139,6 +139,6 @@ def queue(source: Source) -> dict[str, Any]:
         items.sort(key=lambda e: (str(e["issued_at"]), e["seq"] or 0))
         groups.append({"mission_id": v.mission_id, "state": console_state(v), "control_state": v.state,
                        "cause": v.cause, "objective": v.objective, "owner": v.owner, "spec": v.spec,
-                       "escalations": items})
+                       "resume_approvals": v.resume_approvals, "escalations": items})
     groups.sort(key=lambda g: (str(g["escalations"][0]["issued_at"]) if g["escalations"] else "", g["mission_id"]))
     return {"groups": groups, "open": sum(len(g["escalations"]) for g in groups)}

@@ -19,7 +19,7 @@ from typing import Any
 from ..records import SCHEMA_REVIEW, format_time, parse_time
 from ..signing import DECISIONS, Keyring, Signer, load_private_key
 
-__all__ = ["Desk", "DeskError", "DeskReviewer", "make_review", "review_time", "token_digest"]
+__all__ = ["Desk", "DeskError", "DeskReviewer", "fate_of", "make_review", "review_time", "token_digest"]
 
 
 class DeskError(ValueError):
@@ -132,3 +132,26 @@ class Desk:
 
     def csrf_ok(self, token: str, presented: str | None) -> bool:
         return presented is not None and hmac.compare_digest(self.csrf(token), presented)
+
+
+def fate_of(review: dict[str, Any], topic: str, record: dict[str, Any]) -> dict[str, Any] | None:
+    """What a record the monitor published after `review` says of it, or None if nothing:
+    refused (a row of the rejected topic quoting its review_id), accepted (the control signal
+    it caused, or for an acknowledgement the mission's next strategy receipt with the
+    escalation no longer open)."""
+    rid, mid = review["review_id"], review["mission_id"]
+    if topic.endswith(".rejected"):
+        quoted = str(record.get("record") or "")
+        if f'"review_id":"{rid}"' in quoted.replace(" ", "") or f'"review_id": "{rid}"' in quoted:
+            return {"outcome": "refused", "code": record.get("code"), "reason": record.get("reason")}
+        return None
+    if record.get("mission_id") != mid:
+        return None
+    if record.get("schema") == "missionwatch/control@1" and record.get("cause") == rid:
+        return {"outcome": "accepted", "state": record.get("state")}
+    if review["decision"] == "acknowledge" and record.get("schema") == "missionwatch/strategy@1":
+        still = record.get("open_escalations") or []
+        esc = review.get("escalation_id")
+        if (esc is not None and esc not in still) or (esc is None and not still):
+            return {"outcome": "accepted", "state": record.get("state")}
+    return None

@@ -176,8 +176,10 @@ async def _review(c: Console, request: web.Request) -> web.Response:
     while time.monotonic() < deadline:
         fate = c.source.review_outcome(rec["review_id"])
         if fate is not None:
+            after = c.source.view(mid)
+            now = {"state": after.state, "resume_approvals": after.resume_approvals} if after else {}
             status = 200 if fate["outcome"] == "accepted" else 409
-            return web.json_response({**fate, "review": rec}, status=status)
+            return web.json_response({**fate, **now, "review": rec}, status=status)
         await asyncio.sleep(0.05)
     return web.json_response({"outcome": "pending", "review_id": rec["review_id"], "review": rec,
                               "detail": "published; the monitor has not answered yet"}, status=202)

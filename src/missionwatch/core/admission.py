@@ -19,7 +19,7 @@ from ..records import IN_SCHEMAS, ReviewRecord, describe_validation_error, forma
 from ..signing import ROLE_FOR_SCHEMA, KeyScope, VerifyFailure
 from .mission import MissionState
 
-__all__ = ["admit_review", "check_time", "signer_of", "validate"]
+__all__ = ["admit_review", "check_time", "mission_owner", "resume_quorum", "signer_of", "validate"]
 
 
 def validate(p: Prepared) -> tuple[BaseModel, str]:
@@ -75,7 +75,8 @@ def admit_review(ms: MissionState, r: ReviewRecord, scope: KeyScope, key_id: str
     dated before what it reviews; a resume names the cause it releases."""
     if ms.state == "terminated":
         raise Reject("mission_terminated", repr(r.mission_id))
-    _check_scope(r, scope, key_id)
+    _check_scope(ms, r, scope, key_id)
+    _check_quorum(ms, r, key_id)
     esc = ms.escalations.get(r.escalation_id) if r.escalation_id else None
     reviewed = esc.t if esc is not None else (ms.cause_t if r.escalation_id == ms.cause else None)
     if reviewed is not None and r.occurred_at < reviewed:
@@ -91,13 +92,43 @@ def admit_review(ms: MissionState, r: ReviewRecord, scope: KeyScope, key_id: str
                      f"names no open escalation (escalation_id {r.escalation_id!r})")
 
 
-def _check_scope(r: ReviewRecord, scope: KeyScope, key_id: str | None) -> None:
+def mission_owner(ms: MissionState) -> str | None:
+    """Who owns a mission: its registration's owner, else its spec's (None if neither names one)."""
+    return (ms.registration.owner if ms.registration else None) or ms.spec.spec.owner or None
+
+
+def _check_scope(ms: MissionState, r: ReviewRecord, scope: KeyScope, key_id: str | None) -> None:
+    if scope.reviewer is not None and r.reviewer != scope.reviewer:
+        raise Reject("reviewer_not_key_holder", f"key {key_id!r} belongs to reviewer {scope.reviewer!r}; "
+                     f"a review it signs cannot name {r.reviewer!r}")
     if not scope.covers_mission(r.mission_id):
         raise Reject("reviewer_out_of_scope", f"key {key_id!r} may review missions matching "
                      f"{', '.join(scope.missions or ())}, not {r.mission_id!r}")
+    if not scope.covers_spec(ms.spec.name):
+        raise Reject("reviewer_out_of_scope", f"key {key_id!r} may review missions of the specs "
+                     f"{', '.join(scope.specs or ())}, not {ms.spec.name!r}")
+    owner = mission_owner(ms)
+    if not scope.covers_owner(owner):
+        raise Reject("reviewer_out_of_scope", f"key {key_id!r} may review missions owned by "
+                     f"{', '.join(scope.owners or ())}, not {owner or 'a mission with no owner'!r}")
     if scope.decisions is not None and r.decision not in scope.decisions:
         raise Reject("reviewer_out_of_scope", f"key {key_id!r} may decide {', '.join(scope.decisions)}, "
                      f"not {r.decision!r}")
-    if scope.reviewer is not None and r.reviewer != scope.reviewer:
-        raise Reject("reviewer_out_of_scope", f"key {key_id!r} belongs to reviewer {scope.reviewer!r}; "
-                     f"a review it signs cannot name {r.reviewer!r}")
+
+
+def resume_quorum(ms: MissionState) -> int:
+    """How many distinct reviewers must resume the mission now: the spec's `resume_reviewers`
+    while it is paused by an escalation (a pause-severity one), else 1."""
+    paused_by_escalation = ms.state == "paused" and ms.cause in ms.escalations
+    return ms.spec.spec.resume_reviewers if paused_by_escalation else 1
+
+
+def _check_quorum(ms: MissionState, r: ReviewRecord, key_id: str | None) -> None:
+    need = resume_quorum(ms)
+    if r.decision != "resume" or need <= 1 or ms.cause is None:
+        return
+    got = ms.resume_approvals.get(ms.cause, [])
+    if any(name == r.reviewer or (key_id is not None and key == key_id) for name, key in got):
+        raise Reject("second_reviewer_required", f"{r.reviewer!r} (key {key_id!r}) already approved resuming "
+                     f"mission {r.mission_id!r}; the spec asks {need} distinct reviewers to resume it after a "
+                     f"pause-severity escalation ({len(got)} of {need} so far)")

@@ -37,7 +37,7 @@ from ..records import (
 )
 from ..signing import Keyring, Signer, VerifyFailure
 from ..spec import Spec, SpecRegistry
-from .admission import admit_review, check_time, signer_of, validate
+from .admission import admit_review, check_time, resume_quorum, signer_of, validate
 from .emit import Emitter
 from .idset import content_digest
 from .judge import judge, log_events, receipt_due, settle
@@ -265,6 +265,13 @@ class Monitor:
         ms.ids.put("v", r.review_id, content_digest(acc.hash))
         step.accepted.append(_as(acc, "review"))
         step.missions.add(ms.mission_id)
+        need = resume_quorum(ms)
+        if r.decision == "resume" and need > 1 and ms.cause is not None:
+            approvals = ms.resume_approvals.setdefault(ms.cause, [])
+            approvals.append((r.reviewer, acc.key_id))
+            if len(approvals) < need:  # an approval: the mission stays paused, its escalation open
+                step.out.append(self._emit.receipt(ms, r.occurred_at))
+                return
         if r.decision in ("acknowledge", "resume"):
             ms.acknowledge(r.escalation_id)
         new_state = transition(r.decision, ms.state)

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..records import format_time
 from ..stats.cs import e_bh
+from .admission import resume_quorum
 from .mission import MissionState, StateName
 
 __all__ = ["MissionView", "review_status", "view_of"]
@@ -56,6 +57,9 @@ class MissionView:
     window: dict[str, Any]
     totals: dict[str, int]
     integrity: dict[str, dict[str, Any]]
+    resume_approvals: dict[str, Any] | None = None
+    """While a paused mission needs more than one reviewer to resume: the pausing escalation,
+    the reviewers who approved so far and how many it takes."""
 
     def status(self) -> dict[str, Any]:
         """CONTRACT 4's status answer."""
@@ -76,6 +80,8 @@ class MissionView:
         }
         if self.integrity:
             body["integrity"] = self.integrity
+        if self.resume_approvals is not None:
+            body["resume_approvals"] = self.resume_approvals
         return body
 
 
@@ -202,4 +208,13 @@ def view_of(ms: MissionState, status: str | None = None) -> MissionView:
                 "unattributed_outcomes": sum(len(v) for v in ms.pending_outcomes.values())},
         integrity={d: {"problems": list(e["problems"]), "records": e["records"],
                        "values": dict(sorted(e["values"].items()))} for d, e in sorted(ms.integrity.items())},
+        resume_approvals=_approvals(ms),
     )
+
+
+def _approvals(ms: MissionState) -> dict[str, Any] | None:
+    need = resume_quorum(ms)
+    if need <= 1 or ms.cause is None:
+        return None
+    return {"escalation_id": ms.cause, "approvals": [name for name, _ in ms.resume_approvals.get(ms.cause, [])],
+            "needed": need}

@@ -145,7 +145,9 @@ async function review(missionId, decision, escalationId, note) {
     method: "POST", body: JSON.stringify(body),
     headers: { "Content-Type": "application/json", "X-CSRF-Token": state.csrf || "" },
   });
-  if (r.status === 200) toast(`${words(decision)} accepted for ${missionId}`);
+  const ra = r.body && r.body.resume_approvals;
+  if (r.status === 200 && decision === "resume" && ra) toast(`Your approval is recorded (${ra.approvals.length} of ${ra.needed}): ${missionId} stays paused until another reviewer resumes it`);
+  else if (r.status === 200) toast(`${words(decision)} accepted: ${missionId} is ${r.body.state || "updated"}`);
   else if (r.status === 202) toast(`${words(decision)} sent; the monitor has not answered yet`);
   else toast(`Refused: ${r.body.reason || r.body.error || r.status}`, true);
   scheduleRefresh();
@@ -181,7 +183,12 @@ function evidenceFacts(ev) {
   return el("dl", { class: "facts" }, rows);
 }
 
-function escalationCard(e, missionId, controlState) {
+function approvalsNote(ra) {
+  return ra ? el("div", { class: "approvals" }, `Resuming needs ${ra.needed} reviewers: ${ra.approvals.length} approved`,
+    ra.approvals.length ? ` (${ra.approvals.join(", ")})` : "", ".") : null;
+}
+
+function escalationCard(e, missionId, controlState, ra) {
   const related = (e.related || []).map((r) => el("li", {}, typeof r === "string" ? r : (r.reason || r.detector || JSON.stringify(r))));
   return el("div", { class: `card esc ${e.severity}`, "data-escalation": e.escalation_id },
     el("h3", {}, badge(e.severity === "pause" ? "pause" : "review"), " ", e.escalation_id, " ",
@@ -192,6 +199,7 @@ function escalationCard(e, missionId, controlState) {
       el("div", { class: "muted" }, "Tipped by action receipt ", el("a", {
         href: `/api/missions/${encodeURIComponent(missionId)}/ledger`, title: "the mission's ledger" }, e.triggered_by))),
     e.reviews && e.reviews.length ? el("div", { class: "muted" }, e.reviews.map((r) => `${r.decision} by ${r.reviewer} (${when(r.occurred_at)})`).join("; ")) : null,
+    ra && ra.escalation_id === e.escalation_id ? approvalsNote(ra) : null,
     e.open || controlState === "paused" ? reviewForm(missionId, e, controlState) : el("span", { class: "badge closed" }, "closed"));
 }
 
@@ -264,7 +272,7 @@ async function queuePage() {
   const groups = r.body.groups.map((g) => el("section", { class: "group", "data-mission": g.mission_id },
     el("h2", {}, el("a", { href: `/missions/${encodeURIComponent(g.mission_id)}` }, g.mission_id), badge(g.state),
       el("span", { class: "muted" }, g.objective || "")),
-    el("div", { class: "grid" }, g.escalations.map((e) => escalationCard(e, g.mission_id, g.control_state)))));
+    el("div", { class: "grid" }, g.escalations.map((e) => escalationCard(e, g.mission_id, g.control_state, g.resume_approvals)))));
   fill(main, el("h1", {}, "Review queue"),
     el("div", { class: "sub" }, `${r.body.open} open escalation(s), oldest first, by mission. Each decision is signed under your reviewer key and enters the mission's chain.`),
     groups.length ? groups : el("div", { class: "empty" }, "Nothing waits for a review."));
@@ -410,7 +418,7 @@ async function missionPage() {
     el("h1", {}, v.mission_id, " ", badge(v.console_state)),
     el("dl", { class: "facts", id: "mission-facts" }, facts.flatMap(([k, x]) => [el("dt", {}, k), el("dd", {}, x || "–")])),
     el("h2", {}, `Open escalations (${open.length})`),
-    open.length ? el("div", { class: "grid", id: "open-escalations" }, open.map((e) => escalationCard(e, v.mission_id, v.state)))
+    open.length ? el("div", { class: "grid", id: "open-escalations" }, open.map((e) => escalationCard(e, v.mission_id, v.state, v.resume_approvals)))
       : el("div", { class: "empty" }, "Nothing open."),
     v.state !== "terminated" && !open.length ? el("div", { class: "card" }, el("h3", {}, "Decide without an escalation"), reviewForm(v.mission_id, null, v.state)) : null,
     el("h2", {}, "Evidence"),
