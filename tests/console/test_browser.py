@@ -64,10 +64,11 @@ class Agent(threading.Thread):
     async def _go(self) -> None:
         async with Gate(self.bootstrap, self.keyring, signer=load_private_key(self.gate_key)) as gate:
             for i, rec in enumerate(self.records):
-                if gate.is_paused(rec["mission_id"]):
+                mission = str(rec["mission_id"])
+                if gate.is_paused(mission):
                     self.paused_at, self.held = time.monotonic(), len(self.records) - i
-                    self.cause = gate.state(rec["mission_id"]).cause  # type: ignore[union-attr]
-                    if not await gate.wait_until(lambda: not gate.is_paused(rec["mission_id"]), 180):
+                    self.cause = gate.state(mission).cause  # type: ignore[union-attr]
+                    if not await gate.wait_until(lambda m=mission: not gate.is_paused(m), 180):  # type: ignore[misc]
                         return
                     self.resumed_at = time.monotonic()
                 await gate.send(rec)
