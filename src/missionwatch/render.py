@@ -57,12 +57,22 @@ def _render_one(e: dict[str, Any], console: Console, latest: dict[str, dict[str,
         console.print(f"[bold magenta]CONTROL[/] {_s(mid)} -> {_s(e['state'])} (cause {_s(e['cause'])}) "
                       f"at {_s(e['issued_at'])}")
     elif kind == SCHEMA_STRATEGY:
+        review = e.get("last_review")
+        if isinstance(review, dict) and review != (latest.get(mid) or {}).get("last_review"):
+            console.print(f"[bold green]REVIEW[/] {_s(mid)}: {_review(review)}")
         latest[mid] = e
         if receipts:
             console.print(f"[cyan]receipt[/] {_s(mid)} seq {_s(e['seq'])} {_s(e['issued_at'])} "
                           f"status {_s(e['review_status'])}, tactic {_s(e['current_tactic_cluster'])}, "
                           f"{_s(e['window']['actions'])} actions in window")
     return 0
+
+
+def _review(r: dict[str, Any]) -> str:
+    """Who reviewed, when, what and why, in one line."""
+    about = f" of {_s(r.get('escalation_id'))}" if r.get("escalation_id") else ""
+    note = f': "{_s(r.get("note"))}"' if r.get("note") else ""
+    return f"{_s(r.get('decision'))}{about} by {_s(r.get('reviewer'))} at {_s(r.get('occurred_at'))}{note}"
 
 
 def _render_latest(mid: str, e: dict[str, Any], console: Console) -> None:
@@ -77,6 +87,8 @@ def _render_latest(mid: str, e: dict[str, Any], console: Console) -> None:
             if isinstance(c, dict)))
     if e.get("cohorts_affected"):
         console.print(f"  cohorts affected: {_s(', '.join(map(str, e['cohorts_affected'])))}")
+    if isinstance(e.get("last_review"), dict):
+        console.print(f"  last review: {_review(e['last_review'])}")
     beyond = Table("metric", "cohort", "value", "n", "reference", "gap [interval]",
                    title="cohorts judged beyond a threshold", title_justify="left")
     for metric, cells in e.get("fairness", {}).items():

@@ -109,3 +109,26 @@ def test_scope_fields_round_trip_through_the_keyring_file(paused: dict[str, Any]
     path.write_text(json.dumps(bad))
     with pytest.raises(ValueError, match="owners must be a list"):
         Keyring.load(path)
+
+
+def test_receipts_and_explain_say_who_reviewed_when_and_why(paused: dict[str, Any]) -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from missionwatch.render import render_events
+
+    m, cause = _fed(paused)
+    out = m.feed(_review(paused["lee"], "user:lee.risk", "rv-1", cause)).out
+    out += m.feed(json.dumps(make_review(paused["kim"], mission_id="m-two", decision="resume", reviewer="user:kim",
+                                         occurred_at="2026-06-01T00:00:00Z", escalation_id=cause, review_id="rv-2",
+                                         note="65+ offers fixed")).encode()).out
+    assert out[-1]["last_review"] == {"review_id": "rv-2", "reviewer": "user:kim", "decision": "resume",
+                                      "escalation_id": cause, "note": "65+ offers fixed",
+                                      "occurred_at": "2026-06-01T00:00:00Z"}
+    text = StringIO()
+    render_events(out, Console(file=text, width=200, no_color=True))
+    lines = text.getvalue().splitlines()
+    assert f"REVIEW m-two: resume of {cause} by user:lee.risk at 2026-06-01T00:00:00Z" in lines
+    assert f'REVIEW m-two: resume of {cause} by user:kim at 2026-06-01T00:00:00Z: "65+ offers fixed"' in lines
+    assert any(ln.strip().startswith("last review: resume") and "user:kim" in ln for ln in lines)

@@ -148,6 +148,8 @@ class MissionState:
         """Every accepted receipt, outcome and review id, with its content digest; an action's
         flags say whether it was a contact and in the baseline (for outcomes that name it)."""
         self.escalations: dict[str, EscalationEntry] = {}
+        self.last_review: dict[str, Any] | None = None
+        """The latest accepted review: who, when, what and why (the receipts show it)."""
         self.resume_approvals: dict[str, list[tuple[str, str | None]]] = {}
         """Per pausing escalation, the (reviewer, key_id) of each resume that approved releasing
         it while the spec's `resume_reviewers` were not yet reached."""

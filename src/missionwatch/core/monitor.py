@@ -34,6 +34,7 @@ from ..records import (
     OutcomeRecord,
     ReviewRecord,
     describe_validation_error,
+    format_time,
 )
 from ..signing import Keyring, Signer, VerifyFailure
 from ..spec import Spec, SpecRegistry
@@ -265,6 +266,8 @@ class Monitor:
         ms.ids.put("v", r.review_id, content_digest(acc.hash))
         step.accepted.append(_as(acc, "review"))
         step.missions.add(ms.mission_id)
+        ms.last_review = {"review_id": r.review_id, "reviewer": r.reviewer, "decision": r.decision,
+                          "escalation_id": r.escalation_id, "note": r.note, "occurred_at": format_time(r.occurred_at)}
         need = resume_quorum(ms)
         if r.decision == "resume" and need > 1 and ms.cause is not None:
             approvals = ms.resume_approvals.setdefault(ms.cause, [])

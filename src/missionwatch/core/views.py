@@ -57,6 +57,8 @@ class MissionView:
     window: dict[str, Any]
     totals: dict[str, int]
     integrity: dict[str, dict[str, Any]]
+    last_review: dict[str, Any] | None = None
+    """The latest accepted review: review_id, reviewer, decision, escalation_id, note, occurred_at."""
     resume_approvals: dict[str, Any] | None = None
     """While a paused mission needs more than one reviewer to resume: the pausing escalation,
     the reviewers who approved so far and how many it takes."""
@@ -80,6 +82,8 @@ class MissionView:
         }
         if self.integrity:
             body["integrity"] = self.integrity
+        if self.last_review is not None:
+            body["last_review"] = self.last_review
         if self.resume_approvals is not None:
             body["resume_approvals"] = self.resume_approvals
         return body
@@ -208,7 +212,7 @@ def view_of(ms: MissionState, status: str | None = None) -> MissionView:
                 "unattributed_outcomes": sum(len(v) for v in ms.pending_outcomes.values())},
         integrity={d: {"problems": list(e["problems"]), "records": e["records"],
                        "values": dict(sorted(e["values"].items()))} for d, e in sorted(ms.integrity.items())},
-        resume_approvals=_approvals(ms),
+        last_review=dict(ms.last_review) if ms.last_review else None, resume_approvals=_approvals(ms),
     )
 
 
