@@ -41,6 +41,13 @@ def test_the_demo_runs_end_to_end_and_stops_cleanly(tmp_path: Path) -> None:
     ms = int(re.search(r"reached the gateway (\d+) ms", text).group(1))  # type: ignore[union-attr]
     assert ms < 1000
     assert _leftovers(out, text) == []
+    console = re.search(r"risk console: (http://127\.0\.0\.1:\d+/) .* the token (\S+)\)", text)
+    assert console, text
+    import hashlib
+    import json
+
+    (entry,) = json.loads((out / "reviewers.json").read_text())["reviewers"]
+    assert entry["token_sha256"] == hashlib.sha256(console.group(2).encode()).hexdigest()
 
 
 def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:

@@ -159,6 +159,7 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> int:
                                                  discount_gap=gap, discount_gap_factor=0.4),
                                         out / mission, seed_keys=True)  # one set of keys for both
     keys = paths[GAP]
+    token = _reviewer_token(out, keys["reviewer-1"])
     web_port = opts.web_port or free_port()
     say("missionwatch demo: two retention missions behind one gateway")
     say(f"  {GAP}: its agent offers customers aged 65+ discounts at 0.4x the rate of others")
@@ -174,9 +175,12 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> int:
         log = out / "monitor.log"
         worker = _Worker(["--broker", broker.url, "--specs", str(specs), "--keys", str(keys["keyring"]),
                           "--signing-key", str(keys["monitor-1"]), "--data", str(out / "data"),
-                          "--web-port", str(web_port), "--loglevel", "info"], log)
+                          "--web-port", str(web_port), "--reviewers", str(out / "reviewers.json"),
+                          "--loglevel", "info"], log)
         say(f"monitor: `missionwatch run` (pid {worker.proc.pid}), http://127.0.0.1:{web_port}/metrics; "
             "joining its consumer group...")
+        say(f"risk console: http://127.0.0.1:{web_port}/  (sign in to review as user:demo.reviewer with the "
+            f"token {token})")
         _wait_ready(worker, web_port, log)
         say("monitor: serving partitions 0-3")
         asyncio.run(_campaign(opts, broker.bootstrap, paths, web_port, say))
@@ -200,6 +204,18 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> int:
             worker.stop()
         broker.stop()
         say("stopped: monitor and broker")
+
+
+def _reviewer_token(out: Path, key: Path) -> str:
+    """A fresh reviewer token for the console, kept (as its digest) in out/reviewers.json."""
+    import secrets
+
+    from ..console.review import token_digest
+
+    token = secrets.token_urlsafe(18)
+    entry = {"token_sha256": token_digest(token), "key": str(key.relative_to(out)), "reviewer": "user:demo.reviewer"}
+    (out / "reviewers.json").write_text(json.dumps({"reviewers": [entry]}, indent=2) + "\n")
+    return token
 
 
 async def _campaign(opts: DemoOptions, bootstrap: str, paths: dict[str, dict[str, Path]], web_port: int,
