@@ -353,6 +353,8 @@ def run(
     web_host: Annotated[str | None, typer.Option(help="Address the HTTP API binds. Default 127.0.0.1.")] = None,
     view_token: Annotated[str | None, typer.Option(help="Token the risk console asks before showing anything "
                                                    "(a reviewer token also opens it). Default: viewing is open.")] = None,
+    dashboards: Annotated[Path | None, typer.Option(help="Directory of the console's dashboard files (*.toml). "
+                                                    "Default: ./dashboards, else the source tree's.")] = None,
     reviewers: Annotated[Path | None, typer.Option(help="Reviewers file of the console: reviewer tokens (their "
                                                    "SHA-256) and the keys it signs their reviews with. Default: "
                                                    "the console is read-only.")] = None,

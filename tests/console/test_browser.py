@@ -87,8 +87,13 @@ def console(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) ->
                                 discount_gap="age_band=65+", discount_gap_factor=0.3), root / "c")
     (root / "desk").mkdir()
     desk = desk_files(root / "desk", c)
+    boards = root / "dashboards"  # the shipped panels, and a team's panel whose query is wrong
+    boards.mkdir()
+    shutil.copy(ROOT / "dashboards" / "mission.toml", boards)
+    (boards / "team.toml").write_text('[[panel]]\ntitle = "Escalations by hour"\nchart = "table"\n'
+                                      'query = "SELECT hour FROM escalations"\n')
     worker = Worker(broker, root / "data", desk["keyring"], c["monitor-1"], group="console-browser",
-                    specs=specs, extra=("--reviewers", str(desk["reviewers"])))
+                    specs=specs, extra=("--reviewers", str(desk["reviewers"]), "--dashboards", str(boards)))
     try:
         worker.wait_assigned(want=4)
         yield {"worker": worker, "campaign": c, "tokens": desk["tokens"], "broker": broker,
@@ -147,6 +152,10 @@ def test_an_escalation_reaches_the_open_overview_and_a_reviewer_resumes_it(conso
         evidence = card.locator(".evidence")
         assert evidence.evaluate("d => d.open") and "age_band=65+" in evidence.inner_text()
         assert "rest" in evidence.inner_text() and "min detectable gap" in evidence.inner_text()
+        broken = page.locator("[data-panel='Escalations by hour'] .err")
+        assert "escalations does not exist" in broken.inner_text()  # in its place; the rest draw
+        query = page.locator("[data-panel='Discounts offered per age band (ledger, whole mission)'] .js-plotly-plot")
+        query.wait_for()
         page.wait_for_timeout(300)
         page.screenshot(path=str(SHOTS / "mission.png"), full_page=True)
 

@@ -42,6 +42,11 @@ class MonitorSource:
     def history(self, mission_id: str) -> MissionHistory | None:
         return self.histories.get(mission_id)
 
+    def ledger_rows(self, mission_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
+        if mission_id not in self.monitor.missions:
+            return None
+        return self.monitor.ledger_rows(mission_id), self.monitor.ledger_totals(mission_id)
+
     def review_outcome(self, review_id: str) -> dict[str, Any] | None:
         return self.histories.outcomes.get(review_id)
 

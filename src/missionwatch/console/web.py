@@ -31,6 +31,7 @@ from aiohttp import web
 
 from ..signing import DECISIONS
 from . import api
+from .dashboards import load_panels, run_query
 from .review import Desk, make_review, review_time
 
 __all__ = ["Console", "console_routes"]
@@ -61,6 +62,8 @@ class Console:
     stopping: Callable[[], bool] = lambda: False
     stream_life: float = 60.0
     """Seconds an event stream stays open; the browser reconnects and resumes (Last-Event-ID)."""
+    dashboards: Path | None = None
+    """The directory of dashboard files (console.dashboards); read again on every request."""
 
 
 def _bearer(request: web.Request) -> str | None:
@@ -245,6 +248,27 @@ async def _asset(request: web.Request) -> web.StreamResponse:
                                                            "Cache-Control": "no-cache"})
 
 
+def _panels(c: Console) -> list[dict[str, Any]]:
+    if c.dashboards is None:
+        return [{"title": "Dashboards", "error": "this console has no dashboards directory"}]
+    return load_panels(c.dashboards)
+
+
+def _panel_data(c: Console, request: web.Request) -> dict[str, Any] | None:
+    mid = request.match_info["mission_id"]
+    rows = c.source.ledger_rows(mid)
+    if rows is None:
+        return None
+    try:
+        index = int(request.match_info["index"])
+        panel = _panels(c)[index]
+    except (ValueError, IndexError):
+        return {"error": f"no panel {request.match_info['index']!r} (GET /api/dashboards lists them)"}
+    if "error" in panel or not panel.get("query"):
+        return {"error": panel.get("error") or f"panel {panel['title']!r} has no query"}
+    return {"panel": panel["title"], **run_query(panel["query"], *rows)}
+
+
 def console_routes(c: Console) -> list[web.RouteDef]:
     mid = "{mission_id}"
     s = c.source
@@ -253,6 +277,8 @@ def console_routes(c: Console) -> list[web.RouteDef]:
         web.get("/static/{name}", _asset),
         web.get("/api/missions", _viewing(c, lambda r: api.missions(s))),
         web.get("/api/queue", _viewing(c, lambda r: api.queue(s))),
+        web.get("/api/dashboards", _viewing(c, lambda r: {"panels": _panels(c)})),
+        web.get(f"/api/missions/{mid}/panels/{{index}}", _viewing(c, lambda r: _panel_data(c, r))),
         web.get(f"/api/missions/{mid}", _viewing(c, lambda r: api.mission(s, r.match_info["mission_id"]))),
         web.get(f"/api/missions/{mid}/view", _viewing(c, lambda r: api.view(s, r.match_info["mission_id"]))),
         web.get(f"/api/missions/{mid}/escalations",

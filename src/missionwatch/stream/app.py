@@ -67,6 +67,9 @@ class StreamSettings(BaseSettings, Limits):
     web_host: str = "127.0.0.1"
     view_token: str | None = None
     """When set, viewing the console and its API needs this token (or a reviewer token)."""
+    dashboards: Path | None = None
+    """The console's dashboard files (*.toml, console.dashboards); default ./dashboards if
+    present, else the dashboards/ of the source tree this package runs from."""
     reviewers: Path | None = None
     """The console's reviewers file: reviewer tokens (their SHA-256) and the keys the server
     signs their reviews with (`console.review.Desk`). None: the console is read-only."""
@@ -238,6 +241,12 @@ def make_app(settings: StreamSettings, *, bootstrap: str | None = None,
     return app, core
 
 
+def default_dashboards_dir() -> Path:
+    """./dashboards if present, else the dashboards/ of the source tree this package runs from."""
+    here = Path("dashboards")
+    return here if here.is_dir() else Path(__file__).resolve().parents[3] / "dashboards"
+
+
 def _console(app: faust.App, core: StreamCore, settings: StreamSettings, keyring: Keyring, in_topic: Any) -> None:
     """Serve the risk console (missionwatch.console.web) from the worker's web server, in place of
     Faust's `/` index."""
@@ -250,7 +259,8 @@ def _console(app: faust.App, core: StreamCore, settings: StreamSettings, keyring
         await (await in_topic.send(key=key, value=value))
 
     console = Console(core, desk, publish, view_token=settings.view_token,
-                      stopping=lambda: bool(getattr(app, "should_stop", False)))
+                      stopping=lambda: bool(getattr(app, "should_stop", False)),
+                      dashboards=settings.dashboards or default_dashboards_dir())
     bps = app.web.blueprints
     bps._enabled = [(p, b) for p, b in bps._enabled if "production_index" not in str(b)]  # its `/` is ours
     base = app.on_webserver_init

@@ -294,6 +294,15 @@ class StreamCore:
                 return h
         return None
 
+    def ledger_rows(self, mission_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
+        """A mission's open ledger cells and whole-mission totals (the `ledger` table's and the
+        `ledger_totals` view's rows), or None for a mission not held here."""
+        for p in self.active:
+            m = self.partitions[p]
+            if mission_id in m.missions:
+                return m.ledger_rows(mission_id), m.ledger_totals(mission_id)
+        return None
+
     def review_outcome(self, review_id: str) -> dict[str, Any] | None:
         """Whether a review this worker processed was accepted, or why it was refused."""
         for p in self.active:

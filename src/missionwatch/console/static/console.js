@@ -288,6 +288,8 @@ const VERDICT_COLOR = { beyond: "#c0392b", within: "#1f7a4d", insufficient: "#9a
 
 function chartDiv() { return el("div", { class: "chart" }); }
 
+const tooFew = () => el("div", { class: "muted" }, "Over time from the second strategy receipt on.");
+
 const CHARTS = {
   /* per fairness metric, each cohort's gap to the rest with its time-uniform interval and the threshold */
   cohort_intervals(data) {
@@ -320,6 +322,7 @@ const CHARTS = {
   },
   /* each fairness metric's gap per cohort over the strategy receipts */
   fairness_series(data) {
+    if (data.receipts.length < 2) return tooFew();
     const out = [];
     const metrics = new Set(data.receipts.flatMap((r) => Object.keys(r.fairness || {})));
     for (const metric of metrics) {
@@ -339,10 +342,11 @@ const CHARTS = {
     return el("div", { class: "signals" }, sig.map(([name, s]) => el("div", { class: "signal", "data-signal": name },
       el("div", { class: "muted" }, words(name)),
       el("div", { class: "v " + (s.verdict === "elevated" ? "verdict-elevated" : "") }, s.ratio !== null && s.ratio !== undefined ? `${num(s.ratio, 2)}x baseline` : words(s.verdict)),
-      el("div", { class: "muted" }, `${words(s.verdict)}${s.reason ? ": " + s.reason : ""}`))));
+      el("div", { class: "muted" }, s.ratio !== null && s.ratio !== undefined ? words(s.verdict) : (s.reason || `n ${num(s.n)} against ${num(s.baseline_n)} in the baseline`)))));
   },
   /* each risk signal's ratio to its baseline over the receipts, with its allowed ratio */
   risk_series(data) {
+    if (data.receipts.length < 2) return tooFew();
     const names = new Set(data.receipts.flatMap((r) => Object.keys(r.risk || {})));
     if (!names.size) return el("div", { class: "muted" }, "No risk signal yet.");
     const traces = [...names].map((n) => ({ type: "scatter", mode: "lines+markers", name: words(n),
@@ -354,6 +358,7 @@ const CHARTS = {
   /* the tactic mix over the receipts, with shift escalations marked */
   tactic_mix(data) {
     const windows = data.receipts.filter((r) => Object.keys(r.tactic_mix || {}).length);  /* receipts of a window with actions */
+    if (windows.length < 2) return tooFew();
     const tactics = new Set(windows.flatMap((r) => Object.keys(r.tactic_mix)));
     if (!tactics.size) return el("div", { class: "muted" }, "No strategy receipt with actions yet.");
     const traces = [...tactics].map((t) => ({ type: "scatter", mode: "lines", stackgroup: "mix", name: t,
@@ -380,23 +385,41 @@ const CHARTS = {
   },
 };
 
-const MISSION_PANELS = [
-  { title: "Fairness by cohort (gap to the rest, time-uniform interval, threshold)", chart: "cohort_intervals", wide: true },
-  { title: "Risk signals against baseline", chart: "risk_signals" },
-  { title: "Risk signals over time", chart: "risk_series" },
-  { title: "Tactic mix over time (dotted: strategy-shift escalations)", chart: "tactic_mix" },
-  { title: "Fairness gaps over time", chart: "fairness_series", wide: true },
-  { title: "Where recent actions concentrate", chart: "concentration_table" },
-  { title: "Strategy receipts", chart: "receipts_table" },
-];
+/* a query panel's rows (DuckDB over the mission's ledger) as a bar or line chart, or a table */
+function queryChart(p, res) {
+  if (res.error) throw new Error(res.error);
+  const col = (name) => res.columns.indexOf(name);
+  if (p.chart === "table" || !res.rows.length) {
+    if (!res.rows.length) return el("div", { class: "muted" }, "The query returned no rows.");
+    return el("table", {}, el("thead", {}, el("tr", {}, res.columns.map((c) => el("th", {}, c)))),
+      el("tbody", {}, res.rows.slice(0, 200).map((r) => el("tr", {}, r.map((v) => el("td", { class: typeof v === "number" ? "num" : null }, num(v)))))));
+  }
+  for (const c of [p.x, p.y, p.color].filter(Boolean)) if (col(c) < 0) throw new Error(`the query has no column ${JSON.stringify(c)} (it has ${res.columns.join(", ")})`);
+  const groups = new Map();
+  for (const r of res.rows) {
+    const key = p.color ? String(r[col(p.color)]) : p.y;
+    if (!groups.has(key)) groups.set(key, { x: [], y: [] });
+    groups.get(key).x.push(r[col(p.x)]);
+    groups.get(key).y.push(r[col(p.y)]);
+  }
+  const traces = [...groups].map(([name, g]) => Object.assign({ name, x: g.x, y: g.y },
+    p.chart === "bar" ? { type: "bar" } : { type: "scatter", mode: "lines" }));
+  const div = chartDiv();
+  later.push(() => Plotly.newPlot(div, traces, layout({ barmode: "group", showlegend: groups.size > 1, yaxis: { title: p.y }, xaxis: { title: p.x } }), PLOT));
+  return res.truncated ? [div, el("div", { class: "muted" }, "Only the first rows are shown.")] : div;
+}
 
-function panel(p, data) {
+function panel(p, data, results) {
   const card = el("div", { class: "card panel" + (p.wide ? " wide" : ""), "data-panel": p.title });
   card.append(el("h3", {}, p.title));
   try {
-    const render = CHARTS[p.chart];
-    if (!render) throw new Error(`unknown chart ${JSON.stringify(p.chart)}`);
-    card.append(...[render(data)].flat());
+    if (p.error) throw new Error(p.error);
+    if (p.query) card.append(...[queryChart(p, results.get(p.index))].flat());
+    else {
+      const render = CHARTS[p.chart];
+      if (!render) throw new Error(`unknown chart ${JSON.stringify(p.chart)}`);
+      card.append(...[render(data)].flat());
+    }
   } catch (e) {
     card.append(el("div", { class: "err" }, `This panel failed: ${e.message}`));
   }
@@ -429,7 +452,14 @@ async function missionPage() {
     reviewsTable(d.reviews));
   const grid = $("#panels");
   later = [];
-  for (const p of MISSION_PANELS) grid.append(panel(p, d));
+  const boards = await api("/api/dashboards");
+  const panels = boards.status === 200 ? boards.body.panels : [{ title: "Dashboards", error: boards.body.error || `HTTP ${boards.status}` }];
+  const results = new Map();
+  await Promise.all(panels.filter((p) => p.query).map(async (p) => {
+    const res = await api(`/api/missions/${encodeURIComponent(id)}/panels/${p.index}`);
+    results.set(p.index, res.status === 200 ? res.body : { error: res.body.error || `HTTP ${res.status}` });
+  }));
+  for (const p of panels) grid.append(panel(p, d, results));
   for (const draw of later.splice(0)) {
     try { draw(); } catch (e) { console.warn("a chart failed", e); }
   }
