@@ -24,9 +24,11 @@ demo: $(STAMP)
 demo-replay: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
-# system packages the tests use: kcat (Debian) talks to the service as any Kafka client would
+# system packages the tests use: kcat (Debian) talks to the service as any Kafka client would;
+# chromium (Debian) is the browser the console's tests drive (never a downloaded one)
 sysdeps:
-	@command -v kcat >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat; }
+	@command -v kcat >/dev/null && test -x /usr/bin/chromium || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat chromium; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts

@@ -53,6 +53,14 @@ def _load_specs(specs: Path | None) -> SpecRegistry:
         raise _fail(str(exc)) from None
 
 
+ViewTokenOpt = Annotated[str | None, typer.Option(
+    help="Token the risk console asks before showing anything (a reviewer token also opens it). "
+    "Default: viewing is open.")]
+DashboardsOpt = Annotated[Path | None, typer.Option(
+    help="Directory of the console's dashboard files (*.toml). Default: ./dashboards, else the source tree's.")]
+ReviewersOpt = Annotated[Path | None, typer.Option(
+    help="Reviewers file of the console: reviewer tokens (their SHA-256) and the keys it signs their reviews "
+    "with. Default: the console is read-only.")]
 SpecsOpt = Annotated[Path | None, typer.Option("--specs", help="Directory of detector specs (*.toml). "
                                                "Default: ./detectors.")]
 
@@ -351,13 +359,7 @@ def run(
     app_id: Annotated[str | None, typer.Option(help="Kafka consumer group: workers with the same id split "
                                                "the partitions. Default missionwatch.")] = None,
     web_host: Annotated[str | None, typer.Option(help="Address the HTTP API binds. Default 127.0.0.1.")] = None,
-    view_token: Annotated[str | None, typer.Option(help="Token the risk console asks before showing anything "
-                                                   "(a reviewer token also opens it). Default: viewing is open.")] = None,
-    dashboards: Annotated[Path | None, typer.Option(help="Directory of the console's dashboard files (*.toml). "
-                                                    "Default: ./dashboards, else the source tree's.")] = None,
-    reviewers: Annotated[Path | None, typer.Option(help="Reviewers file of the console: reviewer tokens (their "
-                                                   "SHA-256) and the keys it signs their reviews with. Default: "
-                                                   "the console is read-only.")] = None,
+    view_token: ViewTokenOpt = None, dashboards: DashboardsOpt = None, reviewers: ReviewersOpt = None,
     batch: Annotated[int | None, typer.Option(min=1, help="Messages taken per step. Default 500.")] = None,
     linger: Annotated[float | None, typer.Option(help="Longest wait (s) to fill a step. Default 0.02.")] = None,
     fetch_wait: Annotated[float | None, typer.Option(help="Longest a fetch waits for new messages (s). "
@@ -419,6 +421,26 @@ def demo(
         raise typer.Exit(code)
 
 
+def _reviewer(key: Path, keys: Path | None, reviewer: str | None) -> tuple[Signer, str]:
+    """The reviewer's key, and the name its reviews carry: --reviewer, checked against the keyring's
+    binding of the key when --keys is given, else that binding."""
+    try:
+        signer = load_private_key(key)
+        ring = Keyring.load(keys) if keys is not None else None
+    except KeyError_ as exc:
+        raise _fail(str(exc)) from None
+    if ring is not None:
+        if ring.role_of(signer.key_id) != "reviewer":
+            raise _fail(f"{key}: key {signer.key_id!r} is not a reviewer key of {keys}")
+        bound = ring.scope_of(signer.key_id).reviewer
+        if reviewer is not None and bound is not None and reviewer != bound:
+            raise _fail(f"key {signer.key_id!r} belongs to {bound!r}; it cannot sign a review naming {reviewer!r}")
+        reviewer = reviewer or bound
+    if not reviewer:
+        raise _fail("name yourself with --reviewer (or pass --keys, whose keyring binds the key to a reviewer)")
+    return signer, reviewer
+
+
 @app.command()
 def review(
     mission: Annotated[str, typer.Argument(help="The mission_id to review.")],
@@ -445,23 +467,7 @@ def review(
     from .stream.broker import BrokerError, bootstrap_of
     from .stream.review import submit_review
 
-    try:
-        signer = load_private_key(key)
-    except KeyError_ as exc:
-        raise _fail(str(exc)) from None
-    if keys is not None:
-        try:
-            ring = Keyring.load(keys)
-        except KeyError_ as exc:
-            raise _fail(str(exc)) from None
-        if ring.role_of(signer.key_id) != "reviewer":
-            raise _fail(f"{key}: key {signer.key_id!r} is not a reviewer key of {keys}")
-        bound = ring.scope_of(signer.key_id).reviewer
-        if reviewer is not None and bound is not None and reviewer != bound:
-            raise _fail(f"key {signer.key_id!r} belongs to {bound!r}; it cannot sign a review naming {reviewer!r}")
-        reviewer = reviewer or bound
-    if not reviewer:
-        raise _fail("name yourself with --reviewer (or pass --keys, whose keyring binds the key to a reviewer)")
+    signer, reviewer = _reviewer(key, keys, reviewer)
     if at is not None:
         try:
             parse_time(at)

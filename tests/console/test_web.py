@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,7 +44,8 @@ def served(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> 
                 break
             time.sleep(0.2)
         assert rows["m-gap"]["state"] == "paused", rows
-        yield {"http": http, "worker": worker, "tokens": desk["tokens"], "broker": broker}
+        yield {"http": http, "worker": worker, "tokens": desk["tokens"], "broker": broker, "desk": root / "desk",
+               "gate_key": c["gap"]["gate-1"]}
     finally:
         assert worker.stop() == 0
 
@@ -124,6 +127,33 @@ def test_a_review_refused_for_any_reason_changes_nothing(served: dict[str, Any])
     assert worker.metrics()['missionwatch_rejected_total{code="reviewer_out_of_scope"}'] == 1
 
 
+def _review_cli(served: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "missionwatch.cli", "review", "m-gap", "--broker", served["broker"].url, *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+
+def test_the_review_command_is_refused_where_the_page_is(served: dict[str, Any]) -> None:
+    http, desk = served["http"], served["desk"]
+    before = _state(http)
+    esc = before[1][0]
+    kim, lee, ring = str(desk / "reviewer-kim.pem"), str(desk / "reviewer-1.pem"), str(desk / "keyring.json")
+    out = _review_cli(served, "--decision", "resume", "--escalation", esc, "--key", kim, "--keys", ring)
+    assert out.returncode == 1 and "refused (reviewer_out_of_scope)" in out.stderr, out
+    out = _review_cli(served, "--decision", "resume", "--escalation", esc, "--key", kim, "--reviewer", "user:lee.risk")
+    assert out.returncode == 1 and "refused (reviewer_not_key_holder)" in out.stderr, out  # the monitor says so
+    out = _review_cli(served, "--decision", "resume", "--escalation", esc, "--key", kim, "--reviewer",
+                      "user:lee.risk", "--keys", ring)
+    assert out.returncode == 2 and "belongs to 'user:kim'" in out.stderr, out  # caught before publishing
+    out = _review_cli(served, "--decision", "resume", "--escalation", "esc-nope", "--key", lee, "--reviewer", "user:lee.risk")
+    assert out.returncode == 1 and "refused (unknown_escalation)" in out.stderr, out
+    out = _review_cli(served, "--decision", "resume", "--escalation", esc, "--key", str(served["gate_key"]),
+                      "--reviewer", "user:lee.risk")
+    assert out.returncode == 1 and "refused (wrong_role)" in out.stderr, out
+    out = _review_cli(served, "--decision", "approve", "--key", lee, "--reviewer", "user:lee.risk")
+    assert out.returncode == 2 and "decision must be one of" in out.stderr
+    assert _state(http) == before
+
+
 def _events(port: int) -> tuple[http.client.HTTPConnection, Any]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.request("GET", f"/api/events?token={VIEW}")
@@ -169,6 +199,24 @@ def test_a_resume_from_the_console_releases_the_mission_live(served: dict[str, A
     controls = [json.loads(v) for _, _, _, v in consume(served["broker"].bootstrap, "missionwatch.control", until=2)]
     assert [c["state"] for c in controls if c["mission_id"] == "m-gap"] == ["paused", "running"]
     assert http.get("/api/queue", VIEW)[1]["open"] == 0
+
+
+def test_the_review_command_pauses_and_resumes_with_the_reviewers_own_key(served: dict[str, Any]) -> None:
+    http, desk = served["http"], served["desk"]
+    lee, ring = str(desk / "reviewer-1.pem"), str(desk / "keyring.json")
+    out = _review_cli(served, "--decision", "pause", "--key", lee, "--keys", ring, "--reviewer", "user:lee.risk",
+                      "--note", "checking the 65+ offers again")
+    assert out.returncode == 0 and "accepted; the mission is paused" in out.stdout, out
+    rid = out.stdout.split()[1]
+    assert _state(http)[0] == "paused"
+    out = _review_cli(served, "--decision", "resume", "--escalation", rid, "--key", lee, "--keys", ring)
+    assert out.returncode == 2 and "name yourself with --reviewer" in out.stderr  # the keyring binds no name
+    out = _review_cli(served, "--decision", "resume", "--escalation", rid, "--key", lee, "--reviewer", "user:lee.risk")
+    assert out.returncode == 0 and "by user:lee.risk: accepted; the mission is running" in out.stdout, out
+    reviews = _state(http)[2]
+    assert [(r["decision"], r["reviewer"]) for r in reviews[-2:]] == [("pause", "user:lee.risk"),
+                                                                      ("resume", "user:lee.risk")]
+    assert reviews[-2]["note"] == "checking the 65+ offers again"
 
 
 def test_a_reviewers_file_that_lets_a_key_sign_for_someone_else_does_not_load(tmp_path: Path) -> None:

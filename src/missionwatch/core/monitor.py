@@ -266,15 +266,9 @@ class Monitor:
         ms.ids.put("v", r.review_id, content_digest(acc.hash))
         step.accepted.append(_as(acc, "review"))
         step.missions.add(ms.mission_id)
-        ms.last_review = {"review_id": r.review_id, "reviewer": r.reviewer, "decision": r.decision,
-                          "escalation_id": r.escalation_id, "note": r.note, "occurred_at": format_time(r.occurred_at)}
-        need = resume_quorum(ms)
-        if r.decision == "resume" and need > 1 and ms.cause is not None:
-            approvals = ms.resume_approvals.setdefault(ms.cause, [])
-            approvals.append((r.reviewer, acc.key_id))
-            if len(approvals) < need:  # an approval: the mission stays paused, its escalation open
-                step.out.append(self._emit.receipt(ms, r.occurred_at))
-                return
+        if _only_an_approval(ms, r, acc.key_id):  # the mission stays paused, its escalation open
+            step.out.append(self._emit.receipt(ms, r.occurred_at))
+            return
         if r.decision in ("acknowledge", "resume"):
             ms.acknowledge(r.escalation_id)
         new_state = transition(r.decision, ms.state)
@@ -311,6 +305,19 @@ def _as(acc: Accepted, kind: Any, *, duplicate: bool = False, cohort: dict[str, 
 
 
 _KINDS = {"r": "action", "o": "outcome", "v": "review"}
+
+
+def _only_an_approval(ms: MissionState, r: ReviewRecord, key_id: str | None) -> bool:
+    """Note an accepted review as the mission's latest; a resume the spec's `resume_reviewers`
+    are not yet reached with is recorded as an approval (True: it releases nothing yet)."""
+    ms.last_review = {"review_id": r.review_id, "reviewer": r.reviewer, "decision": r.decision,
+                      "escalation_id": r.escalation_id, "note": r.note, "occurred_at": format_time(r.occurred_at)}
+    need = resume_quorum(ms)
+    if r.decision != "resume" or need <= 1 or ms.cause is None:
+        return False
+    approvals = ms.resume_approvals.setdefault(ms.cause, [])
+    approvals.append((r.reviewer, key_id))
+    return len(approvals) < need
 
 
 def _duplicate(ms: MissionState, kind: str, ident: str, acc: Accepted, step: Step) -> bool:
