@@ -34,8 +34,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/mypy
 
+# two test processes (pytest-xdist), whole files to each: the suite fits CI's 15 minutes on 2 cores
 test: lint sysdeps
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 bench: bench-replay bench-detection bench-fair-dependence bench-power bench-stream bench-memory
 
