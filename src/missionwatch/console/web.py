@@ -41,7 +41,10 @@ log = logging.getLogger("missionwatch.console")
 Publish = Callable[[bytes, bytes], Awaitable[None]]
 """Sends (key, value) to missionwatch.in and returns once the broker has it."""
 
-PAGES = {"/": "missions.html", "/queue": "queue.html", "/missions/{mission_id}": "mission.html"}
+PAGES = {"/": ("missions", "Missions"), "/queue": ("queue", "Review queue"), "/missions/{mission_id}": ("mission", "Mission")}
+"""Path -> (the page console.js draws, its title); one HTML shell serves them all."""
+PLOTLY_TAG = '<script src="/static/plotly.min.js" defer></script>\n'
+
 STATIC = {"console.js": "application/javascript", "console.css": "text/css"}
 MAX_NOTE_CHARS = 4000
 MAX_BODY_BYTES = 16_000
@@ -230,10 +233,12 @@ def _plotly_js() -> Path:
     return Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
 
 
-def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def _page(page: str, title: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    html = ((_static_dir() / "page.html").read_text().replace("__PAGE__", page).replace("__TITLE__", title)
+            .replace("__SCRIPTS__", PLOTLY_TAG if page == "mission" else ""))
+
     async def handler(request: web.Request) -> web.StreamResponse:
-        return web.FileResponse(_static_dir() / name, headers={"Content-Type": "text/html; charset=utf-8",
-                                                               "Cache-Control": "no-cache"})
+        return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-cache"})
     return handler
 
 
@@ -272,7 +277,7 @@ def _panel_data(c: Console, request: web.Request) -> dict[str, Any] | None:
 def console_routes(c: Console) -> list[web.RouteDef]:
     mid = "{mission_id}"
     s = c.source
-    routes = [web.get(path, _page(file)) for path, file in PAGES.items()]
+    routes = [web.get(path, _page(page, title)) for path, (page, title) in PAGES.items()]
     routes += [
         web.get("/static/{name}", _asset),
         web.get("/api/missions", _viewing(c, lambda r: api.missions(s))),
