@@ -131,6 +131,7 @@ def test_an_escalation_reaches_the_open_overview_and_a_reviewer_resumes_it(conso
             time.sleep(0.01)
         assert agent.error is None and agent.paused_at is not None, agent.error
         # the pause reached the gateway and the page within 2 s of each other, without a reload
+        print(f"the page showed the pause {(seen - agent.paused_at) * 1000:.0f} ms after the gateway saw it")
         assert seen - agent.paused_at < 2.0, seen - agent.paused_at
         assert page.evaluate("window.__sameDocument") is True
         row = page.locator("tr[data-mission='retention-q4']")
