@@ -18,6 +18,7 @@ API behind them, live events and the review endpoint.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import time
@@ -86,8 +87,6 @@ def _may_view(c: Console, request: web.Request) -> bool:
     token = _bearer(request)
     if token is None:
         return False
-    import hmac
-
     return hmac.compare_digest(token, c.view_token) or c.desk.reviewer(token) is not None
 
 

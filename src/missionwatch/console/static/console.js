@@ -495,13 +495,13 @@ async function start() {
       toast(`New escalation on ${ev.mission_id}: ${ev.reason}`);
     }
     if (kind === "review_refused") toast(`Review ${ev.id} refused: ${ev.reason}`, true);
-    if (page === "mission" && kind === "receipt") return scheduleRefreshSoon();
+    if (kind === "receipt") return scheduleRefreshSoon();  /* routine: at most every 2 s; decisions at once */
     scheduleRefresh();
   });
 }
 
 let soon = null;
-function scheduleRefreshSoon() {  /* a mission page redraws its charts at most every 2 s for receipts */
+function scheduleRefreshSoon() {  /* strategy receipts redraw a page at most every 2 s */
   if (soon) return;
   soon = setTimeout(() => { soon = null; refresh(); }, 2000);
 }
