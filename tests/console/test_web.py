@@ -58,6 +58,7 @@ def test_viewing_needs_the_view_token_or_a_reviewer_token(served: dict[str, Any]
     assert http.get(f"/api/missions/m-gap?token={VIEW}")[0] == 200  # the event stream's way
     assert http.get("/api/events")[0] == 401
     assert http.get("/api/session", VIEW)[0] == 401  # viewing is not reviewing
+    assert http.get("/api/missions?token=%C3%BC%E2%80%8B")[0] == 401  # a token that is not ASCII
 
 
 def test_the_api_answers_what_the_pages_show(served: dict[str, Any]) -> None:
@@ -110,13 +111,20 @@ def test_a_review_refused_for_any_reason_changes_nothing(served: dict[str, Any])
         (403, http.review("m-gap", {**ok, "reviewer": "user:someone.else"}, lee, csrf=csrf)),
         (400, http.review("m-gap", {**ok, "decision": "approve"}, lee, csrf=csrf)),
         (400, http.review("m-gap", b"{not json", lee, csrf=csrf)),
+        (400, http.review("m-gap", b'{"decision": "resume", "decision": "terminate"}', lee, csrf=csrf)),
+        (400, http.review("m-gap", b"[" * 8000 + b"]" * 8000, lee, csrf=csrf)),
+        (400, http.review("m-gap", b'{"decision": "resume", "escalation_id": 1e999}', lee, csrf=csrf)),
         (400, http.review("m-gap", {**ok, "note": "x" * 20_000}, lee, csrf=csrf)),
         (404, http.review("m-nope", ok, lee, csrf=csrf)),
+        (401, http.review("m-gap", ok, "t\u00f6k\u00e9n", csrf=csrf)),  # not ASCII: refused, not a crash
+        (403, http.call("POST", "/api/missions/m-gap/reviews", ok, {"Origin": http.origin,
+                                                                    "X-CSRF-Token": "\u00fc" * 64}, lee)),
     ]
     for want, (code, body) in refusals:
         assert code == want, body
         assert body["error"]
     assert refusals[8][1][1]["code"] == "reviewer_not_key_holder"
+    assert "given twice: 'decision'" in refusals[11][1][1]["error"]
     # refused by the monitor itself: kim's key is scoped to other missions; an unknown escalation
     kim = tokens["kim"]
     code, body = http.review("m-gap", ok, kim, csrf=http.get("/api/session", kim)[1]["csrf"])

@@ -131,7 +131,8 @@ class Desk:
         return hmac.new(self.secret, token_digest(token).encode(), hashlib.sha256).hexdigest()
 
     def csrf_ok(self, token: str, presented: str | None) -> bool:
-        return presented is not None and hmac.compare_digest(self.csrf(token), presented)
+        return (presented is not None and presented.isascii()
+                and hmac.compare_digest(self.csrf(token).encode(), presented.encode()))
 
 
 def fate_of(review: dict[str, Any], topic: str, record: dict[str, Any]) -> dict[str, Any] | None:

@@ -71,10 +71,11 @@ class Console:
 
 
 def _bearer(request: web.Request) -> str | None:
+    """The request's token (a header, else `?token=`); None when absent or not ASCII (no token
+    this console hands out or accepts is: a header's other bytes arrive as surrogates)."""
     h = request.headers.get("Authorization", "")
-    if h.lower().startswith("bearer "):
-        return h[7:].strip() or None
-    return request.query.get("token") or None
+    token = h[7:].strip() if h.lower().startswith("bearer ") else request.query.get("token", "")
+    return token if token and token.isascii() else None
 
 
 def _error(status: int, message: str, **extra: Any) -> web.Response:
@@ -87,7 +88,7 @@ def _may_view(c: Console, request: web.Request) -> bool:
     token = _bearer(request)
     if token is None:
         return False
-    return hmac.compare_digest(token, c.view_token) or c.desk.reviewer(token) is not None
+    return hmac.compare_digest(token.encode(), c.view_token.encode()) or c.desk.reviewer(token) is not None
 
 
 def _viewing(c: Console, build: Callable[[web.Request], Any]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -125,6 +126,13 @@ async def _session(c: Console, request: web.Request) -> web.Response:
     return web.json_response({"reviewer": who.reviewer, "key_id": who.signer.key_id, "csrf": c.desk.csrf(token)})
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"a key is given twice: {sorted(k for k in set(keys) if keys.count(k) > 1)[0]!r}")
+    return dict(pairs)
+
+
 async def _body(request: web.Request) -> dict[str, Any] | str:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         return f"the request body is larger than {MAX_BODY_BYTES} bytes"
@@ -132,9 +140,9 @@ async def _body(request: web.Request) -> dict[str, Any] | str:
     if len(raw) > MAX_BODY_BYTES:
         return f"the request body is larger than {MAX_BODY_BYTES} bytes"
     try:
-        doc = json.loads(raw)
-    except ValueError as exc:
-        return f"the body is not JSON ({exc})"
+        doc = json.loads(raw, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError) as exc:
+        return f"the body is not one unambiguous JSON object ({str(exc)[:200]})"
     if not isinstance(doc, dict):
         return "the body must be a JSON object"
     decision, esc, note = doc.get("decision"), doc.get("escalation_id"), doc.get("note")

@@ -65,8 +65,9 @@ class StreamSettings(BaseSettings, Limits):
     data: Path = Path("missionwatch-data")
     web_port: int = 6066
     web_host: str = "127.0.0.1"
-    view_token: str | None = None
-    """When set, viewing the console and its API needs this token (or a reviewer token)."""
+    view_token: str | None = Field(None, min_length=8, pattern=r"^[\x21-\x7e]+$")
+    """When set, viewing the console and its API needs this token (or a reviewer token):
+    at least 8 printable ASCII characters."""
     dashboards: Path | None = None
     """The console's dashboard files (*.toml, console.dashboards); default ./dashboards if
     present, else the dashboards/ of the source tree this package runs from."""
