@@ -84,6 +84,16 @@ def test_the_api_answers_what_the_pages_show(served: dict[str, Any]) -> None:
     assert code == 200 and len(js) > 1_000_000  # from the installed plotly package
     assert http.get("/static/..%2F..%2Fhistory.py")[0] == 404
     assert http.get("/api/missions/m-gap/status")[0] == 200  # CONTRACT 4's answers are still there
+    code, boards = http.get("/api/dashboards", VIEW)
+    (bar,) = [p for p in boards["panels"] if p["chart"] == "bar"]
+    code, data = http.get(f"/api/missions/m-gap/panels/{bar['index']}", VIEW)
+    assert code == 200 and data["columns"] == ["age_band", "discount_share"] and len(data["rows"]) == 4
+    for odd in ("-1", "999", "x", "1e3"):
+        code, data = http.get(f"/api/missions/m-gap/panels/{odd}", VIEW)
+        assert code == 200 and data["error"].startswith("no panel"), odd
+    assert http.get("/api/missions/m-nope/panels/0", VIEW)[0] == 404
+    for odd_id in ("%00", "m%E2%80%8Bgap", "x" * 5000, "%F0%9F%98%80"):
+        assert http.get(f"/api/missions/{odd_id}", VIEW)[0] in (404, 414), odd_id
 
 
 def _state(http: Http) -> tuple[Any, ...]:

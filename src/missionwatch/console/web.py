@@ -271,9 +271,12 @@ def _panel_data(c: Console, request: web.Request) -> dict[str, Any] | None:
     rows = c.source.ledger_rows(mid)
     if rows is None:
         return None
+    panels = _panels(c)
     try:
         index = int(request.match_info["index"])
-        panel = _panels(c)[index]
+        if not 0 <= index < len(panels):
+            raise IndexError(index)
+        panel = panels[index]
     except (ValueError, IndexError):
         return {"error": f"no panel {request.match_info['index']!r} (GET /api/dashboards lists them)"}
     if "error" in panel or not panel.get("query"):
