@@ -412,11 +412,13 @@ def demo(
     campaigns behind a gateway that obeys pause signals. It narrates receipts per second, strategy
     receipts, the escalation and its reason, the pause reaching the agent, and the resume; Ctrl-C
     stops everything it started."""
+    from .stream.broker import interrupt_on_signals
     from .stream.demo import DemoOptions, run_demo
 
-    code = run_demo(DemoOptions(stock_specs=default_specs_dir(), out=out, port=port, web_port=web_port,
-                                rate=rate, review_after=review_after, hold=hold),
-                    say=lambda s: print(s, flush=True))
+    with interrupt_on_signals():  # SIGTERM stops what the demo started, as Ctrl-C does
+        code = run_demo(DemoOptions(stock_specs=default_specs_dir(), out=out, port=port, web_port=web_port,
+                                    rate=rate, review_after=review_after, hold=hold),
+                        say=lambda s: print(s, flush=True))
     if code:
         raise typer.Exit(code)
 

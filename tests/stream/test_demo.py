@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
 
 
@@ -50,7 +52,8 @@ def test_the_demo_runs_end_to_end_and_stops_cleanly(tmp_path: Path) -> None:
     assert entry["token_sha256"] == hashlib.sha256(console.group(2).encode()).hexdigest()
 
 
-def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path, sig: signal.Signals) -> None:
     out = tmp_path / "demo"
     proc = _start(out)
     assert proc.stdout is not None
@@ -61,7 +64,10 @@ def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
         assert line, text
         text += line
     assert _leftovers(out, text)  # the monitor and the broker run now
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in its terminal does
+    if sig == signal.SIGINT:
+        os.killpg(proc.pid, sig)  # what Ctrl-C in its terminal does
+    else:
+        proc.send_signal(sig)  # what `kill` or a supervisor does: to the demo alone
     rest, _ = proc.communicate(timeout=60)
     text += rest
     assert proc.returncode == 130, text
