@@ -95,6 +95,18 @@ def test_stream_equals_replay_across_a_kill_9(broker, tmp_path: Path) -> None:
         assert len(set(copies)) == 1, key
     for mission, events in expected.items():
         assert [json.loads(got[(mission, e["seq"])][0]) for e in events] == events
+    # on disk: each mission's out records in seq order, as published, once each, across the kill -9
+    from missionwatch.signing import Keyring
+    from missionwatch.stream.outlog import file_name
+    from missionwatch.verify import verify_events
+
+    ring = Keyring()
+    ring.add(signer.key_id, signer.public_key, "monitor")
+    for mission, events in expected.items():
+        path = data / "out" / file_name(mission)
+        assert [json.loads(ln) for ln in path.read_bytes().splitlines()] == events, mission
+        report = verify_events(path, ring)
+        assert report.ok and report.missions == {mission: events[-1]["seq"]}, report.error
     # the ledger too: counts and every cell equal the replay's
     for mission, ledger in ledgers.items():
         assert ledger["actions"] > 2000 and ledger["cells"], mission

@@ -39,6 +39,7 @@ from ..spec import SpecRegistry
 from .broker import bootstrap_of
 from .core import CONTROL, IN, OUT, REJECTED, Publish, StreamCore, exception_text
 from .http import Health
+from .outlog import OutLog
 
 __all__ = ["StreamSettings", "make_app", "monitor_signer"]
 
@@ -206,7 +207,7 @@ def make_app(settings: StreamSettings, *, bootstrap: str | None = None,
     app = _faust_app(settings, boot)
     core = StreamCore(lambda: monitor(registry, signer=signer, keyring=keyring,
                                       allow_unsigned=settings.allow_unsigned, limits=limits),
-                      max_publish_bytes=app.conf.producer_max_request_size)
+                      max_publish_bytes=app.conf.producer_max_request_size, outlog=OutLog(settings.data / "out"))
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw",
            "partitions": settings.partitions}
     in_topic = app.topic(IN, **raw)  # type: ignore[arg-type]
@@ -230,6 +231,7 @@ def make_app(settings: StreamSettings, *, bootstrap: str | None = None,
                         pubs = [core.internal_error(p, offset, value, exception_text(exc))]
                     sent += [await publisher.send(pub, p, offset, value) for pub in pubs]
                 await publisher.settle(sent)
+                core.flush_out()
         except Exception as exc:  # nothing above raises; if it does, /healthz says so until a restart
             health.agent_crash = exception_text(exc)
             log.exception("the agent crashed")

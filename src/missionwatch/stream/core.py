@@ -35,6 +35,7 @@ from ..records import TOPIC_CONTROL as CONTROL
 from ..records import TOPIC_IN as IN
 from ..records import TOPIC_OUT as OUT
 from ..records import TOPIC_REJECTED as REJECTED
+from .outlog import OutLog
 
 __all__ = ["CONTROL", "IN", "OUT", "REJECTED", "Publish", "StreamCore", "exception_text", "ledger_summary"]
 
@@ -109,8 +110,11 @@ class StreamCore:
     worker processed them); `activate` lets `process` run; `revoke` stops it (the state is
     kept: if the partition comes back, only what others did meanwhile is fed again)."""
 
-    def __init__(self, make_monitor: Callable[[], Monitor], *, max_publish_bytes: int = MAX_PUBLISH_BYTES) -> None:
+    def __init__(self, make_monitor: Callable[[], Monitor], *, max_publish_bytes: int = MAX_PUBLISH_BYTES,
+                 outlog: OutLog | None = None) -> None:
         self.make_monitor = make_monitor
+        self.outlog = outlog
+        """Where the out records go on disk, per mission in seq order (None: nowhere)."""
         self.max_publish_bytes = max_publish_bytes
         """Largest record (key and value) the producer may send; a larger one is replaced."""
         self.partitions: dict[int, Monitor] = {}
@@ -162,6 +166,9 @@ class StreamCore:
             try:
                 step = m.feed(value)
                 self.histories[partition].take(step, value)  # old news: kept, not pushed to the feed
+                if self.outlog is not None:  # this worker's disk may lack what another one issued
+                    for rec in step.out:
+                        self.outlog.add(_dump(rec))
             except Exception as exc:  # the core never raises; this keeps the catch-up going if it did
                 self._internal(partition, offset, reject_reason("internal_error", exception_text(exc)), "catch-up")
                 continue
@@ -169,7 +176,17 @@ class StreamCore:
                 if r.code == "internal_error":
                     self._internal(partition, offset, r.reason, "catch-up")
         self.metrics.replayed += n
+        self.flush_out()
         return n
+
+    def flush_out(self) -> None:
+        """Write the out records buffered since the last call to disk (the agent calls it once
+        its step's records are published)."""
+        if self.outlog is not None:
+            try:
+                self.outlog.flush()
+            except OSError as exc:  # a full disk must not stop the monitor; the log says so
+                log.error("writing out records to %s failed: %s", self.outlog.directory, exc)
 
     def process(self, partition: int, offset: int, value: bytes | None) -> list[Publish]:
         """One message of `missionwatch.in`; what to publish because of it. A message at an
@@ -201,6 +218,8 @@ class StreamCore:
         for rec in step.out:
             topic = CONTROL if rec["schema"] == SCHEMA_CONTROL else OUT
             pub = Publish(topic, str(rec["mission_id"]).encode(), _dump(rec))
+            if self.outlog is not None:  # on disk even when too large to publish: the file's chain stays whole
+                self.outlog.add(pub.value)
             if self._fits(pub):
                 out.append(pub)
             else:
