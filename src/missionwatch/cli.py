@@ -423,6 +423,45 @@ def demo(
         raise typer.Exit(code)
 
 
+@app.command()
+def tail(
+    broker: Annotated[str, typer.Option("--broker", help="Kafka bootstrap of the service.")] = "127.0.0.1:9092",
+    mission: Annotated[str | None, typer.Option("--mission", help="Only this mission's records.")] = None,
+    follow: Annotated[bool, typer.Option("--follow", help="Keep printing new records until Ctrl-C.")] = False,
+) -> None:
+    """Print the out records the service published (missionwatch.out and .control, merged) in each
+    mission's chain order, once each, as JSON Lines that `missionwatch verify` accepts. Without
+    --follow it prints what the topics hold and exits: 0, or 1 when a mission's chain has a gap
+    (records the topics no longer hold), named on stderr."""
+    from .stream.broker import BrokerError, bootstrap_of, interrupt_on_signals
+    from .stream.tail import tail as read_tail
+
+    out = sys.stdout.buffer
+
+    def emit(rec: bytes) -> None:
+        out.write(rec.rstrip(b"\n") + b"\n")
+        if follow:
+            out.flush()
+
+    try:
+        with interrupt_on_signals():
+            merge = read_tail(bootstrap_of(broker), emit, mission=mission, follow=follow)
+    except KeyboardInterrupt:
+        out.flush()
+        raise typer.Exit(130) from None
+    except BrokerError as exc:
+        raise _fail(str(exc)) from None
+    except Exception as exc:  # aiokafka's connection errors
+        raise _fail(f"cannot read from {broker}: {type(exc).__name__}: {exc}") from None
+    out.flush()
+    gaps = merge.gaps()
+    for m, (missing, held) in gaps.items():
+        err.print(f"mission {m!r}: seq {missing} is not on the topics (they hold seq {held} onwards); "
+                  "its later records are left out")
+    if gaps:
+        raise typer.Exit(1)
+
+
 def _reviewer(key: Path, keys: Path | None, reviewer: str | None) -> tuple[Signer, str]:
     """The reviewer's key, and the name its reviews carry: --reviewer, checked against the keyring's
     binding of the key when --keys is given, else that binding."""

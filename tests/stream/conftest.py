@@ -124,6 +124,22 @@ def produce(bootstrap: str, lines: list[bytes], key: bytes | None = None) -> Non
     asyncio.run(go())
 
 
+def produce_to(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    """Publish `values` to `topic`, keyed by their mission_id, and wait until the broker has them."""
+    from aiokafka import AIOKafkaProducer
+
+    async def go() -> None:
+        p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        await p.start()
+        try:
+            for v in values:
+                await p.send_and_wait(topic, value=v, key=str(json.loads(v).get("mission_id", "")).encode())
+        finally:
+            await p.stop()
+
+    asyncio.run(go())
+
+
 def consume(bootstrap: str, topic: str, *, until: int = 0, timeout: float = 60.0, quiet: float = 1.5) -> list[Any]:
     """Every message of `topic` from the start: (partition, offset, key, value); stops when at
     least `until` were read and nothing new came for `quiet` seconds."""

@@ -4,9 +4,12 @@ loses and double-counts nothing, bad messages land on missionwatch.rejected."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from missionwatch.signing import Signer, load_private_key, write_private_key
 from missionwatch.sim import Campaign, write_campaign
@@ -107,6 +110,21 @@ def test_stream_equals_replay_across_a_kill_9(broker, tmp_path: Path) -> None:
         assert [json.loads(ln) for ln in path.read_bytes().splitlines()] == events, mission
         report = verify_events(path, ring)
         assert report.ok and report.missions == {mission: events[-1]["seq"]}, report.error
+    # `missionwatch tail` reads the two topics back into chain order: what verify accepts
+    (tmp_path / "keys.json").write_text(json.dumps(ring.to_json()))
+    tailed = subprocess.run([sys.executable, "-m", "missionwatch.cli", "tail", "--broker", broker.url],
+                            capture_output=True, timeout=120)
+    assert tailed.returncode == 0, tailed.stderr
+    (tmp_path / "tail.jsonl").write_bytes(tailed.stdout)
+    report = verify_events(tmp_path / "tail.jsonl", ring)
+    assert report.ok and report.missions == {m: e[-1]["seq"] for m, e in expected.items()}, report.error
+    by_mission: dict[str, list[Any]] = {}
+    for ln in tailed.stdout.splitlines():
+        by_mission.setdefault(json.loads(ln)["mission_id"], []).append(json.loads(ln))
+    assert by_mission == expected
+    one = subprocess.run([sys.executable, "-m", "missionwatch.cli", "tail", "--broker", broker.url,
+                          "--mission", "m-gap"], capture_output=True, timeout=120)
+    assert [json.loads(ln) for ln in one.stdout.splitlines()] == expected["m-gap"]
     # the ledger too: counts and every cell equal the replay's
     for mission, ledger in ledgers.items():
         assert ledger["actions"] > 2000 and ledger["cells"], mission
