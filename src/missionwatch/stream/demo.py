@@ -194,7 +194,9 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> int:
             say("\neverything keeps running; Ctrl-C stops it")
             while worker.proc.poll() is None:
                 time.sleep(0.5)
-        say(f"\nfiles: {out}/ (campaigns, keys, specs, monitor.log)")
+        say(f"\nfiles: {out}/ (campaigns, keys, specs, monitor.log); each mission's out records in seq "
+            f"order: {out}/data/out/ (`missionwatch verify` takes each file with the monitor's key)")
+        say(f"notebooks for analysts and policy owners: {Path(__file__).resolve().parents[3] / 'notebooks'}")
         return 0
     except KeyboardInterrupt:
         say("\ninterrupted: stopping what the demo started")
