@@ -164,6 +164,14 @@ def _replay_with_progress(input: Path, out_dir: Path, monitor: Any, *, workers: 
                            status=lambda s: bar.update(task, description=s), workers=workers, ledger=ledger)
 
 
+def _progress() -> Any:
+    """A byte-counting progress bar on stderr when it is a terminal (silent otherwise)."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    return Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                    TimeRemainingColumn(), console=err, transient=True, disable=not err.is_terminal)
+
+
 def _verify_inputs(events: Path, keys: Path, expect: Path | None) -> tuple[Keyring, dict[str, int] | None]:
     """The keyring and expectation `verify` needs, or exit 2 naming the file and the problem."""
     from .verify import ExpectError, load_expectation
@@ -421,6 +429,100 @@ def demo(
                         say=lambda s: print(s, flush=True))
     if code:
         raise typer.Exit(code)
+
+
+def _variant(specs: Path | None, spec: Path) -> SpecRegistry:
+    """The specs directory with `spec` in place of the spec of its name."""
+    from .spec import load_spec
+
+    registry = _load_specs(specs)
+    try:
+        variant = load_spec(spec)
+    except SpecError as exc:
+        raise _fail(str(exc)) from None
+    return SpecRegistry({**registry.specs, variant.name: variant})
+
+
+def _backtest_table(reports: list[Any]) -> Any:
+    from rich.table import Table
+
+    t = Table("rule", "spec", "first escalation", "delay after the change", "escalations",
+              "min detectable gap at 25/50/75/100% of receipts", "verdicts at the end", title_justify="left",
+              title=f"mission {reports[0].mission!r}, {reports[0].actions:,} actions")
+    for rule in sorted({r for rep in reports for r in rep.rules}):
+        for rep in reports:
+            r = rep.rules.get(rule)
+            if r is None:
+                t.add_row(rule, rep.label, "no such rule", "", "", "", "")
+                continue
+            first = (f"after {r.first_actions:,} actions ({r.first_at})" + (f", {r.first_cohort}" if r.first_cohort else "")
+                     if r.first_at else "never")
+            gaps = " / ".join("-" if g is None else f"{g:.3g}" for g in r.min_detectable_gap)
+            verdicts = ", ".join(f"{n} {v}" for v, n in r.verdicts.items())
+            delay = "" if r.delay_actions is None else f"{r.delay_actions:,} actions"
+            t.add_row(rule, rep.label, first, delay, str(r.escalations), gaps, verdicts)
+    return t
+
+
+@app.command()
+def backtest(
+    input: Annotated[Path, typer.Argument(help="JSON Lines file of past in records (as replay takes).")],
+    spec: Annotated[list[Path], typer.Option("--spec", help="A spec file to run; give it twice or more to "
+                                             "compare variants (each replaces the spec of its name).")],
+    specs: SpecsOpt = None,
+    keys: Annotated[Path | None, typer.Option("--keys", help="Keyring JSON of the keys allowed to sign "
+                                              "input.")] = None,
+    allow_unsigned: Annotated[bool, typer.Option("--allow-unsigned", help="Accept unsigned input.")] = False,
+    mission: Annotated[str | None, typer.Option("--mission", help="The mission to report on. Default: the one "
+                                                "with the most actions.")] = None,
+    planted: Annotated[Path | None, typer.Option("--planted", help="planted.json from missionwatch simulate: "
+                                                 "report each rule's delay after its planted change.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the reports as one JSON array.")] = False,
+) -> None:
+    """Run the same past receipts under each --spec and report side by side, per rule: when it would
+    first have escalated (actions since the start, event time), how many escalations, the minimum
+    detectable gap as the receipts went, and the verdicts at the end; with --planted, the delay
+    after the planted change. Writes nothing."""
+    from .backtest import backtest as run_backtest
+    from .backtest import planted_changes
+    from .monitor import Monitor
+
+    if not input.is_file():
+        raise _fail(f"{input}: no such file")
+    truth = None
+    if planted is not None:
+        try:
+            truth = planted_changes(planted)
+        except (OSError, ValueError) as exc:
+            raise _fail(str(exc)) from None
+    try:
+        ring = Keyring.load(keys) if keys else Keyring()
+    except KeyError_ as exc:
+        raise _fail(str(exc)) from None
+    registries = [(chr(ord("A") + i) if len(spec) <= 26 else str(i + 1), f, _variant(specs, f))
+                  for i, f in enumerate(spec)]
+    size = input.stat().st_size
+    reports = []
+    with _progress() as bar:
+        for label, path, registry in registries:
+            task = bar.add_task(f"backtest {label}: {path}", total=size)
+            monitor = Monitor(registry, signer=Signer.generate("backtest"), keyring=ring,
+                              allow_unsigned=allow_unsigned)
+
+            def tick(n: int, task: Any = task) -> None:
+                bar.advance(task, n)
+
+            with input.open("rb") as f:
+                reports.append(run_backtest(label, monitor, f, mission=mission or (truth or {}).get("mission_id"),
+                                            planted=truth, tick=tick))
+    if as_json:
+        print(json.dumps([{**r.to_json(), "spec_file": str(p)} for r, (_, p, _) in zip(reports, registries,
+                                                                                     strict=True)], indent=2))
+        return
+    wide = Console(width=max(out.width, 160), highlight=False)
+    for label, path, _ in registries:
+        wide.print(f"{label} = {path}")
+    wide.print(_backtest_table(reports))
 
 
 @app.command()

@@ -218,4 +218,28 @@ def write_campaign(c: Campaign, out: Path, *, seed_keys: bool = False) -> dict[s
     with paths["receipts"].open("w", encoding="utf-8") as f:
         for rec in generate(c):
             f.write(json.dumps(gate.sign(rec), separators=(",", ":"), ensure_ascii=False) + "\n")
+    paths["planted"] = out / "planted.json"
+    paths["planted"].write_text(json.dumps(planted(c), indent=2) + "\n", encoding="utf-8")
     return paths
+
+
+def planted(c: Campaign) -> dict[str, Any]:
+    """The campaign's ground truth: each planted change, from which action (0-based) and when."""
+    t0 = datetime.fromisoformat(c.start.replace("Z", "+00:00")).astimezone(UTC).timestamp()
+    change = int(c.actions * c.change_at)
+
+    def at(i: int) -> dict[str, Any]:
+        return {"from_action": i, "from": format_time(t0 + i * c.seconds_between_actions)}
+
+    changes: list[dict[str, Any]] = []
+    if c.discount_gap:
+        changes.append({"kind": "discount_gap", "cohort": c.discount_gap, "factor": c.discount_gap_factor, **at(0)})
+    if c.new_template:
+        changes.append({"kind": "new_template", "template": c.new_template, "share": c.new_template_share,
+                        **at(change)})
+    if c.followup_rise:
+        changes.append({"kind": "followup_rise", "cohort": c.followup_rise, "factor": c.followup_rise_factor,
+                        **at(change)})
+    if c.complaint_spike:
+        changes.append({"kind": "complaint_spike", "factor": c.complaint_spike, **at(change)})
+    return {"mission_id": c.mission_id, "actions": c.actions, "changes": changes}
