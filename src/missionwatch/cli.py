@@ -525,6 +525,98 @@ def backtest(
     wide.print(_backtest_table(reports))
 
 
+LedgerFileOpt = Annotated[Path | None, typer.Option("--ledger", help="A replay's ledger.duckdb.")]
+DataDirOpt = Annotated[Path | None, typer.Option("--data", help="A running service's data directory (as given "
+                                                 "to run): its out records as tables.")]
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="The SQL to run (DuckDB), e.g. \"select * from escalations\".")],
+    ledger: LedgerFileOpt = None,
+    data: DataDirOpt = None,
+    format: Annotated[str, typer.Option("--format", help="table, csv or json (one object per line).")] = "table",
+) -> None:
+    """Run SQL over a ledger, read-only: a replay's ledger.duckdb (--ledger) or a running service's
+    data directory (--data: strategy_receipts, escalations, controls and out_records, read as the
+    service writes them). Exit 1 on a query DuckDB refuses, with its message."""
+    import duckdb
+
+    from .store.query import LedgerError, open_ledger
+
+    if format not in ("table", "csv", "json"):
+        raise _fail(f"--format must be table, csv or json, not {format!r}")
+    try:
+        con = open_ledger(ledger=ledger, data=data)
+    except LedgerError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        rel = con.sql(query)
+        if rel is None:
+            return
+        columns, rows = rel.columns, rel.fetchall()
+    except duckdb.Error as exc:
+        err.print(f"error: {type(exc).__name__}: {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    finally:
+        con.close()
+    _print_rows(columns, rows, format)
+
+
+def _print_rows(columns: list[str], rows: list[tuple[Any, ...]], format: str) -> None:
+    import csv
+
+    if format == "json":
+        for r in rows:
+            print(json.dumps(dict(zip(columns, r, strict=True)), default=str, ensure_ascii=False))
+    elif format == "csv":
+        w = csv.writer(sys.stdout)
+        w.writerow(columns)
+        w.writerows(rows)
+    else:
+        from rich.table import Table
+
+        t = Table(*columns)
+        for r in rows:
+            t.add_row(*("" if v is None else escape(str(v)) for v in r))
+        Console(width=max(out.width, 160)).print(t)
+
+
+@app.command()
+def export(
+    mission: Annotated[str, typer.Option("--mission", help="The mission whose rows to export.")],
+    format: Annotated[str, typer.Option("--format", help="parquet or csv.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for one file per table.")] = Path("export"),
+    ledger: LedgerFileOpt = None,
+    data: DataDirOpt = None,
+) -> None:
+    """Write one mission's rows of every table of a ledger (--ledger or --data) to OUT/<table>.<format>."""
+    from .store.query import LedgerError, open_ledger
+
+    if format not in ("parquet", "csv"):
+        raise _fail(f"--format must be parquet or csv, not {format!r}")
+    try:
+        con = open_ledger(ledger=ledger, data=data)
+    except LedgerError as exc:
+        raise _fail(str(exc)) from None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        tables = [r[0] for r in con.sql("SELECT table_name FROM information_schema.tables "
+                                        "ORDER BY table_name").fetchall()]
+        written = []
+        for table in tables:
+            columns = {r[0] for r in con.sql(f'DESCRIBE "{table}"').fetchall()}
+            if "mission_id" not in columns:
+                continue
+            rel = con.sql(f'SELECT * FROM "{table}" WHERE mission_id = $m', params={"m": mission})
+            path = out_dir / f"{table}.{format}"
+            rel.to_parquet(str(path)) if format == "parquet" else rel.to_csv(str(path))
+            written.append(f"{table} ({rel.shape[0]:,} rows)")
+    finally:
+        con.close()
+    print(f"{mission}: {', '.join(written)} -> {out_dir}/")
+
+
 @app.command()
 def tail(
     broker: Annotated[str, typer.Option("--broker", help="Kafka bootstrap of the service.")] = "127.0.0.1:9092",

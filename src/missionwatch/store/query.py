@@ -1,0 +1,78 @@
+"""Read-only SQL over a ledger: a replay's `ledger.duckdb`, or a running service's data
+directory, whose out records (`DATA/out/<mission>.jsonl`) appear as the tables
+`strategy_receipts`, `escalations` and `controls` with the columns a replay's ledger gives
+them, beside `out_records` (one JSON `record` per line). What `missionwatch sql` and
+`missionwatch export` read.
+
+A service's files grow while it runs: each query reads them as they are, and a line the
+service is still writing is left out (DuckDB's `ignore_errors`), so counts never exceed what
+was issued and never go back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+__all__ = ["OUT_TABLES", "LedgerError", "open_ledger"]
+
+OUT_TABLES = {
+    "strategy_receipts": ("missionwatch/strategy@1", """
+        record->>'receipt_id' AS receipt_id, record->>'mission_id' AS mission_id,
+        CAST(record->>'seq' AS BIGINT) AS seq, CAST(record->>'issued_at' AS TIMESTAMPTZ) AS issued_at,
+        record->>'review_status' AS review_status, record->>'state' AS state,
+        record->>'current_tactic_cluster' AS current_tactic_cluster,
+        CAST(record->'cohorts_affected' AS JSON) AS cohorts_affected,
+        CAST(record->'window'->>'actions' AS BIGINT) AS window_actions,
+        record->>'hash' AS hash, record->>'prev_hash' AS prev_hash, record"""),
+    "escalations": ("missionwatch/escalation@1", """
+        record->>'escalation_id' AS escalation_id, record->>'mission_id' AS mission_id,
+        CAST(record->>'issued_at' AS TIMESTAMPTZ) AS issued_at, record->>'severity' AS severity,
+        record->>'detector' AS detector, record->>'code' AS code, record->>'reason' AS reason,
+        record->>'triggered_by' AS triggered_by, CAST(record->'evidence' AS JSON) AS evidence,
+        record->>'hash' AS hash, record->>'prev_hash' AS prev_hash, record,
+        CAST(record->>'seq' AS BIGINT) AS seq"""),
+    "controls": ("missionwatch/control@1", """
+        record->>'mission_id' AS mission_id, CAST(record->>'issued_at' AS TIMESTAMPTZ) AS issued_at,
+        record->>'state' AS state, record->>'cause' AS cause, record->>'hash' AS hash,
+        record->>'prev_hash' AS prev_hash, record, CAST(record->>'seq' AS BIGINT) AS seq"""),
+}
+"""The tables a service's out records make: name -> (schema, the SELECT list over `record`)."""
+
+
+class LedgerError(ValueError):
+    """A ledger that cannot be opened; the message names the path and why."""
+
+
+def _quote(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def open_ledger(*, ledger: Path | None = None, data: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """A read-only connection: to a replay's ledger file, or over a service's data directory."""
+    if (ledger is None) == (data is None):
+        raise LedgerError("name one ledger: --ledger FILE (a replay's ledger.duckdb) or --data DIR "
+                          "(a running service's data directory)")
+    if ledger is not None:
+        if not ledger.is_file():
+            raise LedgerError(f"{ledger}: no such ledger file")
+        try:
+            return duckdb.connect(str(ledger), read_only=True)
+        except duckdb.Error as exc:
+            raise LedgerError(f"{ledger}: not a DuckDB ledger ({str(exc).splitlines()[0]})") from None
+    assert data is not None
+    out = data / "out"
+    if not data.is_dir():
+        raise LedgerError(f"{data}: no such data directory")
+    con = duckdb.connect(":memory:")
+    if any(out.glob("*.jsonl")):
+        source = (f"SELECT CAST(json AS JSON) AS record FROM read_json_objects({_quote(out / '*.jsonl')}, "
+                  "format = 'newline_delimited', ignore_errors = true) WHERE json IS NOT NULL")
+    else:  # a service that has issued nothing yet: the tables exist, empty
+        source = "SELECT CAST(NULL AS JSON) AS record WHERE false"
+    con.execute(f"CREATE VIEW out_records AS {source}")
+    for table, (schema, columns) in OUT_TABLES.items():
+        con.execute(f"CREATE VIEW {table} AS SELECT {columns} FROM out_records "
+                    f"WHERE record->>'schema' = '{schema}'")
+    return con
