@@ -110,6 +110,15 @@ def test_stream_equals_replay_across_a_kill_9(broker, tmp_path: Path) -> None:
         assert [json.loads(ln) for ln in path.read_bytes().splitlines()] == events, mission
         report = verify_events(path, ring)
         assert report.ok and report.missions == {mission: events[-1]["seq"]}, report.error
+    # the analysts' SQL over the data directory counts the same
+    from missionwatch.store.query import open_ledger
+
+    con = open_ledger(data=data)
+    for table, schema in (("strategy_receipts", "missionwatch/strategy@1"), ("escalations", "missionwatch/escalation@1"),
+                          ("controls", "missionwatch/control@1")):
+        counted = dict(con.execute(f"SELECT mission_id, count(*) FROM {table} GROUP BY ALL").fetchall())
+        want_n = {m: sum(e["schema"] == schema for e in events) for m, events in expected.items()}
+        assert counted == {m: n for m, n in want_n.items() if n}, table
     # `missionwatch tail` reads the two topics back into chain order: what verify accepts
     (tmp_path / "keys.json").write_text(json.dumps(ring.to_json()))
     tailed = subprocess.run([sys.executable, "-m", "missionwatch.cli", "tail", "--broker", broker.url],
