@@ -116,9 +116,9 @@ def test_stream_equals_replay_across_a_kill_9(broker, tmp_path: Path) -> None:
     con = open_ledger(data=data)
     for table, schema in (("strategy_receipts", "missionwatch/strategy@1"), ("escalations", "missionwatch/escalation@1"),
                           ("controls", "missionwatch/control@1")):
-        counted = dict(con.execute(f"SELECT mission_id, count(*) FROM {table} GROUP BY ALL").fetchall())
+        rows_in = dict(con.execute(f"SELECT mission_id, count(*) FROM {table} GROUP BY ALL").fetchall())
         want_n = {m: sum(e["schema"] == schema for e in events) for m, events in expected.items()}
-        assert counted == {m: n for m, n in want_n.items() if n}, table
+        assert rows_in == {m: n for m, n in want_n.items() if n}, table
     # `missionwatch tail` reads the two topics back into chain order: what verify accepts
     (tmp_path / "keys.json").write_text(json.dumps(ring.to_json()))
     tailed = subprocess.run([sys.executable, "-m", "missionwatch.cli", "tail", "--broker", broker.url],
