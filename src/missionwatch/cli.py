@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -274,20 +275,44 @@ def simulate(
 @spec_app.command("check")
 def spec_check(
     files: Annotated[list[Path], typer.Argument(help="Spec files to check.")],
+    stream: Annotated[Path | None, typer.Option(
+        "--stream", help="An example input stream (JSON Lines): warn on each action type, outcome type or "
+        "attribute a metric names that it never contains. Default: examples/<spec>/stream.jsonl beside "
+        "the spec, if there is one.")] = None,
 ) -> None:
-    """Validate detector specs; print each one's version, or exactly what is wrong."""
+    """Validate detector specs; print each one's version, or exactly what is wrong (with the line)."""
     bad = 0
     for f in files:
         try:
             s = load_spec(f)
         except SpecError as exc:
-            err.print(f"[bold red]invalid:[/] {exc}")
+            err.print(f"[bold red]invalid:[/] {escape(str(exc))}")
             bad += 1
             continue
         out.print(f"ok: {f} spec {s.name!r} version {s.version} ({len(s.metrics)} metrics, "
                   f"{len(s.fairness)} fairness rules, {len(s.risk)} risk signals, {len(s.limits)} limits)")
+        example = stream or f.parent / "examples" / s.name / "stream.jsonl"
+        if example.is_file():
+            for w in s.unseen(_records(example)):
+                err.print(f"[yellow]warning:[/] {f}: {escape(w)} ({example})")
+        elif stream is not None:
+            raise _fail(f"{stream}: no such example stream")
     if bad:
         raise typer.Exit(2)
+
+
+def _records(path: Path) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a JSON Lines file (other lines skipped), batch envelopes opened."""
+    with path.open("rb") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            items = rec.get("items") if isinstance(rec, dict) else None
+            for r in items if isinstance(items, list) else [rec]:
+                if isinstance(r, dict):
+                    yield r
 
 
 @app.command()

@@ -12,6 +12,7 @@ import hashlib
 import re
 import tomllib
 import unicodedata
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -65,7 +66,7 @@ def parse_duration(text: str) -> float:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Meta(_Model):
@@ -356,6 +357,7 @@ class Spec(_Model):
                         f"{section}[{i}].metric {metric!r} is not a metric of this spec "
                         f"(known: {', '.join(names) or 'none'})"
                     )
+        self._declared()
         overlap = set(self.cohorts.keys) & set(self.cohorts.protected)
         if overlap:
             raise ValueError(
@@ -373,6 +375,49 @@ class Spec(_Model):
             if rule.statistic == "variance" and self.metric(rule.metric).per != "action":
                 raise ValueError(f"risk on {rule.metric!r}: variance needs a per-action metric")
         return self
+
+    def _declared(self) -> None:
+        """Every action and outcome type a metric or the actions table names is declared (when the
+        spec declares types at all): a misspelt one would silently never see data."""
+        acts, outs = set(self.actions.types), set(self.outcomes.types)
+        named: list[tuple[str, list[str], set[str], str]] = [
+            ("actions.contact", self.actions.contact, acts, "actions.types"),
+            ("actions.followup", self.actions.followup, acts, "actions.types")]
+        for i, m in enumerate(self.metrics):
+            named += [(f"metrics[{i}].actions", m.actions, acts, "actions.types"),
+                      (f"metrics[{i}].count_actions", m.count_actions, acts, "actions.types"),
+                      (f"metrics[{i}].count_outcomes", m.count_outcomes, outs, "outcomes.types")]
+        for where, names, declared, table in named:
+            unknown = [n for n in names if declared and n not in declared]
+            if unknown:
+                raise ValueError(f"{where} names {unknown[0]!r}, which {table} does not declare "
+                                 f"({', '.join(sorted(declared))}); a misspelt type never sees data")
+
+    def unseen(self, stream: Iterable[dict[str, Any]]) -> list[str]:
+        """What the metrics name (action types, outcome types, attributes) that `stream`, an
+        example of the input, never contains: one warning each."""
+        acts: set[str] = set()
+        outs: set[str] = set()
+        attrs: set[tuple[str, str]] = set()
+        for rec in stream:
+            if "action_type" in rec:
+                acts.add(str(rec["action_type"]))
+                attrs.update((str(rec["action_type"]), str(k)) for k in (rec.get("attributes") or {}))
+            elif "outcome_type" in rec:
+                outs.add(str(rec["outcome_type"]))
+        warnings = []
+        for i, m in enumerate(self.metrics):
+            for t in [*m.actions, *m.count_actions]:
+                if t not in acts:
+                    warnings.append(f"metrics[{i}] ({m.name}): no action of type {t!r} in the example stream")
+            for t in m.count_outcomes:
+                if t not in outs:
+                    warnings.append(f"metrics[{i}] ({m.name}): no outcome of type {t!r} in the example stream")
+            if m.attribute is not None and not any(a == m.attribute and (not m.actions or t in m.actions)
+                                                   for t, a in attrs):
+                warnings.append(f"metrics[{i}] ({m.name}): no action carries attribute {m.attribute!r} "
+                                "in the example stream")
+        return warnings
 
     def metric(self, name: str) -> MetricSpec:
         for m in self.metrics:
@@ -393,16 +438,69 @@ class Spec(_Model):
         return parse_duration(self.spec.open)
 
 
-def _describe(path: str, exc: ValidationError) -> str:
+def dotted(loc: tuple[Any, ...]) -> str:
+    """A field's path in the one style errors use: `fairness[0].max_gap`, `tactics.labels`."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r'^\s*("[^"]*"|[A-Za-z0-9_.+-]+(?:\s*\.\s*(?:"[^"]*"|[A-Za-z0-9_+-]+))*)\s*=')
+
+
+def _key_parts(key: str) -> list[str]:
+    return [k.strip().strip('"') for k in re.findall(r'"[^"]*"|[^.]+', key)]
+
+
+def toml_lines(text: str) -> dict[str, int]:
+    """Where each table and key of a TOML document is, by `dotted` path: {path: line number}.
+    A table array's n-th table is `name[n]`. Good enough to point at what an error names."""
+    lines: dict[str, int] = {}
+    arrays: dict[str, int] = {}
+    table = ""
+    for no, raw in enumerate(text.splitlines(), 1):
+        head = _HEADER.match(raw)
+        if head:
+            name = ".".join(_key_parts(head.group(2)))
+            if head.group(1) == "[[":
+                arrays[name] = arrays.get(name, -1) + 1
+                table = f"{name}[{arrays[name]}]"
+            else:
+                table = name
+            lines.setdefault(table, no)
+            continue
+        key = _KEY.match(raw)
+        if key:
+            path = ".".join([table, *_key_parts(key.group(1))] if table else _key_parts(key.group(1)))
+            lines.setdefault(path, no)
+    return lines
+
+
+def _line_of(path: str, lines: dict[str, int]) -> int | None:
+    """The line of `path`, else of the closest table or key above it that the file has."""
+    while path:
+        if path in lines:
+            return lines[path]
+        path = re.sub(r"(\[\d+\]|\.[^.\[\]]+|^[^.\[\]]+)$", "", path)
+    return None
+
+
+def _describe(path: str, exc: ValidationError, text: str = "") -> str:
+    lines = toml_lines(text)
     parts = []
     for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"])
+        loc = dotted(tuple(err["loc"]))
         msg = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "is not a known field (see the spec format in README.md)"
         elif err["type"] == "missing":
             msg = "is required"
-        parts.append(f"{loc}: {msg}" if loc else msg)
+        named = loc or (m.group(1) if (m := re.match(r"([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+)+)\b", msg)) else "")
+        line = _line_of(named, lines) if named else None
+        where = f"line {line}: " if line else ""
+        parts.append(f"{where}{loc}: {msg}" if loc else f"{where}{msg}")
     return f"{path}: " + "; ".join(parts)
 
 
@@ -416,7 +514,7 @@ def parse_spec(text: bytes, source: str) -> Spec:
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(_describe(source, exc)) from None
+        raise SpecError(_describe(source, exc, text.decode("utf-8"))) from None
     return spec.model_copy(update={"version": "sha256:" + hashlib.sha256(text).hexdigest()})
 
 
