@@ -445,13 +445,20 @@ def demo(
     campaigns behind a gateway that obeys pause signals. It narrates receipts per second, strategy
     receipts, the escalation and its reason, the pause reaching the agent, and the resume; Ctrl-C
     stops everything it started."""
-    from .stream.broker import interrupt_on_signals
+    import os
+    import signal
+
     from .stream.demo import DemoOptions, run_demo
 
-    with interrupt_on_signals():  # SIGTERM stops what the demo started, as Ctrl-C does
+    # SIGTERM becomes a Ctrl-C: the same path (asyncio's own SIGINT handling included) stops
+    # everything the demo started
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: os.kill(os.getpid(), signal.SIGINT))
+    try:
         code = run_demo(DemoOptions(stock_specs=default_specs_dir(), out=out, port=port, web_port=web_port,
                                     rate=rate, review_after=review_after, hold=hold),
                         say=lambda s: print(s, flush=True))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if code:
         raise typer.Exit(code)
 
