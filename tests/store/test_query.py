@@ -133,3 +133,25 @@ def test_sql_and_export_commands(replayed: dict[str, Any], tmp_path: Path) -> No
     done = _cli("export", "--mission", "m-nope", "--format", "csv", "--ledger", ledger, "--out", str(tmp_path / "c"))
     assert done.returncode == 0 and "actions (0 rows)" in done.stdout
     assert (tmp_path / "c" / "escalations.csv").read_text().startswith("escalation_id,")
+
+
+def test_the_chain_audit_flags_a_broken_link(replayed: dict[str, Any], tmp_path: Path) -> None:
+    assert open_ledger(ledger=replayed["ledger"]).execute("SELECT count(break) FROM chain_audit").fetchone() == (0,)
+    events = [json.loads(e) for e in replayed["events"]]
+    assert len(events) >= 5
+
+    def audit(lines: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        out = tmp_path / "out"
+        out.mkdir(exist_ok=True)
+        (out / "m.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
+        con = open_ledger(data=tmp_path)
+        return con.execute("SELECT seq, break FROM chain_audit WHERE break IS NOT NULL ORDER BY seq").fetchall()
+
+    assert audit(events) == []
+    relinked = [dict(e) for e in events]
+    relinked[3]["prev_hash"] = "sha256:" + "0" * 64
+    assert audit(relinked) == [(3, "prev_hash is not the hash of seq 2")]
+    assert audit(events[:2] + events[3:]) == [(3, "seq 3 follows seq 1: records are missing")]
+    twice = audit(events[:3] + [events[2]] + events[3:])
+    assert twice and all(b == "seq 2 appears 2 times" for _, b in twice)
+    assert audit(events[1:]) == [(1, "the chain starts at seq 1, not 0")]

@@ -1,7 +1,8 @@
 """Read-only SQL over a ledger: a replay's `ledger.duckdb`, or a running service's data
 directory, whose out records (`DATA/out/<mission>.jsonl`) appear as the tables
 `strategy_receipts`, `escalations` and `controls` with the columns a replay's ledger gives
-them, beside `out_records` (one JSON `record` per line). What `missionwatch sql` and
+them, beside `out_records` (one JSON `record` per line). Both have `chain_audit`: each out
+record's link to its predecessor, with what breaks it. What `missionwatch sql` and
 `missionwatch export` read.
 
 A service's files grow while it runs: each query reads them as they are, and a line the
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 
-__all__ = ["OUT_TABLES", "LedgerError", "open_ledger"]
+__all__ = ["CHAIN_AUDIT", "OUT_TABLES", "LedgerError", "open_ledger"]
 
 OUT_TABLES = {
     "strategy_receipts": ("missionwatch/strategy@1", """
@@ -41,6 +42,33 @@ OUT_TABLES = {
 """The tables a service's out records make: name -> (schema, the SELECT list over `record`)."""
 
 
+CHAIN_AUDIT = """
+CREATE TEMP VIEW chain_audit AS
+WITH chain AS (
+    SELECT mission_id, seq, hash, prev_hash, 'strategy_receipts' AS from_table FROM strategy_receipts
+    UNION ALL SELECT mission_id, seq, hash, prev_hash, 'escalations' FROM escalations
+    UNION ALL SELECT mission_id, seq, hash, prev_hash, 'controls' FROM controls
+), linked AS (
+    SELECT *, lag(seq) OVER w AS previous_seq, lag(hash) OVER w AS previous_hash,
+           count(*) OVER (PARTITION BY mission_id, seq) AS copies
+    FROM chain WINDOW w AS (PARTITION BY mission_id ORDER BY seq)
+)
+SELECT mission_id, seq, from_table, hash, prev_hash, previous_seq, previous_hash,
+       CASE WHEN copies > 1 THEN 'seq ' || seq || ' appears ' || copies || ' times'
+            WHEN previous_seq IS NULL AND seq <> 0 THEN 'the chain starts at seq ' || seq || ', not 0'
+            WHEN previous_seq IS NULL AND prev_hash IS NOT NULL THEN 'seq 0 names a predecessor'
+            WHEN previous_seq IS NOT NULL AND seq <> previous_seq + 1
+                THEN 'seq ' || seq || ' follows seq ' || previous_seq || ': records are missing'
+            WHEN previous_seq IS NOT NULL AND prev_hash IS DISTINCT FROM previous_hash
+                THEN 'prev_hash is not the hash of seq ' || previous_seq
+       END AS break
+FROM linked
+"""
+"""Each out record's link to its predecessor in its mission's chain, recomputed: `break` says
+what is wrong (a missing, repeated or re-linked record), NULL where the link holds. It checks
+the links, not the hashes themselves (`missionwatch verify` recomputes those)."""
+
+
 class LedgerError(ValueError):
     """A ledger that cannot be opened; the message names the path and why."""
 
@@ -58,7 +86,9 @@ def open_ledger(*, ledger: Path | None = None, data: Path | None = None) -> duck
         if not ledger.is_file():
             raise LedgerError(f"{ledger}: no such ledger file")
         try:
-            return duckdb.connect(str(ledger), read_only=True)
+            con = duckdb.connect(str(ledger), read_only=True)
+            con.execute(CHAIN_AUDIT)
+            return con
         except duckdb.Error as exc:
             raise LedgerError(f"{ledger}: not a DuckDB ledger ({str(exc).splitlines()[0]})") from None
     assert data is not None
@@ -75,4 +105,5 @@ def open_ledger(*, ledger: Path | None = None, data: Path | None = None) -> duck
     for table, (schema, columns) in OUT_TABLES.items():
         con.execute(f"CREATE VIEW {table} AS SELECT {columns} FROM out_records "
                     f"WHERE record->>'schema' = '{schema}'")
+    con.execute(CHAIN_AUDIT)
     return con
