@@ -152,6 +152,6 @@ def test_the_chain_audit_flags_a_broken_link(replayed: dict[str, Any], tmp_path:
     relinked[3]["prev_hash"] = "sha256:" + "0" * 64
     assert audit(relinked) == [(3, "prev_hash is not the hash of seq 2")]
     assert audit(events[:2] + events[3:]) == [(3, "seq 3 follows seq 1: records are missing")]
-    twice = audit(events[:3] + [events[2]] + events[3:])
+    twice = audit([*events[:3], events[2], *events[3:]])
     assert twice and all(b == "seq 2 appears 2 times" for _, b in twice)
     assert audit(events[1:]) == [(1, "the chain starts at seq 1, not 0")]
