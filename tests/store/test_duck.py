@@ -110,7 +110,7 @@ def test_attribute_columns_are_named_and_ordered_over_the_whole_input(ledgers: d
     cohort = [(c, "VARCHAR") for c in ("segment", "age_band", "region", "cohort_Segment", "cohort_line", "tier",
                                        "plan")]
     numeric = [(c, "DOUBLE") for c in ("discount_pct", "delay_hours", "attr_segment", "seats")]
-    assert columns(ledger, "actions") == fixed + cohort + numeric + [("attributes", "VARCHAR")] + trailer
+    assert columns(ledger, "actions") == fixed + cohort + numeric + [("attributes", "JSON")] + trailer
     assert columns(ledger, "outcomes") == [
         ("outcome_id", "VARCHAR"), ("mission_id", "VARCHAR"), ("subject_id", "VARCHAR"),
         ("outcome_type", "VARCHAR"), ("value", "DOUBLE"), ("occurred_at", "TIMESTAMP WITH TIME ZONE"),

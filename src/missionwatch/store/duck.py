@@ -65,6 +65,7 @@ from ..records import (
     OutcomeRecord,
     ReviewRecord,
 )
+from .columns import ATTRIBUTE_COLUMN, COHORT_COLUMN, COLUMNS, TABLES
 
 __all__ = ["ACTION_COLUMNS", "DEFAULT_BATCH_BYTES", "DEFAULT_BATCH_ROWS", "MEMORY_LIMITS", "LedgerWriter",
            "write_ledger"]
@@ -121,10 +122,10 @@ _TABLES = (
         "mission_id": _S, "registered": _B, "spec": _S, "spec_version": _S, "objective": _S,
         "proxy_metric": _S, "constraints": _S, "owner": _S, "human_delegate": _S, "started_at": _F,
         "state": _S, "cause": _S, "review_status": _S, "actions": _I, "outcomes": _I, "subjects": _I,
-        "duplicates": _I, "unattributed_outcomes": _I}, times=("started_at",)),
+        "duplicates": _I, "unattributed_outcomes": _I}, times=("started_at",), json=("constraints",)),
     _Table("actions", {c: _F if c == "occurred_at" else _S for c in ACTION_COLUMNS},
            {"attributes": _S, "record_hash": _S, "batch_hash": _S, "key_id": _S, "line": _I},
-           times=("occurred_at",)),
+           times=("occurred_at",), json=("attributes",)),
     _Table("outcomes", {"outcome_id": _S, "mission_id": _S, "subject_id": _S, "outcome_type": _S,
                         "value": _F, "occurred_at": _F, "attributed": _B},
            {"record_hash": _S, "batch_hash": _S, "key_id": _S, "line": _I}, times=("occurred_at",)),
@@ -443,11 +444,32 @@ class LedgerWriter:
             # the tables would stay in the write-ahead log, which is not moved into place. A
             # failed checkpoint invalidates the database, so it gets DuckDB's default limit.
             con.execute("RESET memory_limit")
+            kinds = {name: COHORT_COLUMN.format(name=k[2:]) for k, name in names.items() if k.startswith("c:")}
+            kinds |= {name: ATTRIBUTE_COLUMN.format(name=k[2:]) for k, name in names.items() if k.startswith("n:")}
+            _comment(con, kinds, {name: COHORT_COLUMN.format(name=k) for k, name in outcome_names.items()})
             con.execute("CHECKPOINT")
         finally:
             con.close()
         if target.with_name(target.name + ".wal").exists():
             raise RuntimeError(f"DuckDB left {target.name}.wal behind: the ledger would be incomplete")
+
+
+def _comment(con: duckdb.DuckDBPyConnection, action_attributes: dict[str, str],
+             outcome_attributes: dict[str, str]) -> None:
+    """Every table, view and column says what it holds (store/columns.py; docs/ledger.md)."""
+    for table, text in TABLES.items():
+        kind = "VIEW" if table == "ledger_totals" else "TABLE"
+        con.execute(f"COMMENT ON {kind} {table} IS {_literal(text)}")
+    extra = {"actions": action_attributes, "outcomes": outcome_attributes}
+    for table, column in con.execute("SELECT table_name, column_name FROM duckdb_columns() "
+                                     "WHERE NOT internal ORDER BY table_name, column_index").fetchall():
+        said = COLUMNS.get(table, {}).get(column) or extra.get(table, {}).get(column)
+        if said:
+            con.execute(f"COMMENT ON COLUMN {table}.{_quote(column)} IS {_literal(said)}")
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _run(con: duckdb.DuckDBPyConnection, limits: Sequence[str | None], sql: str,
