@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+from scripts.make_ledger_doc import DOC, written
 
 from missionwatch.store.columns import COLUMNS, TABLES
-from scripts.make_ledger_doc import DOC, written
-from tests.store.test_query import replayed  # noqa: F401  (a replayed campaign's ledger)
 
 
 def test_docs_ledger_md_is_written_from_the_column_source() -> None:
