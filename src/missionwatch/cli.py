@@ -156,13 +156,15 @@ def _replay_with_progress(input: Path, out_dir: Path, monitor: Any, *, workers: 
 
     if not err.is_terminal:
         return replay_file(input, out_dir, monitor, workers=workers, ledger=ledger)
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
-
-    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                  TimeRemainingColumn(), console=err, transient=True) as bar:
+    with _progress() as bar:
         task = bar.add_task(f"replaying {input.name}", total=input.stat().st_size)
         return replay_file(input, out_dir, monitor, progress=lambda n: bar.advance(task, n),
                            status=lambda s: bar.update(task, description=s), workers=workers, ledger=ledger)
+
+
+def _wide() -> Console:
+    """A console wide enough for a report's tables, even when output goes to a file or a pipe."""
+    return Console(width=max(out.width, 160), highlight=False)
 
 
 def _progress() -> Any:
@@ -551,7 +553,7 @@ def backtest(
         print(json.dumps([{**r.to_json(), "spec_file": str(p)} for r, (_, p, _) in zip(reports, registries,
                                                                                      strict=True)], indent=2))
         return
-    wide = Console(width=max(out.width, 160), highlight=False)
+    wide = _wide()
     for label, path, _ in registries:
         wide.print(f"{label} = {path}")
     wide.print(_backtest_table(reports))
@@ -611,7 +613,7 @@ def _print_rows(columns: list[str], rows: list[tuple[Any, ...]], format: str) ->
         t = Table(*columns)
         for r in rows:
             t.add_row(*("" if v is None else escape(str(v)) for v in r))
-        Console(width=max(out.width, 160)).print(t)
+        _wide().print(t)
 
 
 @app.command()

@@ -46,7 +46,7 @@ def source(offline: dict[str, Any]) -> tuple[MonitorSource, list[dict[str, Any]]
     for name in ("gap", "fair"):
         for ln in offline[name]["receipts"].open("rb"):
             if ln.strip():
-                out += src.feed(ln).out
+                out += src.process(ln).out
     return src, out
 
 

@@ -49,7 +49,7 @@ def test_the_queue_holds_open_escalations_until_a_review_closes_them(offline: di
     esc = q["groups"][0]["escalations"][0]
     rec = make_review(offline["reviewer"], mission_id="m-gap", decision="resume", reviewer="user:lee.risk",
                       occurred_at="2026-06-01T00:00:00Z", escalation_id=esc["escalation_id"], note="explained")
-    assert not src.feed(json.dumps(rec)).rejected
+    assert not src.process(json.dumps(rec)).rejected
     assert api.queue(src) == {"groups": [], "open": 0}
     (closed,) = api.escalations(src, "m-gap") or []
     assert not closed["open"] and [r["review_id"] for r in closed["reviews"]] == [rec["review_id"]]

@@ -43,7 +43,7 @@ def test_history_keeps_what_the_monitor_issued(offline: dict[str, Any]) -> None:
     assert last["fairness"]["discount_rate"]["age_band=65+"] == {
         k: cohort.get(k) for k in ("estimate", "interval", "gap", "verdict")}
     assert last["fairness"]["discount_rate"]["age_band=65+"]["verdict"] == "beyond"
-    kinds = [e["kind"] for _, e in src.events_after(0)]
+    kinds = [e["kind"] for _, e in src.feed.after(0)]
     assert kinds.count("escalation") == 1 and kinds.count("control") == 1
     assert kinds.count("receipt") == len([r for r in out if r["schema"] == SCHEMA_STRATEGY])
 
@@ -53,21 +53,21 @@ def test_an_accepted_review_is_kept_and_a_refused_one_is_answered_with_its_code(
     h = src.history("m-gap")
     assert h is not None
     cause = next(iter(h.escalations))
-    refused = src.feed(_review(offline, "rv-bad", "resume", "esc-nope"))
+    refused = src.process(_review(offline, "rv-bad", "resume", "esc-nope"))
     assert refused.rejected and not refused.out
     assert src.review_outcome("rv-bad") == {
         "mission_id": "m-gap", "review_id": "rv-bad", "outcome": "refused", "code": "unknown_escalation",
         "reason": refused.rejected[0].reason}
     assert list(h.reviews) == []  # a refused review is no part of the history
-    step = src.feed(_review(offline, "rv-ok", "resume", cause, note="explained"))
+    step = src.process(_review(offline, "rv-ok", "resume", cause, note="explained"))
     assert not step.rejected
     assert src.review_outcome("rv-ok") == {"mission_id": "m-gap", "review_id": "rv-ok", "outcome": "accepted"}
     (kept,) = h.reviews
     assert kept["review_id"] == "rv-ok" and kept["note"] == "explained" and kept["key_id"] == "reviewer-1"
     assert [c["state"] for c in h.controls] == ["paused", "running"]
-    again = src.feed(_review(offline, "rv-ok", "resume", cause, note="explained"))  # a duplicate
+    again = src.process(_review(offline, "rv-ok", "resume", cause, note="explained"))  # a duplicate
     assert len(h.reviews) == 1 and not again.out
-    kinds = [e["kind"] for _, e in src.events_after(0)]
+    kinds = [e["kind"] for _, e in src.feed.after(0)]
     assert "review_refused" in kinds and kinds.count("review") == 1
 
 
@@ -78,7 +78,7 @@ def test_a_review_refused_inside_a_batch_is_found_by_its_item(offline: dict[str,
     review = json.loads(_review(offline, "rv-in-batch", "acknowledge", None))
     review.pop("signature")
     envelope = gate.sign({"schema": SCHEMA_BATCH, "batch_id": "b-1", "items": [review]})
-    src.feed(json.dumps(envelope).encode())
+    src.process(json.dumps(envelope).encode())
     fate = src.review_outcome("rv-in-batch")
     assert fate is not None and fate["outcome"] == "refused" and fate["code"] == "wrong_role"
 

@@ -79,11 +79,14 @@ def _escalation(rec: dict[str, Any], open_ids: Iterable[str], h: MissionHistory 
             "reviews": [r for r in (h.reviews if h else ()) if r.get("escalation_id") == eid]}
 
 
+def _escalations(v: MissionView, h: MissionHistory | None) -> list[dict[str, Any]]:
+    """Every escalation kept of the mission, in issue order, with whether it is open."""
+    return [_escalation(e, v.open_escalations, h) for e in (h.escalations.values() if h else ())]
+
+
 def escalations(source: Source, mission_id: str) -> list[dict[str, Any]] | None:
-    view, h = source.view(mission_id), source.history(mission_id)
-    if view is None:
-        return None
-    return [_escalation(e, view.open_escalations, h) for e in (h.escalations.values() if h else ())]
+    v = source.view(mission_id)
+    return _escalations(v, source.history(mission_id)) if v is not None else None
 
 
 def receipts(source: Source, mission_id: str) -> list[dict[str, Any]] | None:
@@ -121,7 +124,7 @@ def mission(source: Source, mission_id: str) -> dict[str, Any] | None:
     h = source.history(mission_id)
     return {"view": _view(v),
             "receipts": list(h.receipts) if h else [],
-            "escalations": escalations(source, mission_id),
+            "escalations": _escalations(v, h),
             "reviews": list(h.reviews) if h else [],
             "controls": list(h.controls) if h else [],
             "last_receipt": h.last_receipt if h else None}
@@ -133,9 +136,7 @@ def queue(source: Source) -> dict[str, Any]:
     for v in source.views():
         if not v.open_escalations:
             continue
-        h = source.history(v.mission_id)
-        items = [_escalation(e, v.open_escalations, h) for e in (h.escalations.values() if h else ())
-                 if e.get("escalation_id") in v.open_escalations]
+        items = [e for e in _escalations(v, source.history(v.mission_id)) if e["open"]]
         items.sort(key=lambda e: (str(e["issued_at"]), e["seq"] or 0))
         groups.append({"mission_id": v.mission_id, "state": console_state(v), "control_state": v.state,
                        "cause": v.cause, "objective": v.objective, "owner": v.owner, "spec": v.spec,

@@ -18,7 +18,7 @@ from typing import Any
 from ..core.step import Step
 from ..records import SCHEMA_CONTROL, SCHEMA_ESCALATION, SCHEMA_REVIEW, SCHEMA_STRATEGY
 
-__all__ = ["History", "MissionHistory", "digest", "review_outcomes"]
+__all__ = ["FEED_KEPT", "Feed", "History", "MissionHistory", "digest", "review_outcomes"]
 
 RECEIPTS_KEPT = 500
 CONTROLS_KEPT = 200
@@ -26,6 +26,25 @@ ESCALATIONS_KEPT = 1000
 REVIEWS_KEPT = 1000
 OUTCOMES_KEPT = 2000
 """Review ids whose fate (accepted or refused) is remembered, per partition."""
+FEED_KEPT = 5000
+"""Live events (escalations, receipts, controls, reviews) a feed keeps for a client that reconnects."""
+
+
+class Feed:
+    """Live events numbered from 1, the latest `FEED_KEPT` kept: what the console pushes to open pages."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self.events: deque[tuple[int, dict[str, Any]]] = deque(maxlen=FEED_KEPT)
+
+    def add(self, events: list[dict[str, Any]]) -> None:
+        for event in events:
+            self.seq += 1
+            self.events.append((self.seq, event))
+
+    def after(self, seq: int) -> list[tuple[int, dict[str, Any]]]:
+        """The events numbered above `seq` still kept."""
+        return [(n, e) for n, e in self.events if n > seq] if seq < self.seq else []
 
 
 def digest(receipt: dict[str, Any]) -> dict[str, Any]:

@@ -3,34 +3,27 @@ same views and history a streaming worker keeps, without Kafka."""
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 from ..core.step import Step
 from ..core.views import MissionView
 from ..monitor import Monitor
-from .history import History, MissionHistory
+from .history import Feed, History, MissionHistory
 
 __all__ = ["MonitorSource"]
 
-FEED_KEPT = 5000
-
-
 class MonitorSource:
-    """`feed` records to the monitor; the console's answers (`console.api`) read this."""
+    """`process` records through the monitor; the console's answers (`console.api`) read this."""
 
     def __init__(self, monitor: Monitor) -> None:
         self.monitor = monitor
         self.histories = History()
-        self.feed_events: deque[tuple[int, dict[str, Any]]] = deque(maxlen=FEED_KEPT)
-        self.feed_seq = 0
+        self.feed = Feed()
 
-    def feed(self, raw: str | bytes | dict[str, Any]) -> Step:
+    def process(self, raw: str | bytes | dict[str, Any]) -> Step:
         step = self.monitor.feed(raw)
         message = raw if isinstance(raw, bytes) else raw.encode() if isinstance(raw, str) else b""
-        for event in self.histories.take(step, message):
-            self.feed_seq += 1
-            self.feed_events.append((self.feed_seq, event))
+        self.feed.add(self.histories.take(step, message))
         return step
 
     def views(self) -> list[MissionView]:
@@ -49,6 +42,3 @@ class MonitorSource:
 
     def review_outcome(self, review_id: str) -> dict[str, Any] | None:
         return self.histories.outcomes.get(review_id)
-
-    def events_after(self, seq: int) -> list[tuple[int, dict[str, Any]]]:
-        return [(n, e) for n, e in self.feed_events if n > seq]

@@ -56,7 +56,7 @@ class Console:
     """What the console's handlers need: the missions, who may review, how to publish a review."""
 
     source: Any
-    """An `api.Source` that also numbers live events (`events_after`, `feed_seq`) and knows
+    """An `api.Source` that also has a live `feed` (`history.Feed`) and knows
     review outcomes (`review_outcome`): the worker's `StreamCore`."""
     desk: Desk
     publish: Publish | None
@@ -208,16 +208,16 @@ async def _events(c: Console, request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                        "X-Accel-Buffering": "no"})
     await resp.prepare(request)
-    src = c.source
+    feed = c.source.feed
     try:
-        last = int(request.headers.get("Last-Event-ID") or request.query.get("after") or src.feed_seq)
+        last = int(request.headers.get("Last-Event-ID") or request.query.get("after") or feed.seq)
     except ValueError:
-        last = src.feed_seq
-    await resp.write(f"retry: 500\nevent: hello\ndata: {json.dumps({'seq': src.feed_seq})}\n\n".encode())
+        last = feed.seq
+    await resp.write(f"retry: 500\nevent: hello\ndata: {json.dumps({'seq': feed.seq})}\n\n".encode())
     opened, beat = time.monotonic(), time.monotonic()
     try:
         while not c.stopping() and time.monotonic() - opened < c.stream_life:
-            new = src.events_after(last)
+            new = feed.after(last)
             if new and new[0][0] > last + 1:  # events were dropped meanwhile: the page reloads its data
                 await resp.write(b"event: resync\ndata: {}\n\n")
             for n, ev in new:

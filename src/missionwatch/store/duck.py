@@ -66,6 +66,7 @@ from ..records import (
     ReviewRecord,
 )
 from .columns import ATTRIBUTE_COLUMN, COHORT_COLUMN, COLUMNS, TABLES
+from .query import sql_literal
 
 __all__ = ["ACTION_COLUMNS", "DEFAULT_BATCH_BYTES", "DEFAULT_BATCH_ROWS", "MEMORY_LIMITS", "LedgerWriter",
            "write_ledger"]
@@ -459,17 +460,14 @@ def _comment(con: duckdb.DuckDBPyConnection, action_attributes: dict[str, str],
     """Every table, view and column says what it holds (store/columns.py; docs/ledger.md)."""
     for table, text in TABLES.items():
         kind = "VIEW" if table == "ledger_totals" else "TABLE"
-        con.execute(f"COMMENT ON {kind} {table} IS {_literal(text)}")
+        con.execute(f"COMMENT ON {kind} {table} IS {sql_literal(text)}")
     extra = {"actions": action_attributes, "outcomes": outcome_attributes}
     for table, column in con.execute("SELECT table_name, column_name FROM duckdb_columns() "
                                      "WHERE NOT internal ORDER BY table_name, column_index").fetchall():
         said = COLUMNS.get(table, {}).get(column) or extra.get(table, {}).get(column)
         if said:
-            con.execute(f"COMMENT ON COLUMN {table}.{_quote(column)} IS {_literal(said)}")
+            con.execute(f"COMMENT ON COLUMN {table}.{_quote(column)} IS {sql_literal(said)}")
 
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _run(con: duckdb.DuckDBPyConnection, limits: Sequence[str | None], sql: str,

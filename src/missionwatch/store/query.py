@@ -16,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 
-__all__ = ["CHAIN_AUDIT", "OUT_TABLES", "LedgerError", "open_ledger"]
+__all__ = ["CHAIN_AUDIT", "OUT_TABLES", "LedgerError", "open_ledger", "sql_literal"]
 
 OUT_TABLES = {
     "strategy_receipts": ("missionwatch/strategy@1", """
@@ -73,8 +73,9 @@ class LedgerError(ValueError):
     """A ledger that cannot be opened; the message names the path and why."""
 
 
-def _quote(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
+def sql_literal(text: str) -> str:
+    """`text` as a SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def open_ledger(*, ledger: Path | None = None, data: Path | None = None) -> duckdb.DuckDBPyConnection:
@@ -97,7 +98,7 @@ def open_ledger(*, ledger: Path | None = None, data: Path | None = None) -> duck
         raise LedgerError(f"{data}: no such data directory")
     con = duckdb.connect(":memory:")
     if any(out.glob("*.jsonl")):
-        source = (f"SELECT CAST(json AS JSON) AS record FROM read_json_objects({_quote(out / '*.jsonl')}, "
+        source = (f"SELECT CAST(json AS JSON) AS record FROM read_json_objects({sql_literal(str(out / '*.jsonl'))}, "
                   "format = 'newline_delimited', ignore_errors = true) WHERE json IS NOT NULL")
     else:  # a service that has issued nothing yet: the tables exist, empty
         source = "SELECT CAST(NULL AS JSON) AS record WHERE false"

@@ -20,14 +20,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..admission import DEFAULT_LIMITS, excerpt
 from ..codes import reject_reason
-from ..console.history import History, MissionHistory
+from ..console.history import Feed, History, MissionHistory
 from ..core.views import MissionView
 from ..monitor import Monitor
 from ..records import SCHEMA_CONTROL, SCHEMA_ESCALATION
@@ -44,9 +44,6 @@ log = logging.getLogger("missionwatch.stream")
 MAX_PUBLISH_BYTES = 1_000_000
 """Faust's default producer `max_request_size`; a record (key and value) must fit in it."""
 _RECORD_OVERHEAD = 512
-FEED_KEPT = 5000
-"""Live events (escalations, receipts, controls, reviews) the console's feed can replay to a
-client that reconnects."""
 """Bytes a Kafka record batch adds around one record's key and value (headers, lengths)."""
 
 
@@ -123,9 +120,8 @@ class StreamCore:
         self.metrics = Metrics()
         self.histories: dict[int, History] = {}
         """Per partition, what the console remembers of its missions (fed what the monitor is)."""
-        self.feed_events: deque[tuple[int, dict[str, Any]]] = deque(maxlen=FEED_KEPT)
-        """Live events, numbered from 1: what the console pushes to open pages."""
-        self.feed_seq = 0
+        self.feed = Feed()
+        """Live events: what the console pushes to open pages (catch-ups add none)."""
 
     def assign(self, partitions: Iterable[int]) -> dict[int, int]:
         """This worker's whole assignment; return, per partition, the first offset it has not
@@ -211,9 +207,7 @@ class StreamCore:
     def _step(self, partition: int, offset: int, text: bytes) -> list[Publish]:
         m = self.partitions[partition]
         step = m.feed(text)
-        for event in self.histories[partition].take(step, text):
-            self.feed_seq += 1
-            self.feed_events.append((self.feed_seq, event))
+        self.feed.add(self.histories[partition].take(step, text))
         out: list[Publish] = []
         for rec in step.out:
             topic = CONTROL if rec["schema"] == SCHEMA_CONTROL else OUT
@@ -276,22 +270,20 @@ class StreamCore:
                                             "during": during}
         log.error("partition %d offset %d (%s): %s", partition, offset, during, reason)
 
+    def _holding(self, mission_id: str) -> int | None:
+        """The active partition whose monitor holds the mission, if any here does."""
+        return next((p for p in self.active if mission_id in self.partitions[p].missions), None)
+
     def ledger(self, mission_id: str) -> dict[str, Any] | None:
         """A mission's ledger as this worker holds it (counts, the open cells in the long format
         of the analysts' `ledger` table, the whole-mission totals), or None."""
-        for p in self.active:
-            found = ledger_summary(self.partitions[p], mission_id)
-            if found is not None:
-                return found
-        return None
+        p = self._holding(mission_id)
+        return ledger_summary(self.partitions[p], mission_id) if p is not None else None
 
     def status(self, mission_id: str) -> dict[str, Any] | None:
         """CONTRACT 4's status answer for a mission held here, or None."""
-        for p in self.active:
-            view = self.partitions[p].view(mission_id)
-            if view is not None:
-                return view.status()
-        return None
+        view = self.view(mission_id)
+        return view.status() if view is not None else None
 
     def views(self) -> list[MissionView]:
         """The views of every mission held here, by mission_id."""
@@ -300,27 +292,21 @@ class StreamCore:
         return sorted(out, key=lambda v: v.mission_id)
 
     def view(self, mission_id: str) -> MissionView | None:
-        for p in self.active:
-            v = self.partitions[p].view(mission_id)
-            if v is not None:
-                return v
-        return None
+        p = self._holding(mission_id)
+        return self.partitions[p].view(mission_id) if p is not None else None
 
     def history(self, mission_id: str) -> MissionHistory | None:
-        for p in self.active:
-            h = self.histories[p].get(mission_id)
-            if h is not None:
-                return h
-        return None
+        p = self._holding(mission_id)
+        return self.histories[p].get(mission_id) if p is not None else None
 
     def ledger_rows(self, mission_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
         """A mission's open ledger cells and whole-mission totals (the `ledger` table's and the
         `ledger_totals` view's rows), or None for a mission not held here."""
-        for p in self.active:
-            m = self.partitions[p]
-            if mission_id in m.missions:
-                return m.ledger_rows(mission_id), m.ledger_totals(mission_id)
-        return None
+        p = self._holding(mission_id)
+        if p is None:
+            return None
+        m = self.partitions[p]
+        return m.ledger_rows(mission_id), m.ledger_totals(mission_id)
 
     def review_outcome(self, review_id: str) -> dict[str, Any] | None:
         """Whether a review this worker processed was accepted, or why it was refused."""
@@ -329,9 +315,3 @@ class StreamCore:
             if found is not None:
                 return found
         return None
-
-    def events_after(self, seq: int) -> list[tuple[int, dict[str, Any]]]:
-        """The live events numbered above `seq` still kept."""
-        if seq >= self.feed_seq:
-            return []
-        return [(n, e) for n, e in self.feed_events if n > seq]
