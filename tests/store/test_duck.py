@@ -106,7 +106,8 @@ def test_attribute_columns_are_named_and_ordered_over_the_whole_input(ledgers: d
     fixed = [("receipt_id", "VARCHAR"), ("mission_id", "VARCHAR"), ("agent_id", "VARCHAR"),
              ("action_type", "VARCHAR"), ("decision", "VARCHAR"), ("subject_id", "VARCHAR"),
              ("occurred_at", "TIMESTAMP WITH TIME ZONE"), ("template", "VARCHAR"), ("policy_version", "VARCHAR")]
-    trailer = [("record_hash", "VARCHAR"), ("batch_hash", "VARCHAR"), ("key_id", "VARCHAR"), ("line", "BIGINT")]
+    trailer = [("record_hash", "VARCHAR"), ("batch_hash", "VARCHAR"), ("key_id", "VARCHAR"), ("line", "BIGINT"),
+               ("partition", "BIGINT")]
     cohort = [(c, "VARCHAR") for c in ("segment", "age_band", "region", "cohort_Segment", "cohort_line", "tier",
                                        "plan")]
     numeric = [(c, "DOUBLE") for c in ("discount_pct", "delay_hours", "attr_segment", "seats")]
@@ -114,7 +115,7 @@ def test_attribute_columns_are_named_and_ordered_over_the_whole_input(ledgers: d
     assert columns(ledger, "outcomes") == [
         ("outcome_id", "VARCHAR"), ("mission_id", "VARCHAR"), ("subject_id", "VARCHAR"),
         ("outcome_type", "VARCHAR"), ("value", "DOUBLE"), ("occurred_at", "TIMESTAMP WITH TIME ZONE"),
-        ("attributed", "BOOLEAN"), *cohort, ("channel", "VARCHAR"), *trailer]
+        ("follows", "VARCHAR"), ("attributed", "BOOLEAN"), *cohort, ("channel", "VARCHAR"), *trailer]
 
 
 def test_the_ledger_holds_every_kind_of_line(ledgers: dict[int, dict[str, Any]]) -> None:

@@ -23,7 +23,9 @@ TABLES: dict[str, str] = {
 
 _TIME = "event time, TIMESTAMPTZ in UTC"
 _HASH = "`sha256:` and the SHA-256 of the record's canonical bytes (CONTRACT 2)"
-_LINE = "the input line (1-based) the record came from"
+_LINE = ("where the record came from: its input line (1-based) in a replay's ledger, its offset in its "
+         "partition of missionwatch.in in the live ledger")
+_PARTITION = "its partition of missionwatch.in (live ledger); NULL in a replay's ledger"
 _RECORD = "the whole out record, as JSON"
 _SEQ = "its place in the mission's chain (0, 1, 2, ...)"
 _PREV = "the hash of the mission's previous out record (NULL for seq 0)"
@@ -50,22 +52,24 @@ COLUMNS: dict[str, dict[str, str]] = {
         "policy_version": "the gateway's policy version, NULL when none",
         "attributes": "every attribute of the action, as JSON", "record_hash": _HASH,
         "batch_hash": "the hash of the batch envelope it came in, NULL when it came alone",
-        "key_id": "the key that signed it (or its envelope)", "line": _LINE,
+        "key_id": "the key that signed it (or its envelope)", "line": _LINE, "partition": _PARTITION,
     },
     "outcomes": {
         "outcome_id": "the gateway's id of the outcome", "mission_id": "the mission", "subject_id": "the customer",
         "outcome_type": "e.g. complaint, churn, renewal", "value": "its value (1 when the record gives none)",
-        "occurred_at": _TIME, "attributed": "whether its cohort columns are known: its own cohort, else its subject's "
+        "occurred_at": _TIME, "follows": "the receipt_id of the action it follows, when the gateway named it "
+        "(join to actions.receipt_id); NULL otherwise",
+        "attributed": "whether its cohort columns are known: its own cohort, else its subject's "
         "(false when neither is known by the end)",
         "record_hash": _HASH, "batch_hash": "the hash of its batch envelope, NULL when it came alone",
-        "key_id": "the key that signed it (or its envelope)", "line": _LINE,
+        "key_id": "the key that signed it (or its envelope)", "line": _LINE, "partition": _PARTITION,
     },
     "reviews": {
         "review_id": "the reviewer's id of the review", "mission_id": "the mission",
         "escalation_id": "the escalation (or pausing review) it answers, NULL when none",
         "reviewer": "who decided, e.g. user:lee.risk", "decision": "acknowledge, resume, pause or terminate",
         "note": "why, in the reviewer's words", "occurred_at": _TIME, "record_hash": _HASH,
-        "key_id": "the reviewer key that signed it", "line": _LINE,
+        "key_id": "the reviewer key that signed it", "line": _LINE, "partition": _PARTITION,
     },
     "strategy_receipts": {
         "receipt_id": "sr-<mission>-<seq>", "mission_id": "the mission", "seq": _SEQ,
@@ -90,10 +94,10 @@ COLUMNS: dict[str, dict[str, str]] = {
     },
     "duplicates": {
         "kind": "action, outcome, review or mission", "id": "the record's id", "mission_id": "the mission",
-        "record_hash": _HASH, "line": _LINE,
+        "record_hash": _HASH, "line": _LINE, "partition": _PARTITION,
     },
     "rejected": {
-        "line": _LINE, "item": "the item's index in its batch envelope, NULL for a whole line",
+        "line": _LINE, "partition": _PARTITION, "item": "the item's index in its batch envelope, NULL for a whole line",
         "code": "CONTRACT 10's rejection code", "reason": "why, in words",
         "record": "a bounded excerpt of what was rejected",
     },

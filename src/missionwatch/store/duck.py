@@ -42,12 +42,10 @@ from the monitor, rewriting the parts that hold one, a part at a time.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -55,20 +53,23 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from ..ledger import Cell, Key, cell_rows
-from ..monitor import Accepted, MissionView, Monitor
-from ..records import (
-    SCHEMA_CONTROL,
-    SCHEMA_ESCALATION,
-    SCHEMA_STRATEGY,
-    ActionRecord,
-    OutcomeRecord,
-    ReviewRecord,
+from ..ledger import Cell, Key
+from ..monitor import Accepted, Monitor
+from .rows import (
+    LEDGER_TOTALS,
+    TABLE_DEFS,
+    Attribute,
+    RowMaker,
+    Schema,
+    Table,
+    comment,
+    frame,
+    mission_row,
+    part_schema,
+    select_list,
 )
-from .columns import ATTRIBUTE_COLUMN, COHORT_COLUMN, COLUMNS, TABLES
-from .query import sql_literal
 
-__all__ = ["ACTION_COLUMNS", "DEFAULT_BATCH_BYTES", "DEFAULT_BATCH_ROWS", "MEMORY_LIMITS", "LedgerWriter",
+__all__ = ["DEFAULT_BATCH_BYTES", "DEFAULT_BATCH_ROWS", "MEMORY_LIMITS", "LedgerWriter",
            "write_ledger"]
 
 DEFAULT_BATCH_ROWS = 10_000
@@ -84,113 +85,15 @@ strategy receipts of tens of kB (the JSON cast holds 2,048 of them at a time). M
 +119 MiB at 128MB against +150 MiB at DuckDB's default (None: 80% of the RAM); 5,000
 missions, +210 MiB against +500 MiB. A table of hundreds of attribute columns needs more,
 and gets it."""
-Schema = dict[str, Any]  # column name -> polars dtype, in table order
-
-ACTION_COLUMNS = ("receipt_id", "mission_id", "agent_id", "action_type", "decision", "subject_id",
-                  "occurred_at", "template", "policy_version")
-_TRAILER = ("attributes", "record_hash", "batch_hash", "key_id", "line")
-OUTCOME_COLUMNS = ("outcome_id", "mission_id", "subject_id", "outcome_type", "value", "occurred_at",
-                   "attributed")
-_S, _F, _I, _B = pl.Utf8, pl.Float64, pl.Int64, pl.Boolean
-
-
-@dataclass(frozen=True)
-class _Table:
-    """A ledger table: its fixed columns before and after the attribute columns (if any),
-    its timestamps (epoch seconds, or RFC 3339 text when `iso`) and its JSON columns."""
-
-    name: str
-    head: Schema
-    tail: Schema = field(default_factory=dict)
-    times: tuple[str, ...] = ()
-    iso: bool = False
-    json: tuple[str, ...] = ()
-    summed: str | None = None
-    """A column summed over rows equal in every other column (a ledger cell staged in parts),
-    the rows then ordered by those columns."""
-
-    def source(self) -> str:
-        parts = "read_parquet($parts, union_by_name = true)"
-        if self.summed is None:
-            return parts
-        keys = ", ".join(_quote(c) for c in self.head if c != self.summed)
-        return (f"(SELECT {keys}, sum({_quote(self.summed)}) AS {_quote(self.summed)} FROM {parts} "
-                f"GROUP BY {keys} ORDER BY {keys})")
-
-
-_TABLES = (
-    _Table("missions", {
-        "mission_id": _S, "registered": _B, "spec": _S, "spec_version": _S, "objective": _S,
-        "proxy_metric": _S, "constraints": _S, "owner": _S, "human_delegate": _S, "started_at": _F,
-        "state": _S, "cause": _S, "review_status": _S, "actions": _I, "outcomes": _I, "subjects": _I,
-        "duplicates": _I, "unattributed_outcomes": _I}, times=("started_at",), json=("constraints",)),
-    _Table("actions", {c: _F if c == "occurred_at" else _S for c in ACTION_COLUMNS},
-           {"attributes": _S, "record_hash": _S, "batch_hash": _S, "key_id": _S, "line": _I},
-           times=("occurred_at",), json=("attributes",)),
-    _Table("outcomes", {"outcome_id": _S, "mission_id": _S, "subject_id": _S, "outcome_type": _S,
-                        "value": _F, "occurred_at": _F, "attributed": _B},
-           {"record_hash": _S, "batch_hash": _S, "key_id": _S, "line": _I}, times=("occurred_at",)),
-    _Table("reviews", {"review_id": _S, "mission_id": _S, "escalation_id": _S, "reviewer": _S,
-                       "decision": _S, "note": _S, "occurred_at": _F, "record_hash": _S, "key_id": _S,
-                       "line": _I}, times=("occurred_at",)),
-    _Table("strategy_receipts", {
-        "receipt_id": _S, "mission_id": _S, "seq": _I, "issued_at": _S, "review_status": _S,
-        "state": _S, "current_tactic_cluster": _S, "cohorts_affected": _S, "window_actions": _I,
-        "hash": _S, "prev_hash": _S, "record": _S}, times=("issued_at",), iso=True,
-        json=("record", "cohorts_affected")),
-    _Table("escalations", {**{k: _S for k in (
-        "escalation_id", "mission_id", "issued_at", "severity", "detector", "code", "reason",
-        "triggered_by", "evidence", "hash", "prev_hash", "record")}, "seq": _I},
-        times=("issued_at",), iso=True, json=("evidence", "record")),
-    _Table("controls", {**{k: _S for k in ("mission_id", "issued_at", "state", "cause", "hash",
-                                            "prev_hash", "record")}, "seq": _I},
-           times=("issued_at",), iso=True, json=("record",)),
-    _Table("ledger", {"mission_id": _S, "bucket_start": _F, "dimension": _S, "cohort": _S,
-                      "measure": _S, "value": _F}, times=("bucket_start",), summed="value"),
-    _Table("duplicates", {"kind": _S, "id": _S, "mission_id": _S, "record_hash": _S, "line": _I}),
-    _Table("rejected", {"line": _I, "item": _I, "code": _S, "reason": _S, "record": _S}),
-)
-_OUT_COLUMNS = {
-    SCHEMA_STRATEGY: ("strategy_receipts", ("receipt_id", "mission_id", "seq", "issued_at", "review_status",
-                                            "state", "current_tactic_cluster", "hash", "prev_hash")),
-    SCHEMA_ESCALATION: ("escalations", ("escalation_id", "mission_id", "seq", "issued_at", "severity",
-                                        "detector", "code", "reason", "triggered_by", "hash", "prev_hash")),
-    SCHEMA_CONTROL: ("controls", ("mission_id", "seq", "issued_at", "state", "cause", "hash", "prev_hash")),
-}
-
-
-def _column_names(fixed: Iterable[str], cohort: Sequence[str], numeric: Sequence[str]) -> dict[str, str]:
-    """Column name per cohort attribute (`c:name`) and numeric attribute (`n:name`).
-
-    Named as the attribute; one that would clash with another column (DuckDB names
-    are case-insensitive) gets the prefix `cohort_` or `attr_`.
-    """
-    taken = {c.lower() for c in fixed}
-    out = {}
-    for prefix, tag, names in (("cohort_", "c", cohort), ("attr_", "n", numeric)):
-        for name in names:
-            col = name if name.lower() not in taken else prefix + name
-            while col.lower() in taken:
-                col = "_" + col
-            taken.add(col.lower())
-            out[f"{tag}:{name}"] = col
-    return out
-
-
-def _frame(rows: list[dict[str, Any]], schema: Schema) -> pl.DataFrame:
-    return pl.DataFrame({k: [r.get(k) for r in rows] for k in schema}, schema=schema, strict=False)
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 class _Stage:
     """One table's rows on their way to DuckDB: a buffer, written out as numbered Parquet parts."""
 
-    def __init__(self, table: _Table, directory: Path) -> None:
+    def __init__(self, table: Table, schema: Schema, directory: Path) -> None:
         self.table = table
-        self.schema: Schema = {**table.head, **table.tail}
+        self.schema = schema
+        """The table's staged columns (the RowMaker's: attribute columns join as they appear)."""
         self.directory = directory
         self.rows: list[dict[str, Any]] = []
         self.parts: list[Path] = []
@@ -199,31 +102,10 @@ class _Stage:
         """Write the buffer as the next part: the fixed columns and the attribute columns its
         rows have (`every_column`: all those known)."""
         part = self.directory / f"{self.table.name}.{len(self.parts):06d}.parquet"
-        _frame(self.rows, self.schema if every_column else self.columns(self.rows)).write_parquet(part)
+        schema = self.schema if every_column else part_schema(self.table, self.schema, self.rows)
+        frame(self.rows, schema).write_parquet(part)
         self.parts.append(part)
         self.rows = []
-
-    def columns(self, rows: list[dict[str, Any]]) -> Schema:
-        """The fixed columns and the attribute columns `rows` have."""
-        fixed = self.table.head.keys() | self.table.tail.keys()
-        used = {k for row in rows for k in row}
-        return {k: t for k, t in self.schema.items() if k in fixed or k in used}
-
-
-class _Attributes:
-    """Attribute name -> its staging column in `stage` (`c0`, `c1`, ...), in order of first
-    appearance."""
-
-    def __init__(self, tag: str, stage: _Stage, dtype: Any) -> None:
-        self.tag, self.stage, self.dtype = tag, stage, dtype
-        self.columns: dict[str, str] = {}
-
-    def column(self, name: str) -> str:
-        col = self.columns.get(name)
-        if col is None:
-            col = self.columns[name] = f"{self.tag}{len(self.columns)}"
-            self.stage.schema[col] = self.dtype
-        return col
 
 
 class LedgerWriter:
@@ -251,11 +133,8 @@ class LedgerWriter:
         """Characters of text those rows hold: always less than `batch_bytes` between calls."""
         self.peak_buffered = 0
         self._dir = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
-        self._stages = {t.name: _Stage(t, self._dir) for t in _TABLES}
-        self._cohort = _Attributes("c", self._stages["actions"], _S)
-        self._numeric = _Attributes("n", self._stages["actions"], _F)
-        self._outcome_cohort = _Attributes("o", self._stages["outcomes"], _S)
-        self._outcome_own: dict[str, None] = {}  # cohort attributes outcomes carry themselves
+        self._rows = RowMaker(monitor)
+        self._stages = {t.name: _Stage(t, self._rows.schemas[t.name], self._dir) for t in TABLE_DEFS}
         self._unattributed: list[int] = []  # outcome parts holding an unattributed row
         self._unattributed_buffered = False
 
@@ -277,35 +156,17 @@ class LedgerWriter:
     # ------------------------------------------------------------------ rows in
     def add_accepted(self, line: int, a: Accepted) -> None:
         """A record the monitor accepted (a duplicate too), `line` its input line."""
-        if a.kind == "outcome" and isinstance(a.model, OutcomeRecord):
-            for k in a.model.subject.cohort or {}:
-                self._outcome_own.setdefault(k, None)
-        if a.duplicate:
-            self._add("duplicates", {"kind": a.kind, "id": _record_id(a), "mission_id": a.record.get("mission_id"),
-                                     "record_hash": a.hash, "line": line})
-        elif a.kind == "action" and isinstance(a.model, ActionRecord):
-            self._add("actions", self._action_row(line, a, a.model))
-        elif a.kind == "outcome" and isinstance(a.model, OutcomeRecord):
-            self._add("outcomes", self._outcome_row(line, a, a.model))
-        elif a.kind == "review" and isinstance(a.model, ReviewRecord):
-            r = a.model
-            self._add("reviews", {"review_id": r.review_id, "mission_id": r.mission_id,
-                                  "escalation_id": r.escalation_id, "reviewer": r.reviewer,
-                                  "decision": r.decision, "note": r.note, "occurred_at": r.occurred_at,
-                                  "record_hash": a.hash, "key_id": a.key_id, "line": line})
+        made = self._rows.accepted(a, line)
+        if made is not None:
+            if made[0] == "outcomes" and not made[1]["attributed"]:  # settled at close()
+                self._unattributed_buffered = True
+            self._add(*made)
 
     def add_event(self, e: dict[str, Any]) -> None:
         """An out record (strategy receipt, escalation or control signal), as issued."""
-        table, cols = _OUT_COLUMNS.get(e["schema"], ("", ()))
-        if not table:
-            return
-        row = {**{c: e.get(c) for c in cols}, "record": json.dumps(e, ensure_ascii=False)}
-        if table == "strategy_receipts":
-            row["cohorts_affected"] = json.dumps(e.get("cohorts_affected", []))
-            row["window_actions"] = e.get("window", {}).get("actions")
-        elif table == "escalations":
-            row["evidence"] = json.dumps(e.get("evidence"), ensure_ascii=False)
-        self._add(table, row)
+        made = self._rows.event(e)
+        if made is not None:
+            self._add(*made)
 
     def add_rejected(self, row: dict[str, Any]) -> None:
         """A rejected.jsonl row: `line`, `item`, `code`, `reason`, `record`."""
@@ -313,38 +174,8 @@ class LedgerWriter:
 
     def add_sealed(self, mission_id: str, key: Key, cell: Cell) -> None:
         """A ledger cell the monitor sealed: one part of the cell (the table sums its parts)."""
-        for row in cell_rows(mission_id, key, cell):
+        for row in self._rows.sealed(mission_id, key, cell):
             self._add("ledger", row)
-
-    def _action_row(self, line: int, a: Accepted, m: ActionRecord) -> dict[str, Any]:
-        tpl = m.attributes.get(self.monitor.template_attribute(m.mission_id))
-        row: dict[str, Any] = {
-            "receipt_id": m.receipt_id, "mission_id": m.mission_id, "agent_id": m.agent_id,
-            "action_type": m.action_type, "decision": m.decision, "subject_id": m.subject.id,
-            "occurred_at": m.occurred_at, "template": tpl if isinstance(tpl, str) else None,
-            "policy_version": m.policy_version,
-            "attributes": json.dumps(m.attributes, sort_keys=True, ensure_ascii=False),
-            "record_hash": a.hash, "batch_hash": a.batch_hash, "key_id": a.key_id, "line": line,
-        }
-        for k, v in (m.subject.cohort or {}).items():
-            row[self._cohort.column(k)] = v
-        for k, v in m.attributes.items():
-            if isinstance(v, int | float) and not isinstance(v, bool):
-                row[self._numeric.column(k)] = float(v)
-        return row
-
-    def _outcome_row(self, line: int, a: Accepted, o: OutcomeRecord) -> dict[str, Any]:
-        cohort = o.subject.cohort or self.monitor.subject_cohort(o.mission_id, o.subject.id)
-        row: dict[str, Any] = {
-            "outcome_id": o.outcome_id, "mission_id": o.mission_id, "subject_id": o.subject.id,
-            "outcome_type": o.outcome_type, "value": o.value, "occurred_at": o.occurred_at,
-            "attributed": cohort is not None, "record_hash": a.hash, "batch_hash": a.batch_hash,
-            "key_id": a.key_id, "line": line}
-        for k, v in (cohort or {}).items():
-            row[self._outcome_cohort.column(k)] = v
-        if cohort is None:  # its subject may still show up: settled at close()
-            self._unattributed_buffered = True
-        return row
 
     def _add(self, table: str, row: dict[str, Any]) -> None:
         self._stages[table].rows.append(row)
@@ -373,17 +204,15 @@ class LedgerWriter:
             for mid in self.monitor.mission_ids():
                 view = self.monitor.view(mid)
                 assert view is not None
-                self._add("missions", _mission_row(view))
+                self._add("missions", mission_row(view))
             for mid in self.monitor.mission_ids():
                 for row in self.monitor.iter_ledger_rows(mid):
                     self._add("ledger", row)
-            outcome_names = self._outcome_names()
-            for k in outcome_names:  # the last part carries every column the table will have
-                self._outcome_cohort.column(k)
+            attributes = self._rows.attribute_columns()  # the last part carries every column
             self._flush(last=True)
             self._settle_outcomes()
             built = self._dir / self.path.name
-            self._build(built, outcome_names)
+            self._build(built, attributes)
             for p in (self.path, self.path.with_name(self.path.name + ".wal")):
                 p.unlink(missing_ok=True)
             os.replace(built, self.path)
@@ -397,13 +226,6 @@ class LedgerWriter:
             stage.rows = []
         self.buffered = self.buffered_bytes = 0
 
-    def _outcome_names(self) -> dict[str, str]:
-        """Outcome cohort attribute -> column name: the actions' cohort attributes, then those
-        only outcomes carry."""
-        keys = list(self._cohort.columns) + [k for k in self._outcome_own if k not in self._cohort.columns]
-        names = _column_names(OUTCOME_COLUMNS + _TRAILER, keys, [])
-        return {k: names[f"c:{k}"] for k in keys}
-
     def _settle_outcomes(self) -> None:
         """Attribute the outcomes whose subject had no known cohort when they were accepted,
         now that the whole input is in."""
@@ -411,63 +233,31 @@ class LedgerWriter:
         for n in self._unattributed:
             rows = pl.read_parquet(stage.parts[n]).to_dicts()
             for row in rows:
-                cohort = None if row["attributed"] else self.monitor.subject_cohort(row["mission_id"],
-                                                                                    row["subject_id"])
-                if cohort is not None:
-                    row["attributed"] = True
-                    for k, v in cohort.items():
-                        row[self._outcome_cohort.column(k)] = v
-            _frame(rows, stage.columns(rows)).write_parquet(stage.parts[n])
+                if not row["attributed"]:
+                    self._rows.attribute_outcome(row, self.monitor.subject_cohort(row["mission_id"],
+                                                                                  row["subject_id"]))
+            frame(rows, part_schema(stage.table, stage.schema, rows)).write_parquet(stage.parts[n])
 
-    def _build(self, target: Path, outcome_names: dict[str, str]) -> None:
-        names = _column_names(ACTION_COLUMNS + _TRAILER, list(self._cohort.columns), list(self._numeric.columns))
-        attributes = {
-            "actions": [(c, names[f"c:{k}"]) for k, c in self._cohort.columns.items()]
-            + [(c, names[f"n:{k}"]) for k, c in self._numeric.columns.items()],
-            "outcomes": [(self._outcome_cohort.columns[k], name) for k, name in outcome_names.items()],
-        }
+    def _build(self, target: Path, attributes: dict[str, list[Attribute]]) -> None:
         con = duckdb.connect(str(target))
         try:
             con.execute("SET TimeZone = 'UTC'")
             con.execute("SET preserve_insertion_order = true")
-            for table in _TABLES:
-                cols = [_select(table, c) for c in table.head]
-                cols += [f"{_quote(staged)} AS {_quote(name)}" for staged, name in attributes.get(table.name, [])]
-                cols += [_select(table, c) for c in table.tail]
-                _run(con, self.memory_limits, f"CREATE TABLE {table.name} AS SELECT {', '.join(cols)} "
-                        f"FROM {table.source()}",
-                        {"parts": [str(p) for p in self._stages[table.name].parts]})
-            con.execute("""
-                CREATE VIEW ledger_totals AS
-                SELECT mission_id, dimension, cohort, measure, sum(value) AS value
-                FROM ledger GROUP BY ALL ORDER BY ALL""")
+            for table in TABLE_DEFS:
+                _run(con, self.memory_limits, f"CREATE TABLE {table.name} AS SELECT "
+                     f"{select_list(table, attributes.get(table.name, []))} FROM {table.source()}",
+                     {"parts": [str(p) for p in self._stages[table.name].parts]})
+            con.execute(LEDGER_TOTALS.format(kind="VIEW"))
             # DuckDB checkpoints on close too, but says nothing when that fails (out of memory):
             # the tables would stay in the write-ahead log, which is not moved into place. A
             # failed checkpoint invalidates the database, so it gets DuckDB's default limit.
             con.execute("RESET memory_limit")
-            kinds = {name: COHORT_COLUMN.format(name=k[2:]) for k, name in names.items() if k.startswith("c:")}
-            kinds |= {name: ATTRIBUTE_COLUMN.format(name=k[2:]) for k, name in names.items() if k.startswith("n:")}
-            _comment(con, kinds, {name: COHORT_COLUMN.format(name=k) for k, name in outcome_names.items()})
+            comment(con, attributes)
             con.execute("CHECKPOINT")
         finally:
             con.close()
         if target.with_name(target.name + ".wal").exists():
             raise RuntimeError(f"DuckDB left {target.name}.wal behind: the ledger would be incomplete")
-
-
-def _comment(con: duckdb.DuckDBPyConnection, action_attributes: dict[str, str],
-             outcome_attributes: dict[str, str]) -> None:
-    """Every table, view and column says what it holds (store/columns.py; docs/ledger.md)."""
-    for table, text in TABLES.items():
-        kind = "VIEW" if table == "ledger_totals" else "TABLE"
-        con.execute(f"COMMENT ON {kind} {table} IS {sql_literal(text)}")
-    extra = {"actions": action_attributes, "outcomes": outcome_attributes}
-    for table, column in con.execute("SELECT table_name, column_name FROM duckdb_columns() "
-                                     "WHERE NOT internal ORDER BY table_name, column_index").fetchall():
-        said = COLUMNS.get(table, {}).get(column) or extra.get(table, {}).get(column)
-        if said:
-            con.execute(f"COMMENT ON COLUMN {table}.{_quote(column)} IS {sql_literal(said)}")
-
 
 
 def _run(con: duckdb.DuckDBPyConnection, limits: Sequence[str | None], sql: str,
@@ -483,33 +273,6 @@ def _run(con: duckdb.DuckDBPyConnection, limits: Sequence[str | None], sql: str,
         except duckdb.OutOfMemoryException:
             if i == len(limits) - 1:
                 raise
-
-
-def _select(table: _Table, column: str) -> str:
-    q = _quote(column)
-    if column in table.times:
-        return f"CAST({q} AS TIMESTAMPTZ) AS {q}" if table.iso else f"to_timestamp({q}) AS {q}"
-    if column in table.json:
-        return f"CAST({q} AS JSON) AS {q}"
-    return q
-
-
-def _mission_row(v: MissionView) -> dict[str, Any]:
-    return {
-        "mission_id": v.mission_id, "registered": v.registered, "spec": v.spec,
-        "spec_version": v.spec_version, "objective": v.objective, "proxy_metric": v.proxy_metric,
-        "constraints": json.dumps(list(v.constraints)) if v.registered else None,
-        "owner": v.owner, "human_delegate": v.human_delegate, "started_at": v.started_at,
-        "state": v.state, "cause": v.cause, "review_status": v.review_status, **v.totals,
-    }
-
-
-def _record_id(a: Accepted) -> str | None:
-    for k in ("receipt_id", "outcome_id", "review_id", "mission_id"):
-        v = a.record.get(k)
-        if isinstance(v, str):
-            return v
-    return None
 
 
 def write_ledger(path: str | Path, monitor: Monitor, accepted: Iterable[tuple[int, Accepted]],
