@@ -16,6 +16,9 @@ from pathlib import Path
 
 import duckdb
 
+from .live import attach
+from .rows import sql_literal
+
 __all__ = ["CHAIN_AUDIT", "OUT_TABLES", "LedgerError", "open_ledger", "sql_literal"]
 
 OUT_TABLES = {
@@ -73,11 +76,6 @@ class LedgerError(ValueError):
     """A ledger that cannot be opened; the message names the path and why."""
 
 
-def sql_literal(text: str) -> str:
-    """`text` as a SQL string literal."""
-    return "'" + text.replace("'", "''") + "'"
-
-
 def open_ledger(*, ledger: Path | None = None, data: Path | None = None) -> duckdb.DuckDBPyConnection:
     """A read-only connection: to a replay's ledger file, or over a service's data directory."""
     if (ledger is None) == (data is None):
@@ -93,10 +91,21 @@ def open_ledger(*, ledger: Path | None = None, data: Path | None = None) -> duck
         except duckdb.Error as exc:
             raise LedgerError(f"{ledger}: not a DuckDB ledger ({str(exc).splitlines()[0]})") from None
     assert data is not None
-    out = data / "out"
     if not data.is_dir():
         raise LedgerError(f"{data}: no such data directory")
     con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    if (data / "ledger" / "commits").is_dir():
+        attach(con, data / "ledger")
+        con.execute("CREATE VIEW out_records AS " + " UNION ALL ".join(
+            f"SELECT record FROM {t}" for t in OUT_TABLES))
+    else:  # a service run without its live ledger: its out records only
+        _out_records(con, data / "out")
+    con.execute(CHAIN_AUDIT)
+    return con
+
+
+def _out_records(con: duckdb.DuckDBPyConnection, out: Path) -> None:
     if any(out.glob("*.jsonl")):
         source = (f"SELECT CAST(json AS JSON) AS record FROM read_json_objects({sql_literal(str(out / '*.jsonl'))}, "
                   "format = 'newline_delimited', ignore_errors = true) WHERE json IS NOT NULL")
@@ -106,5 +115,3 @@ def open_ledger(*, ledger: Path | None = None, data: Path | None = None) -> duck
     for table, (schema, columns) in OUT_TABLES.items():
         con.execute(f"CREATE VIEW {table} AS SELECT {columns} FROM out_records "
                     f"WHERE record->>'schema' = '{schema}'")
-    con.execute(CHAIN_AUDIT)
-    return con

@@ -30,10 +30,29 @@ from ..records import (
     ReviewRecord,
 )
 from .columns import ATTRIBUTE_COLUMN, COHORT_COLUMN, COLUMNS, TABLES
-from .query import sql_literal
 
-__all__ = ["ACTION_COLUMNS", "LEDGER_TOTALS", "OUTCOME_COLUMNS", "TABLE_DEFS", "TRAILER", "Attribute", "Attributes", "RowMaker", "Schema",
-           "Table", "column_names", "comment", "frame", "mission_row", "part_schema", "quote", "select", "select_list"]
+__all__ = [
+    "ACTION_COLUMNS",
+    "LEDGER_TOTALS",
+    "OUTCOME_COLUMNS",
+    "TABLE_DEFS",
+    "TRAILER",
+    "Attribute",
+    "Attributes",
+    "RowMaker",
+    "Schema",
+    "Table",
+    "attribute_columns",
+    "column_names",
+    "comment",
+    "frame",
+    "mission_row",
+    "part_schema",
+    "quote",
+    "select",
+    "select_list",
+    "sql_literal",
+]
 
 Schema = dict[str, Any]  # column name -> polars dtype, in table order
 
@@ -136,6 +155,11 @@ def frame(rows: list[dict[str, Any]], schema: Schema) -> pl.DataFrame:
     return pl.DataFrame({k: [r.get(k) for r in rows] for k in schema}, schema=schema, strict=False)
 
 
+def sql_literal(text: str) -> str:
+    """`text` as a SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -167,6 +191,29 @@ def _record_id(a: Accepted) -> str | None:
         if isinstance(v, str):
             return v
     return None
+
+
+def _outcome_keys(attributes: dict[str, list[str]]) -> list[str]:
+    """The outcomes' cohort attributes: the actions' cohort attributes, then those only
+    outcomes carry."""
+    cohort = attributes.get("c", [])
+    return cohort + [k for k in attributes.get("own", []) if k not in cohort]
+
+
+def attribute_columns(attributes: dict[str, list[str]]) -> dict[str, list[Attribute]]:
+    """Per table, each attribute column in order, named (`column_names`): the actions' cohort
+    and numeric attributes, the outcomes' cohort attributes; `attributes` as
+    `RowMaker.attributes` gives them, the staging names after their places there."""
+    cohort, numeric, outcome = attributes.get("c", []), attributes.get("n", []), attributes.get("o", [])
+    names = column_names(ACTION_COLUMNS + TRAILER, cohort, numeric)
+    keys = _outcome_keys(attributes)
+    onames = column_names(OUTCOME_COLUMNS + TRAILER, keys, [])
+    return {
+        "actions": [Attribute(f"c{i}", names[f"c:{k}"], k) for i, k in enumerate(cohort)]
+        + [Attribute(f"n{i}", names[f"n:{k}"], k) for i, k in enumerate(numeric)],
+        "outcomes": [Attribute(f"o{outcome.index(k)}" if k in outcome else "o", onames[f"c:{k}"], k)
+                     for k in keys],
+    }
 
 
 class Attribute(NamedTuple):
@@ -291,24 +338,12 @@ class RowMaker:
             for k, v in cohort.items():
                 row[self.outcome_cohort.column(k)] = v
 
-    def outcome_names(self) -> dict[str, str]:
-        """Outcome cohort attribute -> column name: the actions' cohort attributes, then those
-        only outcomes carry."""
-        keys = list(self.cohort.columns) + [k for k in self.outcome_own if k not in self.cohort.columns]
-        names = column_names(OUTCOME_COLUMNS + TRAILER, keys, [])
-        return {k: names[f"c:{k}"] for k in keys}
-
     def attribute_columns(self) -> dict[str, list[Attribute]]:
-        """Per table, each attribute column in order: the actions' cohort and numeric
-        attributes, the outcomes' cohort attributes (those of `outcome_names`, each given a
-        staging column)."""
-        names = column_names(ACTION_COLUMNS + TRAILER, list(self.cohort.columns), list(self.numeric.columns))
-        outcome = self.outcome_names()
-        return {
-            "actions": [Attribute(c, names[f"c:{k}"], k) for k, c in self.cohort.columns.items()]
-            + [Attribute(c, names[f"n:{k}"], k) for k, c in self.numeric.columns.items()],
-            "outcomes": [Attribute(self.outcome_cohort.column(k), name, k) for k, name in outcome.items()],
-        }
+        """`attribute_columns` of the attributes seen, each outcome cohort attribute given a
+        staging column (a table's last part has them all)."""
+        for k in _outcome_keys(self.attributes()):
+            self.outcome_cohort.column(k)
+        return attribute_columns(self.attributes())
 
 
 LEDGER_TOTALS = """

@@ -86,6 +86,10 @@ class StreamSettings(BaseSettings, Limits):
     """Seconds without a heartbeat before a worker is presumed dead and its partitions move."""
     rebalance_timeout: float = Field(3.0, gt=0)
     """Seconds the group waits for members to rejoin during a rebalance."""
+    ledger: bool = True
+    """Keep the analysts' live ledger in DATA/ledger (store/live.py; `missionwatch sql --data`)."""
+    ledger_every: float = Field(5.0, gt=0, le=3600)
+    """Seconds between the live ledger's commits: how far behind the stream analysts read."""
     fetch_wait: float = Field(0.05, gt=0, le=5)
     """Longest a fetch waits for new messages (s). Faust fixes 1.5 s, which a broker that
     holds fetches to the limit (Tansu does) adds to the time a pause takes."""
@@ -207,13 +211,15 @@ def make_app(settings: StreamSettings, *, bootstrap: str | None = None,
     app = _faust_app(settings, boot)
     core = StreamCore(lambda: monitor(registry, signer=signer, keyring=keyring,
                                       allow_unsigned=settings.allow_unsigned, limits=limits),
-                      max_publish_bytes=app.conf.producer_max_request_size, outlog=OutLog(settings.data / "out"))
+                      max_publish_bytes=app.conf.producer_max_request_size, outlog=OutLog(settings.data / "out"),
+                      ledger=settings.data / "ledger" if settings.ledger else None)
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw",
            "partitions": settings.partitions}
     in_topic = app.topic(IN, **raw)  # type: ignore[arg-type]
     topics = {t: app.topic(t, **raw) for t in (OUT, CONTROL, REJECTED)}  # type: ignore[arg-type]
     gates, health = _Gates(), Health()
-    _rebalances(app, core, gates, health, boot, settings.fetch_bytes)
+    writing = _ledger(app, core, settings.ledger_every)
+    _rebalances(app, core, gates, health, boot, settings.fetch_bytes, writing)
     publisher = _Publisher(topics, core, health)
 
     @app.agent(in_topic, concurrency=1)
@@ -300,8 +306,30 @@ def _faust_app(settings: StreamSettings, boot: str) -> faust.App:
     return app
 
 
+def _ledger(app: faust.App, core: StreamCore, every: float) -> asyncio.Lock:
+    """Commit the live ledgers every `every` seconds and at shutdown, writing in a thread (off
+    the agent's path); the lock keeps one writer at a time (a revocation commits under it)."""
+    lock = asyncio.Lock()
+
+    async def commit() -> None:
+        async with lock:
+            todo = core.ledger_jobs()
+            if todo:
+                await asyncio.get_running_loop().run_in_executor(None, lambda: [led.write() for led in todo])
+
+    cast(Any, app.timer(every))(commit)
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def _shutdown(sender: Any, **kwargs: Any) -> None:
+        async with lock:
+            for p in list(core.ledgers):
+                core.close_ledger(p)
+
+    return lock
+
+
 def _rebalances(app: faust.App, core: StreamCore, gates: _Gates, health: Health, boot: str,
-                fetch_bytes: int) -> None:
+                fetch_bytes: int, writing: asyncio.Lock) -> None:
     """On assignment, catch each new partition up before the agent may process it; on
     revocation, stop processing it."""
     rebalances = [0]  # counts assignments and revocations: a catch-up stops when a newer one starts
@@ -337,11 +365,12 @@ def _rebalances(app: faust.App, core: StreamCore, gates: _Gates, health: Health,
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         rebalances[0] += 1
-        for tp in revoked:
-            if tp.topic == IN:
-                core.revoke(tp.partition)
-                gates.open(tp.partition)
-                health.catching_up.discard(tp.partition)
+        async with writing:  # the partition's ledger is committed and let go: its next owner reads on
+            for tp in revoked:
+                if tp.topic == IN:
+                    core.revoke(tp.partition)
+                    gates.open(tp.partition)
+                    health.catching_up.discard(tp.partition)
 
 
 def _too_large(exc: BaseException) -> bool:

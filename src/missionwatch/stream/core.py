@@ -23,6 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..admission import DEFAULT_LIMITS, excerpt
@@ -35,6 +36,7 @@ from ..records import TOPIC_CONTROL as CONTROL
 from ..records import TOPIC_IN as IN
 from ..records import TOPIC_OUT as OUT
 from ..records import TOPIC_REJECTED as REJECTED
+from ..store.live import LiveLedger
 from .outlog import OutLog
 
 __all__ = ["CONTROL", "IN", "OUT", "REJECTED", "Publish", "StreamCore", "exception_text", "ledger_summary"]
@@ -108,9 +110,13 @@ class StreamCore:
     kept: if the partition comes back, only what others did meanwhile is fed again)."""
 
     def __init__(self, make_monitor: Callable[[], Monitor], *, max_publish_bytes: int = MAX_PUBLISH_BYTES,
-                 outlog: OutLog | None = None) -> None:
+                 outlog: OutLog | None = None, ledger: Path | None = None) -> None:
         self.make_monitor = make_monitor
         self.outlog = outlog
+        self.ledger_root = ledger
+        """Where the analysts' live ledger goes (store/live.py; None: nowhere)."""
+        self.ledgers: dict[int, LiveLedger] = {}
+        """Per partition held here, its live ledger."""
         """Where the out records go on disk, per mission in seq order (None: nowhere)."""
         self.max_publish_bytes = max_publish_bytes
         """Largest record (key and value) the producer may send; a larger one is replaced."""
@@ -128,6 +134,7 @@ class StreamCore:
         seen (0 for a new one): a catch-up starts there."""
         held = set(partitions)
         for p in set(self.partitions) - held:
+            self.close_ledger(p)
             self.partitions.pop(p)
             self.histories.pop(p)
             self.next_offset.pop(p)
@@ -136,15 +143,42 @@ class StreamCore:
             self.partitions[p] = self.make_monitor()
             self.histories[p] = History()
             self.next_offset[p] = 0
+        for p in sorted(held):
+            self.open_ledger(p)
         return {p: self.next_offset[p] for p in sorted(held)}
+
+    def open_ledger(self, partition: int) -> None:
+        """Keep the partition's live ledger here (from its last commit on disk), unless another
+        worker on the same data directory still holds it: then the log says so."""
+        if self.ledger_root is None or partition in self.ledgers:
+            return
+        try:
+            self.ledgers[partition] = LiveLedger(self.ledger_root, partition, self.partitions[partition])
+        except OSError as exc:
+            log.error("partition %d: its ledger in %s is not kept by this worker (%s: another worker on "
+                      "the same --data holds it?)", partition, self.ledger_root, exception_text(exc))
+
+    def close_ledger(self, partition: int) -> None:
+        """Commit what the partition's live ledger gathered and let it go."""
+        led = self.ledgers.pop(partition, None)
+        if led is not None:
+            led.close()
+
+    def ledger_jobs(self) -> list[LiveLedger]:
+        """Take each live ledger's next commit; the ledgers with writes to do (`LiveLedger.write`,
+        off the event loop, one writer at a time)."""
+        for led in self.ledgers.values():
+            led.job()
+        return [led for led in self.ledgers.values() if led.pending]
 
     def activate(self, partition: int) -> None:
         self.active.add(partition)
 
     def revoke(self, partition: int) -> None:
         """Stop processing a partition (another worker may own it now); its state is kept until
-        the next `assign` shows whether it comes back."""
+        the next `assign` shows whether it comes back, its live ledger committed and let go."""
         self.active.discard(partition)
+        self.close_ledger(partition)
 
     def catch_up(self, partition: int, messages: Iterable[tuple[int, bytes]]) -> int:
         """Feed already-processed messages (offset, value) without publishing; return how many.
@@ -162,6 +196,8 @@ class StreamCore:
             try:
                 step = m.feed(value)
                 self.histories[partition].take(step, value)  # old news: kept, not pushed to the feed
+                if (led := self.ledgers.get(partition)) is not None:
+                    led.take(offset, step, value)
                 if self.outlog is not None:  # this worker's disk may lack what another one issued
                     for rec in step.out:
                         self.outlog.add(_dump(rec))
@@ -208,6 +244,8 @@ class StreamCore:
         m = self.partitions[partition]
         step = m.feed(text)
         self.feed.add(self.histories[partition].take(step, text))
+        if (led := self.ledgers.get(partition)) is not None:
+            led.take(offset, step, text)
         out: list[Publish] = []
         for rec in step.out:
             topic = CONTROL if rec["schema"] == SCHEMA_CONTROL else OUT
@@ -255,6 +293,8 @@ class StreamCore:
         chars = (m.limits if m is not None else DEFAULT_LIMITS).excerpt_chars
         row = {"topic": IN, "partition": partition, "offset": offset, "code": "internal_error",
                "reason": reason, "record": excerpt(message.rstrip(b"\r\n"), min(chars, 4096))}
+        if (led := self.ledgers.get(partition)) is not None:
+            led.reject(offset, row)
         return Publish(REJECTED, None, _dump(row))
 
     def too_large(self, partition: int, offset: int, message: bytes, pub: Publish, detail: str = "") -> Publish:

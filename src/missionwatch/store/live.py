@@ -1,0 +1,411 @@
+"""The running service's analysts' ledger: the tables of a replay's ledger.duckdb (one schema,
+store/rows.py), kept while the monitor streams, in `DATA/ledger/`.
+
+Layout (each partition of missionwatch.in is written by the one worker that holds it):
+
+    ledger/<table>/pPPPP-FIRST-LAST.parquet   rows caused by the messages at offsets FIRST..LAST
+    ledger/missions/pPPPP-LAST.parquet        snapshot: the partition's missions as of LAST
+    ledger/ledger_open/pPPPP-LAST.parquet     snapshot: its open ledger cells as of LAST
+    ledger/commits/pPPPP.json                 the commit: LAST, the attributes and columns seen
+    ledger/locks/pPPPP.lock                   held (flock) by the worker writing the partition
+
+Why this design:
+- Nothing is ever rewritten in place. A part or a snapshot is written under a temporary name
+  and renamed when whole, then the commit is replaced (also by rename). A reader reads the
+  commits first and takes only what they cover: the parts whose LAST is at most the commit's,
+  the snapshots it names. So a reader never sees half a write, nor rows the commit does not
+  cover, and what it sees never goes back (the next commit covers more). DuckDB opens Parquet
+  files read-only; the worker holds no database open, so readers lock nobody out.
+- Idempotent under the at-least-once redelivery the service has: rows are made by the
+  message that caused them, and a message at or before the partition's committed offset makes
+  none (a restart after kill -9 feeds the whole log again to rebuild the state). Parts past the
+  commit (a crash between a part and its commit) are deleted when the partition is opened, and
+  made again.
+- A ledger cell is sealed (final parts, as in a replay) or open (in the monitor's memory): the
+  open ones are written whole with each commit as a snapshot, the `ledger` table sums the
+  sealed parts the commit covers and the commit's snapshot. A snapshot is kept for the next
+  `KEEP_SNAPSHOTS` commits, so a reader that has read a commit finds its snapshot.
+- Writes happen off the stream's hot path: the agent only appends rows to lists; `job()` hands
+  what was gathered since the last commit to a writer thread (`write`), which the service runs
+  every `ledger_every` seconds. A write that fails (a full disk) is kept and tried again first.
+- The live ledger attributes an outcome as its subject was known when it was accepted (a
+  replay settles the rest at the end of its input).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from ..core.step import Step
+from ..monitor import Monitor
+from .columns import TABLES
+from .rows import (
+    LEDGER_TOTALS,
+    TABLE_DEFS,
+    Attribute,
+    RowMaker,
+    Table,
+    attribute_columns,
+    comment,
+    frame,
+    mission_row,
+    part_schema,
+    quote,
+    select_list,
+    sql_literal,
+)
+
+__all__ = ["COMMIT_VERSION", "KEEP_SNAPSHOTS", "Commit", "Job", "LiveLedger", "attach", "read_commits"]
+
+log = logging.getLogger("missionwatch.stream")
+
+COMMIT_VERSION = 1
+KEEP_SNAPSHOTS = 3
+"""Snapshots kept per partition: the latest commit's and those of the two before it."""
+PART = re.compile(r"^p(\d{4,})-(\d{12,})-(\d{12,})\.parquet$")
+SNAPSHOT = re.compile(r"^p(\d{4,})-(\d{12,})\.parquet$")
+STREAMED = tuple(t.name for t in TABLE_DEFS if t.name != "missions")
+"""The tables made of parts (the `ledger` table's parts are its sealed cells)."""
+SNAPSHOTS = ("missions", "ledger_open")
+_LEDGER = next(t for t in TABLE_DEFS if t.name == "ledger")
+STAGED = re.compile(r"^[cno]\d+$")
+"""A staged attribute column's name (store/rows.py)."""
+
+
+@dataclass(frozen=True)
+class Commit:
+    """What a partition's ledger holds: every row caused by its messages up to `offset`."""
+
+    partition: int
+    offset: int
+    attributes: dict[str, list[str]]
+    """The attributes seen, each kind in order (`RowMaker.attributes`)."""
+    columns: dict[str, list[str]]
+    """Per table, the staged attribute columns some part of it has."""
+    snapshot: str | None
+    """The file name of the snapshots (`missions/`, `ledger_open/`) as of `offset`."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": COMMIT_VERSION, "partition": self.partition, "offset": self.offset,
+                "attributes": self.attributes, "columns": self.columns, "snapshot": self.snapshot}
+
+    @classmethod
+    def from_json(cls, data: Any, partition: int) -> Commit:
+        """A commit file's contents; ValueError naming what is wrong with it."""
+        if not isinstance(data, dict) or data.get("version") != COMMIT_VERSION:
+            raise ValueError(f"not a version {COMMIT_VERSION} commit")
+        if data.get("partition") != partition or not isinstance(data.get("offset"), int):
+            raise ValueError("its partition or offset is wrong")
+        attrs, cols, snap = data.get("attributes"), data.get("columns"), data.get("snapshot")
+        if not (isinstance(attrs, dict) and all(isinstance(v, list) for v in attrs.values())
+                and isinstance(cols, dict) and all(isinstance(v, list) for v in cols.values())
+                and (snap is None or (isinstance(snap, str) and SNAPSHOT.match(snap)))):
+            raise ValueError("its attributes, columns or snapshot are malformed")
+        return cls(partition, data["offset"], attrs, cols, snap)
+
+
+def read_commits(root: Path) -> dict[int, Commit]:
+    """The commit of each partition of a live ledger (`DATA/ledger`); a malformed one is
+    left out (its worker rebuilds it), with a warning."""
+    out = {}
+    for path in sorted((root / "commits").glob("p*.json")):
+        try:
+            p = int(path.stem[1:])
+            out[p] = Commit.from_json(json.loads(path.read_bytes()), p)
+        except (OSError, ValueError) as exc:
+            log.warning("%s: left out (%s)", path, exc)
+    return out
+
+
+def part_range(name: str, partition: int) -> tuple[int, int] | None:
+    """A part file's (first, last) offsets, when it is one of `partition`'s."""
+    m = PART.match(name)
+    return (int(m[2]), int(m[3])) if m and int(m[1]) == partition else None
+
+
+def _replace(path: Path, data: bytes | None = None, write: Any = None) -> None:
+    """Write a file whole under a temporary name, then rename it into place."""
+    tmp = path.with_name(f".tmp-{path.name}")
+    if data is not None:
+        tmp.write_bytes(data)
+    else:
+        write(tmp)
+    os.replace(tmp, path)
+
+
+@dataclass
+class Job:
+    """One commit's writes: the rows caused by messages first..last, and the snapshots as of last."""
+
+    partition: int
+    first: int
+    last: int
+    rows: dict[str, list[dict[str, Any]]]
+    schemas: dict[str, Any]
+    missions: list[dict[str, Any]]
+    cells: list[dict[str, Any]]
+    attributes: dict[str, list[str]]
+    columns: dict[str, list[str]] = field(default_factory=dict)
+
+
+class LiveLedger:
+    """One partition's live ledger: rows gathered from the monitor's steps (`take`, `reject`),
+    committed by `job()` + `write()`."""
+
+    def __init__(self, root: Path, partition: int, monitor: Monitor) -> None:
+        self.root, self.partition, self.monitor = root, partition, monitor
+        for d in (*STREAMED, *SNAPSHOTS, "commits", "locks"):
+            (root / d).mkdir(parents=True, exist_ok=True)
+        self._lock = (root / "locks" / f"p{partition:04d}.lock").open("ab")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock.close()
+            raise
+        commit = self._recover()
+        self.committed = commit.offset if commit else -1
+        """The last offset whose rows are on disk (or in a pending job)."""
+        self.rows = RowMaker(monitor, attributes=commit.attributes if commit else None)
+        self.columns: dict[str, set[str]] = {t: set(c) for t, c in (commit.columns if commit else {}).items()}
+        self.buffer: dict[str, list[dict[str, Any]]] = {t: [] for t in STREAMED}
+        self.first: int | None = None
+        self.last = self.seen = self.committed
+        """The last offset taken into the ledger; the last one fed to the monitor."""
+        self.pending: list[Job] = []
+        self._missions: dict[str, dict[str, Any]] = {}
+        self._cells: dict[str, list[dict[str, Any]]] = {}
+        self._dirty: set[str] = set(monitor.mission_ids())
+        self._snapshots: list[str] = [commit.snapshot] if commit and commit.snapshot else []
+
+    def _recover(self) -> Commit | None:
+        """The partition's commit; what lies past it (a write cut by a crash) is deleted. A
+        malformed commit is dropped with everything of the partition: rebuilt from the log."""
+        path = self.root / "commits" / f"p{self.partition:04d}.json"
+        commit = None
+        if path.exists():
+            try:
+                commit = Commit.from_json(json.loads(path.read_bytes()), self.partition)
+            except (OSError, ValueError) as exc:
+                log.error("%s: %s; the partition's ledger is rebuilt from the log", path, exc)
+                path.unlink()
+        offset = commit.offset if commit else -1
+        for d in (*STREAMED, *SNAPSHOTS):
+            for f in (self.root / d).iterdir():
+                m = PART.match(f.name) or SNAPSHOT.match(f.name)
+                if f.name.startswith(f".tmp-p{self.partition:04d}-") or (
+                        m and int(m[1]) == self.partition and int(m[m.re.groups]) > offset):
+                    f.unlink()
+        return commit
+
+    def close(self) -> None:
+        """Write what is gathered, then let another worker have the partition."""
+        try:
+            self.job()
+            self.write()
+        finally:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+
+    # ------------------------------------------------------------------ rows in
+    def take(self, offset: int, step: Step, message: bytes) -> None:
+        """What the monitor made of the message at `offset` (nothing when the ledger has it)."""
+        self.seen = offset
+        self._dirty |= step.missions
+        self._dirty.update(c[0] for c in step.cells)
+        self._dirty.update(s[0] for s in step.sealed)
+        if offset <= self.last:
+            return
+        self._mark(offset)
+        for e in step.out:
+            if (made := self.rows.event(e)) is not None:
+                self.buffer[made[0]].append(made[1])
+        for a in step.accepted:
+            if (made := self.rows.accepted(a, offset, self.partition)) is not None:
+                self.buffer[made[0]].append(made[1])
+        for r in step.rejected:
+            self.buffer["rejected"].append(self.rejection(offset, self.monitor.rejection_row(r, message)))
+        for mid, key, cell in step.sealed:
+            self.buffer["ledger"] += self.rows.sealed(mid, key, cell)
+
+    def reject(self, offset: int, row: dict[str, Any]) -> None:
+        """A rejection the shell made of the message at `offset` (the monitor failed on it)."""
+        if offset > self.committed:
+            self._mark(offset)
+            self.buffer["rejected"].append(self.rejection(offset, row))
+
+    def rejection(self, offset: int, row: dict[str, Any]) -> dict[str, Any]:
+        return {"line": offset, "partition": self.partition, "item": row.get("item"), "code": row.get("code"),
+                "reason": row.get("reason"), "record": row.get("record")}
+
+    def _mark(self, offset: int) -> None:
+        if self.first is None:
+            self.first = offset
+        self.last = self.seen = max(self.seen, offset)
+
+    # ------------------------------------------------------------------ commits
+    def job(self) -> Job | None:
+        """What was gathered since the last job, with the snapshots as of now (None: nothing
+        new, or the monitor not yet fed up to the commit, during a catch-up). Taken on the event
+        loop; written by `write` (any thread)."""
+        if (self.first is None and not self._dirty) or self.seen < self.last:
+            return None
+        first = self.first if self.first is not None else self.last + 1
+        rows, self.buffer = self.buffer, {t: [] for t in STREAMED}
+        for mid in self._dirty:
+            view = self.monitor.view(mid)
+            if view is not None:
+                self._missions[mid] = mission_row(view)
+                self._cells[mid] = list(self.monitor.iter_ledger_rows(mid))
+        self._dirty = set()
+        for table in ("actions", "outcomes"):
+            self.columns.setdefault(table, set()).update(
+                c for row in rows[table] for c in row if STAGED.match(c))
+        job = Job(self.partition, first, self.last, rows, {t: dict(s) for t, s in self.rows.schemas.items()},
+                  list(self._missions.values()), [r for cells in self._cells.values() for r in cells],
+                  self.rows.attributes(), {t: sorted(c) for t, c in self.columns.items()})
+        self.first = None
+        self.committed = self.last
+        self.pending.append(job)
+        return job
+
+    def write(self) -> bool:
+        """Write the pending jobs in order; False when one failed (it stays pending, and is tried
+        again first)."""
+        while self.pending:
+            try:
+                self._write(self.pending[0])
+            except OSError as exc:
+                log.error("the ledger of partition %d could not be written (%s); retrying at the next "
+                          "commit", self.partition, exc)
+                return False
+            self.pending.pop(0)
+        return True
+
+    def _write(self, job: Job) -> None:
+        p = job.partition
+        if job.last >= job.first:
+            for table, rows in job.rows.items():
+                if rows:
+                    t = next(t for t in TABLE_DEFS if t.name == table)
+                    path = self.root / table / f"p{p:04d}-{job.first:012d}-{job.last:012d}.parquet"
+                    _replace(path, write=frame(rows, part_schema(t, job.schemas[table], rows)).write_parquet)
+        snap = f"p{p:04d}-{max(job.last, 0):012d}.parquet"
+        _replace(self.root / "missions" / snap, write=frame(job.missions, TABLE_DEFS[0].schema).write_parquet)
+        _replace(self.root / "ledger_open" / snap, write=frame(job.cells, _LEDGER.schema).write_parquet)
+        commit = Commit(p, job.last, job.attributes, job.columns, snap)
+        _replace(self.root / "commits" / f"p{p:04d}.json", json.dumps(commit.to_json()).encode())
+        if snap not in self._snapshots:
+            self._snapshots.append(snap)
+        while len(self._snapshots) > KEEP_SNAPSHOTS:
+            old = self._snapshots.pop(0)
+            for d in SNAPSHOTS:
+                (self.root / d / old).unlink(missing_ok=True)
+
+
+
+# ---------------------------------------------------------------------- reading
+_DUCK_TYPES = {pl.Utf8: "VARCHAR", pl.Float64: "DOUBLE", pl.Int64: "BIGINT", pl.Boolean: "BOOLEAN"}
+
+
+def attach(con: duckdb.DuckDBPyConnection, root: Path, tries: int = 3) -> dict[int, int]:
+    """Make the ledger's tables views in `con` over a live ledger (`DATA/ledger`), as its
+    commits stand now: a consistent snapshot (reopen to see later commits). Returns the offset
+    each partition's commit covers."""
+    for attempt in range(tries):
+        try:
+            return _attach(con, root)
+        except duckdb.IOException:  # a snapshot dropped by its writer while this read: read again
+            if attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _attach(con: duckdb.DuckDBPyConnection, root: Path) -> dict[int, int]:
+    commits = read_commits(root)
+    for name in (*TABLES, "_missions", "_ledger_open"):
+        for kind in ("VIEW", "TABLE"):
+            with contextlib.suppress(duckdb.CatalogException):  # it is of the other kind
+                con.execute(f"DROP {kind} IF EXISTS {name}")
+    snaps = {d: [str(root / d / c.snapshot) for c in commits.values() if c.snapshot] for d in SNAPSHOTS}
+    for name, d, table in (("_missions", "missions", TABLE_DEFS[0]), ("_ledger_open", "ledger_open", _LEDGER)):
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM {_files(snaps[d], table.schema)}")
+    merged: dict[str, list[str]] = {}
+    for c in commits.values():
+        for kind, names in c.attributes.items():
+            merged.setdefault(kind, [])
+            merged[kind] += [n for n in names if n not in merged[kind]]
+    named = attribute_columns(merged)
+    parts = _parts(root, commits)
+    shown: dict[str, list[Attribute]] = {}
+    for table in TABLE_DEFS:
+        if table.name == "missions":
+            source = "_missions"
+            shown[table.name] = []
+        else:
+            source, shown[table.name] = _union(table, commits, parts.get(table.name, {}), named.get(table.name, []))
+            if table.name == "ledger":
+                source = table.source(f"({source} UNION ALL BY NAME SELECT * FROM _ledger_open)")
+        attrs = [Attribute(a.name, a.name, a.attribute) for a in shown[table.name]]
+        con.execute(f"CREATE VIEW {table.name} AS SELECT {select_list(table, attrs)} FROM {source}")
+    con.execute(LEDGER_TOTALS.format(kind="VIEW"))
+    comment(con, shown, views=True)
+    return {p: c.offset for p, c in commits.items()}
+
+
+def _parts(root: Path, commits: dict[int, Commit]) -> dict[str, dict[int, list[str]]]:
+    """Per table and partition, the part files its commit covers, in offset order."""
+    out: dict[str, dict[int, list[str]]] = {}
+    for table in STREAMED:
+        found: dict[int, list[tuple[int, str]]] = {}
+        directory = root / table
+        for f in directory.iterdir() if directory.is_dir() else ():
+            m = PART.match(f.name)
+            if m and int(m[1]) in commits and int(m[3]) <= commits[int(m[1])].offset:
+                found.setdefault(int(m[1]), []).append((int(m[2]), str(f)))
+        out[table] = {p: [f for _, f in sorted(fs)] for p, fs in sorted(found.items())}
+    return out
+
+
+def _union(table: Table, commits: dict[int, Commit], files: dict[int, list[str]],
+           named: list[Attribute]) -> tuple[str, list[Attribute]]:
+    """The table's rows over every partition's parts, attribute columns named; and the attribute
+    columns some part has."""
+    selects, shown = [], set()
+    for p, fs in files.items():
+        commit = commits[p]
+        present = set(commit.columns.get(table.name, ()))
+        here = [(s, a) for a in named if (s := _staged(a, commit)) is not None and s in present]
+        cols = [quote(c) for c in table.schema] + [f"{quote(s)} AS {quote(a.name)}" for s, a in here]
+        shown |= {a.name for _, a in here}
+        selects.append(f"SELECT {', '.join(cols)} FROM read_parquet({_list(fs)}, union_by_name = true)")
+    source = " UNION ALL BY NAME ".join(selects) if selects else _files([], table.schema)
+    return f"({source})", [a for a in named if a.name in shown]
+
+
+def _staged(a: Attribute, commit: Commit) -> str | None:
+    """The staging column a partition's parts hold an attribute in (store/rows.py)."""
+    kind = a.staged[0]
+    names = commit.attributes.get(kind, [])
+    return f"{kind}{names.index(a.attribute)}" if a.attribute in names else None
+
+
+def _files(files: list[str], schema: dict[str, Any]) -> str:
+    if files:
+        return f"read_parquet({_list(files)}, union_by_name = true)"
+    cols = ", ".join(f"CAST(NULL AS {_DUCK_TYPES[t]}) AS {quote(c)}" for c, t in schema.items())
+    return f"(SELECT {cols} WHERE false)"
+
+
+def _list(files: list[str]) -> str:
+    return "[" + ", ".join(sql_literal(f) for f in files) + "]"
