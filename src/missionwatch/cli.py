@@ -395,6 +395,12 @@ def run(
                                                "the partitions. Default missionwatch.")] = None,
     web_host: Annotated[str | None, typer.Option(help="Address the HTTP API binds. Default 127.0.0.1.")] = None,
     view_token: ViewTokenOpt = None, dashboards: DashboardsOpt = None, reviewers: ReviewersOpt = None,
+    ledger: Annotated[bool | None, typer.Option(
+        "--ledger/--no-ledger", help="Keep the analysts' live ledger in DATA/ledger, read by `missionwatch sql "
+        "--data` (without it, that reads the out records only). Default: kept.")] = None,
+    ledger_every: Annotated[float | None, typer.Option(
+        help="Seconds between the live ledger's commits: how far behind the stream analysts read. "
+        "Default 5.")] = None,
     batch: Annotated[int | None, typer.Option(min=1, help="Messages taken per step. Default 500.")] = None,
     linger: Annotated[float | None, typer.Option(help="Longest wait (s) to fill a step. Default 0.02.")] = None,
     fetch_wait: Annotated[float | None, typer.Option(help="Longest a fetch waits for new messages (s). "
@@ -411,7 +417,8 @@ def run(
     """Run the streaming monitor: missionwatch.in -> the core -> missionwatch.out, .control and
     .rejected. Every option can also be set as MISSIONWATCH_<OPTION> in the environment."""
     # the options given (an option left out, or a flag not set, leaves the setting to the environment)
-    given = {k: v for k, v in locals().items() if k != "loglevel" and v is not None and v is not False}
+    given = {k: v for k, v in locals().items() if k != "loglevel" and v is not None
+             and (v is not False or k == "ledger")}
     from pydantic import ValidationError
 
     from .console.review import DeskError

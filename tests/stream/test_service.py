@@ -51,6 +51,24 @@ def _campaigns(tmp: Path) -> tuple[list[bytes], Path]:
     return mixed, tmp / "m-gap" / "keyring.json"
 
 
+def _read_while_writing(data: Path, want: int, timeout: float = 120) -> list[int]:
+    """Count the live ledger's actions again and again until it holds `want`: the counts seen."""
+    from missionwatch.store.query import open_ledger
+
+    counts: list[int] = []
+    deadline = time.monotonic() + timeout
+    while (not counts or counts[-1] < want) and time.monotonic() < deadline:
+        if (data / "ledger" / "commits").is_dir():
+            con = open_ledger(data=data)
+            row = con.execute("SELECT count(*) FROM actions").fetchone()
+            con.close()
+            assert row is not None and row[0] <= want, row  # never more than was produced
+            if not counts or row[0] != counts[-1]:
+                counts.append(row[0])
+        time.sleep(0.1)
+    return counts
+
+
 def test_stream_equals_replay_across_a_kill_9(broker, tmp_path: Path) -> None:
     lines, keyring = _campaigns(tmp_path)
     signer = Signer.generate("monitor")
@@ -80,9 +98,12 @@ def test_stream_equals_replay_across_a_kill_9(broker, tmp_path: Path) -> None:
     assert processed_before
     produce(broker.bootstrap, lines[half:])  # arrives while no worker runs
 
-    second = Worker(broker, data, keyring, tmp_path / "monitor.pem", group="kill9")
+    second = Worker(broker, data, keyring, tmp_path / "monitor.pem", group="kill9",
+                    extra=("--ledger-every", "0.5"))
+    want_actions = sum(v.totals["actions"] for m in expected if (v := replayed.view(m)) is not None)
     try:
         second.wait_assigned(want=4)
+        counts = _read_while_writing(data, want_actions)
         got = published(broker.bootstrap, total)
         ledgers = {m: json.loads(second.get(f"/api/missions/{m}/ledger")[1]) for m in expected}
         assert second.metric("missionwatch_replayed_messages_total") > 0  # state was rebuilt from the log
@@ -110,10 +131,17 @@ def test_stream_equals_replay_across_a_kill_9(broker, tmp_path: Path) -> None:
         assert [json.loads(ln) for ln in path.read_bytes().splitlines()] == events, mission
         report = verify_events(path, ring)
         assert report.ok and report.missions == {mission: events[-1]["seq"]}, report.error
-    # the analysts' SQL over the data directory counts the same
+    # an analyst reading while the monitor wrote saw counts that only grew, up to the replay's
+    assert len(counts) >= 2 and counts == sorted(counts) and counts[-1] == want_actions
+    # the analysts' SQL over the data directory counts the same: the live ledger across the kill -9
     from missionwatch.store.query import open_ledger
 
     con = open_ledger(data=data)
+    assert con.execute("SELECT count(*), count(DISTINCT receipt_id) FROM actions").fetchone() == (want_actions,) * 2
+    live_cells = con.execute("SELECT mission_id, dimension, cohort, measure, value FROM ledger_totals "
+                             "ORDER BY ALL").fetchall()
+    assert live_cells == sorted((m, r["dimension"], r["cohort"], r["measure"], r["value"]) for m in expected
+                                for r in replayed.ledger_totals(m))
     for table, schema in (("strategy_receipts", "missionwatch/strategy@1"), ("escalations", "missionwatch/escalation@1"),
                           ("controls", "missionwatch/control@1")):
         rows_in = dict(con.execute(f"SELECT mission_id, count(*) FROM {table} GROUP BY ALL").fetchall())
