@@ -52,6 +52,8 @@ def test_a_query_panel_reads_the_missions_ledger(offline: dict[str, Any]) -> Non
     (line,) = [p for p in load_panels(ROOT / "dashboards") if p["chart"] == "line"]
     hours = run_query(line["query"], *rows)
     assert hours["rows"] and all(str(r[0]).endswith("Z") for r in hours["rows"])
+    typed = run_query("SELECT typeof(bucket_start) FROM ledger LIMIT 1", *rows)
+    assert typed["rows"] == [["TIMESTAMP WITH TIME ZONE"]]  # TIMESTAMPTZ, as in the analysts' ledger
 
 
 def test_a_failing_query_answers_its_error_and_reaches_no_file() -> None:

@@ -4,6 +4,7 @@ loses and double-counts nothing, bad messages land on missionwatch.rejected."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -165,6 +166,7 @@ def test_stream_equals_replay_across_a_kill_9(broker, tmp_path: Path) -> None:
     # the ledger too: counts and every cell equal the replay's
     for mission, ledger in ledgers.items():
         assert ledger["actions"] > 2000 and ledger["cells"], mission
+        assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", c["bucket_start"]) for c in ledger["cells"])
         assert ledger == json.loads(json.dumps(ledger_summary(replayed, mission))), mission
     assert {c: counted.get(f'missionwatch_rejected_total{{code="{c}"}}') for c in expected_rejected} == \
         dict(expected_rejected)

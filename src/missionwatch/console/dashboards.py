@@ -14,7 +14,7 @@ A file holds `[[panel]]` tables, in page order (files by name):
 Built-in charts read the mission's view and history: `cohort_intervals`, `fairness_series`,
 `risk_signals`, `risk_series`, `tactic_mix`, `concentration_table`, `receipts_table`. A query
 panel runs DuckDB SQL over the mission's ledger: the table `ledger` (its open cells:
-mission_id, bucket_start, dimension, cohort, measure, value) and the view `ledger_totals`
+mission_id, bucket_start TIMESTAMPTZ, dimension, cohort, measure, value) and the view `ledger_totals`
 (dimension, cohort, measure, value over the whole mission), with no access to files or the
 network. A panel that does not load, or whose query fails, shows its error in its place.
 """
@@ -121,7 +121,9 @@ def run_query(query: str, ledger: list[dict[str, Any]], totals: list[dict[str, A
             ("measure", pa.string()), ("value", pa.float64())]))
         con.register("_cells", cells)
         con.register("_totals", whole)
-        con.execute("CREATE TABLE ledger AS SELECT * FROM _cells")
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("CREATE TABLE ledger AS SELECT mission_id, to_timestamp(bucket_start) AS bucket_start, "
+                    "dimension, cohort, measure, value FROM _cells")
         con.execute("CREATE TABLE ledger_totals AS SELECT * FROM _totals")
         con.unregister("_cells")
         con.unregister("_totals")

@@ -31,7 +31,7 @@ from ..codes import reject_reason
 from ..console.history import Feed, History, MissionHistory
 from ..core.views import MissionView
 from ..monitor import Monitor
-from ..records import SCHEMA_CONTROL, SCHEMA_ESCALATION
+from ..records import SCHEMA_CONTROL, SCHEMA_ESCALATION, format_time
 from ..records import TOPIC_CONTROL as CONTROL
 from ..records import TOPIC_IN as IN
 from ..records import TOPIC_OUT as OUT
@@ -54,9 +54,9 @@ def ledger_summary(monitor: Monitor, mission_id: str) -> dict[str, Any] | None:
     view = monitor.view(mission_id)
     if view is None:
         return None
+    cells = [{**c, "bucket_start": format_time(c["bucket_start"])} for c in monitor.ledger_rows(mission_id)]
     return {"mission_id": mission_id, "actions": view.totals["actions"], "outcomes": view.totals["outcomes"],
-            "duplicates": view.totals["duplicates"], "cells": monitor.ledger_rows(mission_id),
-            "totals": monitor.ledger_totals(mission_id)}
+            "duplicates": view.totals["duplicates"], "cells": cells, "totals": monitor.ledger_totals(mission_id)}
 
 
 def _dump(rec: dict[str, Any]) -> bytes:
