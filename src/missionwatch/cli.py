@@ -54,6 +54,11 @@ def _load_specs(specs: Path | None) -> SpecRegistry:
         raise _fail(str(exc)) from None
 
 
+LedgerOpt = Annotated[bool | None, typer.Option(
+    "--ledger/--no-ledger", help="Keep the analysts' live ledger in DATA/ledger, read by `missionwatch sql "
+    "--data` (without it, that reads the out records only). Default: kept.")]
+LedgerEveryOpt = Annotated[float | None, typer.Option(
+    help="Seconds between the live ledger's commits: how far behind the stream analysts read. Default 5.")]
 ViewTokenOpt = Annotated[str | None, typer.Option(
     help="Token the risk console asks before showing anything (a reviewer token also opens it). "
     "Default: viewing is open.")]
@@ -395,12 +400,7 @@ def run(
                                                "the partitions. Default missionwatch.")] = None,
     web_host: Annotated[str | None, typer.Option(help="Address the HTTP API binds. Default 127.0.0.1.")] = None,
     view_token: ViewTokenOpt = None, dashboards: DashboardsOpt = None, reviewers: ReviewersOpt = None,
-    ledger: Annotated[bool | None, typer.Option(
-        "--ledger/--no-ledger", help="Keep the analysts' live ledger in DATA/ledger, read by `missionwatch sql "
-        "--data` (without it, that reads the out records only). Default: kept.")] = None,
-    ledger_every: Annotated[float | None, typer.Option(
-        help="Seconds between the live ledger's commits: how far behind the stream analysts read. "
-        "Default 5.")] = None,
+    ledger: LedgerOpt = None, ledger_every: LedgerEveryOpt = None,
     batch: Annotated[int | None, typer.Option(min=1, help="Messages taken per step. Default 500.")] = None,
     linger: Annotated[float | None, typer.Option(help="Longest wait (s) to fill a step. Default 0.02.")] = None,
     fetch_wait: Annotated[float | None, typer.Option(help="Longest a fetch waits for new messages (s). "
@@ -642,8 +642,8 @@ def export(
         raise _fail(str(exc)) from None
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        tables = [r[0] for r in con.sql("SELECT table_name FROM information_schema.tables "
-                                        "ORDER BY table_name").fetchall()]
+        tables = [r[0] for r in con.sql("SELECT table_name FROM information_schema.tables WHERE NOT "
+                                        "starts_with(table_name, '_') ORDER BY table_name").fetchall()]
         written = []
         for table in tables:
             columns = {r[0] for r in con.sql(f'DESCRIBE "{table}"').fetchall()}

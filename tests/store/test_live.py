@@ -60,7 +60,7 @@ class Service:
                 self.commit()
 
     def commit(self) -> None:
-        for led in self.core.ledger_jobs():
+        for led in self.core.ledgers.jobs():
             assert led.write()
 
     def close(self) -> None:
@@ -174,7 +174,7 @@ def test_a_crash_anywhere_in_a_write_loses_and_repeats_nothing(campaign: dict[st
 
         monkeypatch.setattr(live, "_replace", flaky)
         svc.feed(lines[1500:3000])
-        for led in svc.core.ledger_jobs():
+        for led in svc.core.ledgers.jobs():
             led.write()  # one write fails: kept pending, as the crash leaves it
         monkeypatch.setattr(live, "_replace", real)
         for led in svc.core.ledgers.values():  # kill -9: the lock goes with the process

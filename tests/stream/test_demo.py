@@ -50,6 +50,21 @@ def test_the_demo_runs_end_to_end_and_stops_cleanly(tmp_path: Path) -> None:
 
     (entry,) = json.loads((out / "reviewers.json").read_text())["reviewers"]
     assert entry["token_sha256"] == hashlib.sha256(console.group(2).encode()).hexdigest()
+    # the demo leaves the analysts' ledger, the out records and the notebooks, and says where
+    held = re.search(r"holds ([\d,]+) actions, ([\d,]+) outcomes, ([\d,]+) strategy_receipts, ([\d,]+) escalations",
+                     text)
+    assert held, text
+    assert "missionwatch sql --data" in text and (out / "README.md").read_text().count("data/ledger/") == 1
+    assert (out / "notebooks" / "fairness_audit.ipynb").exists()
+    from missionwatch.store.query import open_ledger
+
+    con = open_ledger(data=out / "data")
+    (actions,) = con.execute("SELECT count(*) FROM actions").fetchone()  # type: ignore[misc]
+    assert actions >= int(held.group(1).replace(",", "")) > 3000
+    assert con.execute("SELECT count(*) FROM escalations WHERE mission_id = 'retention-gap'").fetchone() >= (1,)
+    assert con.execute("SELECT count(*) FROM chain_audit WHERE break IS NOT NULL").fetchone() == (0,)
+    for f in (out / "data" / "out").glob("*.jsonl"):
+        assert f.stat().st_size > 0
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])

@@ -66,7 +66,7 @@ from .rows import (
     sql_literal,
 )
 
-__all__ = ["COMMIT_VERSION", "KEEP_SNAPSHOTS", "Commit", "Job", "LiveLedger", "attach", "read_commits"]
+__all__ = ["COMMIT_VERSION", "KEEP_SNAPSHOTS", "Commit", "Job", "Ledgers", "LiveLedger", "attach", "read_commits"]
 
 log = logging.getLogger("missionwatch.stream")
 
@@ -312,6 +312,38 @@ class LiveLedger:
             for d in SNAPSHOTS:
                 (self.root / d / old).unlink(missing_ok=True)
 
+
+
+class Ledgers(dict[int, LiveLedger]):
+    """The live ledgers of the partitions a worker holds, kept under `root` (None: none kept)."""
+
+    def __init__(self, root: Path | None) -> None:
+        super().__init__()
+        self.root = root
+
+    def open(self, partition: int, monitor: Monitor) -> None:
+        """Keep the partition's live ledger (from its last commit on disk), unless another worker
+        on the same data directory still holds it: then the log says so."""
+        if self.root is None or partition in self:
+            return
+        try:
+            self[partition] = LiveLedger(self.root, partition, monitor)
+        except OSError as exc:
+            log.error("partition %d: its ledger in %s is not kept by this worker (%s: another worker on "
+                      "the same --data holds it?)", partition, self.root, exc)
+
+    def close(self, partition: int) -> None:
+        """Commit what the partition's live ledger gathered and let it go."""
+        led = self.pop(partition, None)
+        if led is not None:
+            led.close()
+
+    def jobs(self) -> list[LiveLedger]:
+        """Take each ledger's next commit; the ledgers with writes to do (`LiveLedger.write`, off
+        the event loop, one writer at a time)."""
+        for led in self.values():
+            led.job()
+        return [led for led in self.values() if led.pending]
 
 
 # ---------------------------------------------------------------------- reading

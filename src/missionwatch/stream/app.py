@@ -313,7 +313,7 @@ def _ledger(app: faust.App, core: StreamCore, every: float) -> asyncio.Lock:
 
     async def commit() -> None:
         async with lock:
-            todo = core.ledger_jobs()
+            todo = core.ledgers.jobs()
             if todo:
                 await asyncio.get_running_loop().run_in_executor(None, lambda: [led.write() for led in todo])
 
@@ -323,7 +323,7 @@ def _ledger(app: faust.App, core: StreamCore, every: float) -> asyncio.Lock:
     async def _shutdown(sender: Any, **kwargs: Any) -> None:
         async with lock:
             for p in list(core.ledgers):
-                core.close_ledger(p)
+                core.ledgers.close(p)
 
     return lock
 

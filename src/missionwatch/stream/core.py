@@ -36,7 +36,7 @@ from ..records import TOPIC_CONTROL as CONTROL
 from ..records import TOPIC_IN as IN
 from ..records import TOPIC_OUT as OUT
 from ..records import TOPIC_REJECTED as REJECTED
-from ..store.live import LiveLedger
+from ..store.live import Ledgers
 from .outlog import OutLog
 
 __all__ = ["CONTROL", "IN", "OUT", "REJECTED", "Publish", "StreamCore", "exception_text", "ledger_summary"]
@@ -113,10 +113,8 @@ class StreamCore:
                  outlog: OutLog | None = None, ledger: Path | None = None) -> None:
         self.make_monitor = make_monitor
         self.outlog = outlog
-        self.ledger_root = ledger
-        """Where the analysts' live ledger goes (store/live.py; None: nowhere)."""
-        self.ledgers: dict[int, LiveLedger] = {}
-        """Per partition held here, its live ledger."""
+        self.ledgers = Ledgers(ledger)
+        """Per partition held here, its live ledger (store/live.py), kept under `ledger` (None: none)."""
         """Where the out records go on disk, per mission in seq order (None: nowhere)."""
         self.max_publish_bytes = max_publish_bytes
         """Largest record (key and value) the producer may send; a larger one is replaced."""
@@ -134,7 +132,7 @@ class StreamCore:
         seen (0 for a new one): a catch-up starts there."""
         held = set(partitions)
         for p in set(self.partitions) - held:
-            self.close_ledger(p)
+            self.ledgers.close(p)
             self.partitions.pop(p)
             self.histories.pop(p)
             self.next_offset.pop(p)
@@ -144,32 +142,8 @@ class StreamCore:
             self.histories[p] = History()
             self.next_offset[p] = 0
         for p in sorted(held):
-            self.open_ledger(p)
+            self.ledgers.open(p, self.partitions[p])
         return {p: self.next_offset[p] for p in sorted(held)}
-
-    def open_ledger(self, partition: int) -> None:
-        """Keep the partition's live ledger here (from its last commit on disk), unless another
-        worker on the same data directory still holds it: then the log says so."""
-        if self.ledger_root is None or partition in self.ledgers:
-            return
-        try:
-            self.ledgers[partition] = LiveLedger(self.ledger_root, partition, self.partitions[partition])
-        except OSError as exc:
-            log.error("partition %d: its ledger in %s is not kept by this worker (%s: another worker on "
-                      "the same --data holds it?)", partition, self.ledger_root, exception_text(exc))
-
-    def close_ledger(self, partition: int) -> None:
-        """Commit what the partition's live ledger gathered and let it go."""
-        led = self.ledgers.pop(partition, None)
-        if led is not None:
-            led.close()
-
-    def ledger_jobs(self) -> list[LiveLedger]:
-        """Take each live ledger's next commit; the ledgers with writes to do (`LiveLedger.write`,
-        off the event loop, one writer at a time)."""
-        for led in self.ledgers.values():
-            led.job()
-        return [led for led in self.ledgers.values() if led.pending]
 
     def activate(self, partition: int) -> None:
         self.active.add(partition)
@@ -178,7 +152,7 @@ class StreamCore:
         """Stop processing a partition (another worker may own it now); its state is kept until
         the next `assign` shows whether it comes back, its live ledger committed and let go."""
         self.active.discard(partition)
-        self.close_ledger(partition)
+        self.ledgers.close(partition)
 
     def catch_up(self, partition: int, messages: Iterable[tuple[int, bytes]]) -> int:
         """Feed already-processed messages (offset, value) without publishing; return how many.

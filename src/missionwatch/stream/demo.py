@@ -176,7 +176,7 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> int:
         worker = _Worker(["--broker", broker.url, "--specs", str(specs), "--keys", str(keys["keyring"]),
                           "--signing-key", str(keys["monitor-1"]), "--data", str(out / "data"),
                           "--web-port", str(web_port), "--reviewers", str(out / "reviewers.json"),
-                          "--loglevel", "info"], log)
+                          "--ledger-every", "1", "--loglevel", "info"], log)
         say(f"monitor: `missionwatch run` (pid {worker.proc.pid}), http://127.0.0.1:{web_port}/metrics; "
             "joining its consumer group...")
         say(f"risk console: http://127.0.0.1:{web_port}/  (sign in to review as user:demo.reviewer with the "
@@ -194,9 +194,7 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> int:
             say("\neverything keeps running; Ctrl-C stops it")
             while worker.proc.poll() is None:
                 time.sleep(0.5)
-        say(f"\nfiles: {out}/ (campaigns, keys, specs, monitor.log); each mission's out records in seq "
-            f"order: {out}/data/out/ (`missionwatch verify` takes each file with the monitor's key)")
-        say(f"notebooks for analysts and policy owners: {Path(__file__).resolve().parents[3] / 'notebooks'}")
+        say(_files(out, _ledger_counts(out / "data")))
         return 0
     except KeyboardInterrupt:
         say("\ninterrupted: stopping what the demo started")
@@ -206,6 +204,50 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> int:
             worker.stop()
         broker.stop()
         say("stopped: monitor and broker")
+
+
+def _ledger_counts(data: Path, settle: float = 10.0) -> dict[str, int]:
+    """What the running monitor's live ledger holds once its commits have caught up (they come
+    every second): rows per table."""
+    from ..store.query import LedgerError, open_ledger
+
+    tables = ("actions", "outcomes", "strategy_receipts", "escalations", "controls", "reviews", "rejected")
+    counts: dict[str, int] = {}
+    deadline = time.monotonic() + settle
+    while time.monotonic() < deadline:
+        try:
+            con = open_ledger(data=data)
+            now = {t: int((con.execute(f"SELECT count(*) FROM {t}").fetchone() or (0,))[0]) for t in tables}
+            con.close()
+        except LedgerError:
+            now = {}
+        if now and now == counts:  # two reads alike, a commit apart
+            break
+        counts = now
+        time.sleep(1.5)
+    return counts
+
+
+def _files(out: Path, counts: dict[str, int]) -> str:
+    """The demo's files, said and kept in out/README.md: the ledger, the out records, the notebooks."""
+    notebooks = Path(__file__).resolve().parents[3] / "notebooks"
+    link = out / "notebooks"
+    if notebooks.is_dir() and not link.exists():
+        link.symlink_to(notebooks, target_is_directory=True)
+    held = ", ".join(f"{n:,} {t}" for t, n in counts.items()) or "nothing yet"
+    text = f"""
+files: {out}/
+  campaigns, keys, specs, monitor.log
+  analysts' ledger (the tables of docs/ledger.md, kept by the running monitor): {out}/data/ledger/
+    holds {held}
+    query it:  missionwatch sql --data {out}/data "select mission_id, count(*) from actions group by all"
+    export:    missionwatch export --data {out}/data --mission {GAP} --format parquet --out {out}/export
+  out records per mission in seq order: {out}/data/out/ (`missionwatch verify FILE --keys ...` takes each)
+  notebooks for analysts and policy owners: {link}/ (fairness_audit, strategy_timeline, spec_variants;
+    `open_ledger(data="{out}/data")` reads this ledger in a notebook)
+"""
+    (out / "README.md").write_text("# missionwatch demo output\n" + text.replace("\nfiles: ", "\nFiles: ", 1))
+    return text
 
 
 def _reviewer_token(out: Path, key: Path) -> str:
