@@ -16,7 +16,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "CadenceSpec",
@@ -220,23 +228,52 @@ class MetricSpec(_Model):
     name: Name
     label: str = ""
     per: Literal["action", "subject"]
-    """'action': a mean over matching actions; 'subject': a mean over contacted subjects."""
+    """'action': over matching actions (a mean, or a total: `aggregate`); 'subject': a mean over
+    contacted subjects."""
     actions: list[Name] = []
     """per = 'action': the action types observed (empty: all)."""
     attribute: str | None = None
-    """per = 'action': the numeric attribute averaged."""
+    """per = 'action': the numeric attribute averaged (aggregate = 'sum': totalled)."""
     decisions: list[Literal["allowed", "denied", "escalated", "revoked", "overridden"]] = []
-    """per = 'action': the value is 1 when the decision is one of these, else 0."""
+    """per = 'action': the value is 1 when the decision is one of these, else 0 (aggregate =
+    'count': only actions with one of these decisions are counted)."""
     count_actions: list[Name] = []
     """per = 'subject': actions of these types are counted per contacted subject."""
     count_outcomes: list[Name] = []
     """per = 'subject': outcomes of these types are counted per contacted subject."""
+    aggregate: Literal["mean", "sum", "count"] = "mean"
+    """'mean'; or, per = 'action' only, a total that grows with the mission: 'sum' (of
+    `attribute` over matching actions) or 'count' (of matching actions; with `decisions`, of
+    those whose decision is one of them). Limits compare the running total; risk signals its
+    rate per action of the mission; fairness rules take means only."""
+
+    @field_validator("aggregate")
+    @classmethod
+    def _aggregate(cls, v: str, info: ValidationInfo) -> str:
+        """A total's shape, checked here so that its error points at the `aggregate` line."""
+        d = info.data
+        if v == "mean":
+            return v
+        if d.get("per") == "subject":
+            raise ValueError(f"aggregate = {v!r} needs per = 'action': a per-subject metric is a mean of "
+                             "counts per contacted subject (to count actions in total: per = 'action', "
+                             "aggregate = 'count')")
+        if v == "sum" and d.get("decisions"):
+            raise ValueError("aggregate = 'sum' totals an attribute and takes no decisions (to count the "
+                             "actions with those decisions: aggregate = 'count')")
+        if v == "sum" and "attribute" in d and d["attribute"] is None:
+            raise ValueError("aggregate = 'sum' needs attribute: the numeric attribute totalled")
+        if v == "count" and d.get("attribute") is not None:
+            raise ValueError("aggregate = 'count' counts matching actions and takes no attribute (to total "
+                             "the attribute: aggregate = 'sum')")
+        return v
 
     @model_validator(mode="after")
     def _shape(self) -> MetricSpec:
         if self.per == "action":
-            if (self.attribute is None) == (not self.decisions):
-                raise ValueError("a per-action metric takes exactly one of attribute or decisions")
+            if self.aggregate == "mean" and (self.attribute is None) == (not self.decisions):
+                raise ValueError("a per-action metric takes exactly one of attribute or decisions (an "
+                                 "aggregate = 'count' metric takes decisions or neither)")
             if self.count_actions or self.count_outcomes:
                 raise ValueError("count_actions and count_outcomes belong to per = 'subject' metrics")
         else:
@@ -251,6 +288,19 @@ class MetricSpec(_Model):
     @property
     def title(self) -> str:
         return self.label or self.name.replace("_", " ")
+
+    @property
+    def total(self) -> bool:
+        """A sum or count: a total that grows with the mission, not a mean."""
+        return self.aggregate != "mean"
+
+    def value(self, decision: str, numbers: dict[str, float]) -> float | None:
+        """A per-action metric's observation of a matching action with this `decision` and these
+        numeric attributes: the attribute (None when the action lacks it), else 0/1 (a count
+        without decisions: 1)."""
+        if self.attribute is not None:
+            return numbers.get(self.attribute)
+        return float(not self.decisions or decision in self.decisions)
 
 
 class FairnessRule(_Model):
@@ -363,6 +413,7 @@ class Spec(_Model):
             raise ValueError(
                 f"cohorts.keys and cohorts.protected overlap: {', '.join(sorted(overlap))}"
             )
+        self._totals()
         if self.spec.intervals == "strict":
             for i, fr in enumerate(self.fairness):
                 m = self.metric(fr.metric)
@@ -375,6 +426,28 @@ class Spec(_Model):
             if rule.statistic == "variance" and self.metric(rule.metric).per != "action":
                 raise ValueError(f"risk on {rule.metric!r}: variance needs a per-action metric")
         return self
+
+    def _totals(self) -> None:
+        """What a total (aggregate = 'sum' or 'count') cannot be used for: a fairness rule (it
+        compares cohort means), a variance risk signal, a `below` limit on a count (which only grows)."""
+        for i, fr in enumerate(self.fairness):
+            m = self.metric(fr.metric)
+            if m.total:
+                raise ValueError(f"fairness[{i}].metric {m.name!r}: fairness compares means, and metric {m.name!r} "
+                                 f"aggregates as {m.aggregate} (a total grows with each cohort's size): compare a "
+                                 "mean instead, e.g. aggregate = 'mean' with decisions for a rate")
+        for i, rr in enumerate(self.risk):
+            m = self.metric(rr.metric)
+            if m.total and rr.statistic == "variance":
+                raise ValueError(f"risk[{i}].statistic: variance needs a mean, and metric {m.name!r} aggregates as "
+                                 f"{m.aggregate} (its risk signal compares its rate per action of the mission: "
+                                 "statistic = 'mean')")
+        for i, lr in enumerate(self.limits):
+            m = self.metric(lr.metric)
+            if m.aggregate == "count" and lr.below is not None:
+                raise ValueError(f"limits[{i}].below: metric {m.name!r} aggregates as count, which only grows "
+                                 "(a count below a bound would breach at the first action): a limit on it "
+                                 "takes above")
 
     def _declared(self) -> None:
         """Every action and outcome type a metric or the actions table names is declared (when the

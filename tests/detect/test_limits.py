@@ -108,3 +108,53 @@ def test_update_returns_itself_and_breaches_are_read_only() -> None:
     assert hl.update(["mission"], 1.0, t=1.0).breaches == ()  # only the update that crossed names it
     with pytest.raises(AttributeError):
         hl.breaches = ()  # type: ignore[misc]
+
+
+# ------------------------------------------------------------ totals (aggregate = sum, count)
+AMOUNTS = np.round(np.random.default_rng(55).gamma(2.0, 40.0, 600), 2)  # refunds, about 80 each
+
+
+def test_a_limit_on_a_sum_breaches_on_the_update_that_takes_the_total_past_it() -> None:
+    """No min_samples wait: a total is exact from the first observation."""
+    hl = HardLimit(LimitRule(metric="refund_total", above=20_000.0, min_samples=500), "sum")
+    found = crossings(hl, [(["mission"], float(x)) for x in AMOUNTS])
+    i = int(np.flatnonzero(np.cumsum(AMOUNTS) > 20_000.0)[0])
+    assert [j for j, _ in found] == [i] == [248] and i + 1 < 500
+    assert found[0][1] == LimitBreach("mission", pytest.approx(AMOUNTS[:i + 1].sum()), i + 1)  # type: ignore[arg-type]
+    assert AMOUNTS[:i].sum() <= 20_000.0 < found[0][1].value
+    assert hl.status() == {"detector": "limit:refund_total", "breached": ["mission"],
+                           "values": {"mission": round(float(AMOUNTS.sum()), 6)}}
+    on_the_line = HardLimit(LimitRule(metric="m", above=3.0), "sum")
+    assert crossings(on_the_line, [(["mission"], 1.0)] * 3) == []  # 3 is not above 3
+    assert [i for i, _ in crossings(on_the_line, [(["mission"], 1.0)])] == [0]
+
+
+def test_a_limit_on_a_count_counts_per_cohort_and_breaches_each_once() -> None:
+    """A count with decisions: 1 for a matching decision, 0 otherwise; each cohort crosses on
+    its own 201st matching action."""
+    rng = np.random.default_rng(56)
+    cohorts = rng.choice(["age_band=65+", "age_band=35-49"], 3000, p=[0.2, 0.8])
+    hits = (rng.random(3000) < np.where(cohorts == "age_band=65+", 0.5, 0.1)).astype(float)
+    hl = HardLimit(LimitRule(metric="escalated", scope="cohort", above=200), "count")
+    found = crossings(hl, [(["mission", str(c)], float(x)) for c, x in zip(cohorts, hits, strict=True)])
+    expected = []
+    for scope in ("mission", "age_band=65+", "age_band=35-49"):
+        mine = np.ones(len(hits), bool) if scope == "mission" else cohorts == scope
+        j = int(np.flatnonzero(np.cumsum(hits[mine]) > 200)[0])
+        expected.append((int(np.flatnonzero(mine)[j]), scope, j + 1))
+    assert sorted((i, b.scope, b.n) for i, b in found) == sorted(expected)
+    assert all(b.value == 201 for _, b in found)
+    assert sorted(expected) == [(1102, "mission", 1103), (2203, "age_band=65+", 412),
+                                (2520, "age_band=35-49", 2051)]
+    assert hl.status()["values"] == {"age_band=35-49": hits[cohorts == "age_band=35-49"].sum(),
+                                     "age_band=65+": hits[cohorts == "age_band=65+"].sum(), "mission": hits.sum()}
+
+
+def test_a_revision_moves_a_total_without_adding_an_observation() -> None:
+    hl = HardLimit(LimitRule(metric="refund_total", above=100.0), "sum")
+    assert crossings(hl, [(["mission"], 40.0), (["mission"], 50.0)]) == []
+    assert hl.update(["mission"], 60.0, prev=40.0).breaches == (LimitBreach("mission", 110.0, 2),)
+    hl.update(["mission"], 0.0, prev=60.0)  # revised back down: the total follows, the breach stands
+    assert hl.stats["mission"].total == 50.0 and hl.stats["mission"].n == 2 and hl.breached == {"mission"}
+    floor = HardLimit(LimitRule(metric="net", below=-50.0), "sum")  # a sum of a signed attribute
+    assert [i for i, _ in crossings(floor, [(["mission"], x) for x in (-20.0, 10.0, -30.0, -20.0)])] == [3]

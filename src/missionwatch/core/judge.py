@@ -61,6 +61,11 @@ def _fmt(x: float | None) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{x:.3g}"
 
 
+def _whole(x: float | None) -> str:
+    """A total as people write it: 50,120 or 1,234.5."""
+    return "n/a" if x is None or not math.isfinite(x) else f"{round(x, 6):,.15g}"
+
+
 def _num(x: float) -> float | None:
     return round(x, 6) if math.isfinite(x) else None
 
@@ -152,8 +157,9 @@ def _risk(ms: MissionState, obs: Observation, d: Decisions) -> None:
         if opens and rs.rule.severity != "report":
             m = ms.spec.metric(rs.rule.metric)
             ev = rs.to_json()
+            label = m.title + (" per action" if m.total else "")  # a total compares its rate per action
             reason = escalation_reason(
-                "risk_elevated", metric_label=m.title.capitalize(), value=_fmt(ev["value"]),
+                "risk_elevated", metric_label=label.capitalize(), value=_fmt(ev["value"]),
                 baseline=_fmt(ev["baseline"]), ratio=_fmt(ev["ratio"]), threshold=_fmt(rs.rule.max_ratio))
             d.escalations.append(Escalate(rs.rule.severity, f"risk:{m.name}", "risk_elevated", reason,
                                           {"metric": m.name, **ev, "alpha": rs.alpha}))
@@ -163,11 +169,14 @@ def _limit_evidence(ms: MissionState, obs: Observation, i: int) -> tuple[str, st
     hl, b = obs.breaches[i]
     m = ms.spec.metric(hl.rule.metric)
     limit = hl.rule.above if hl.rule.above is not None else hl.rule.below
+    fmt = _whole if m.total else _fmt  # a total in full (50,120), not 5.01e+04
     reason = escalation_reason("hard_limit", metric_label=m.title.capitalize(),
                                cohort="the whole mission" if b.scope == "mission" else b.scope,
-                               value=_fmt(b.value), limit=_fmt(limit))
+                               value=fmt(b.value), limit=fmt(limit))
     evidence = {"metric": m.name, "scope": b.scope, "value": _num(b.value), "n": b.n,
                 "above": hl.rule.above, "below": hl.rule.below, "min_samples": hl.rule.min_samples}
+    if m.total:  # `value` is the scope's total, `n` its observations; min_samples did not apply
+        evidence["aggregate"] = m.aggregate
     return m.name, reason, evidence
 
 

@@ -88,10 +88,11 @@ def _detectors(ms: MissionState, spec: Spec, plan: Plan) -> None:
     ms.risk = {}
     for r in spec.risk:
         ms.risk.setdefault(r.metric, []).append(RiskSignal(r, plan.risk_alpha, c.min_samples,
-                                                           isolated=plan.within is not None))
+                                                           isolated=plan.within is not None,
+                                                           aggregate=spec.metric(r.metric).aggregate))
     ms.limits = {}
     for lim in spec.limits:
-        ms.limits.setdefault(lim.metric, []).append(HardLimit(lim))
+        ms.limits.setdefault(lim.metric, []).append(HardLimit(lim, spec.metric(lim.metric).aggregate))
     ms.novelty = {"template": NoveltyWatch("template", "new_template"),
                   "action_type": NoveltyWatch("action_type", "new_action_type")}
     for d in plan.dims:

@@ -50,7 +50,7 @@ class Observation:
             v = cohort.get(fd.proxy, NONE)
             fd.update(v, x, prev=prev, t=t, before=before)
             self.touched.add((fd, v))
-        if m.per == "action":
+        if m.per == "action" and not m.total:  # a total's risk signal reads every action (`observe_action`)
             self.risk(ms, m, x, phase, prev, subj)
         for hl in ms.limits.get(m.name, ()):
             self.breaches.extend((hl, b) for b in hl.update(scopes(hl, ms.plan, cohort), x, prev=prev, t=t).breaches)
@@ -120,9 +120,12 @@ def observe_action(ms: MissionState, a: ActionRecord, cohort: dict[str, str]) ->
     template, numbers = _template(ms, a), _numbers(a)
     ms.ledger.add_action(t, cohort, a.action_type, a.decision, template, numbers, new_contact)
     for m in [*plan.action_metrics.get(a.action_type, ()), *plan.all_action_metrics]:
-        x = numbers.get(m.attribute) if m.attribute is not None else float(a.decision in m.decisions)
+        x = m.value(a.decision, numbers)
         if x is not None:
             obs.metric(ms, m, cohort, phase, x, None, subj)
+    for m in plan.risk_totals:  # the action's share of the total: its rate per action is compared
+        x = m.value(a.decision, numbers) if not m.actions or a.action_type in m.actions else None
+        obs.risk(ms, m, x or 0.0, phase, None, subj)
     for m in plan.count_actions.get(a.action_type, ()):
         k = subj.counts.get(m.name, 0)
         subj.counts[m.name] = k + 1

@@ -23,6 +23,10 @@ class Plan:
         self.count_actions: dict[str, list[MetricSpec]] = {}
         self.count_outcomes: dict[str, list[MetricSpec]] = {}
         self.subject_metrics = [m for m in spec.metrics if m.per == "subject"]
+        risky = {r.metric for r in spec.risk}
+        self.risk_totals = [m for m in spec.metrics if m.total and m.name in risky]
+        """Totals (sum, count) with a risk signal: every action of the mission feeds it its share
+        of the total (0 when it does not match), so the signal compares a rate per action."""
         for m in spec.metrics:
             if m.per == "action":
                 for a in m.actions:

@@ -1,11 +1,16 @@
 """Hard limits: a metric's point estimate past a fixed bound, over the whole
 mission or in any one cohort, with at least min_samples observations. No
-statistics: a limit is a policy owner's line in the sand and acts at once."""
+statistics: a limit is a policy owner's line in the sand and acts at once.
+
+A limit on a total (a metric with aggregate = 'sum' or 'count') compares the running
+total of its scope (the sum of its observations: the attribute, or 1 per counted action)
+and breaches on the observation that takes it past the bound: a total is exact from the
+first observation, so `min_samples` does not delay it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ..spec import LimitRule
 from ..stats.base import Detector
@@ -22,8 +27,12 @@ class LimitBreach:
 
 
 class HardLimit(Detector):
-    def __init__(self, rule: LimitRule) -> None:
+    aggregate: Literal["mean", "sum", "count"] = "mean"
+    """What the limit compares: the scope's mean, or its running total ('sum', 'count')."""
+
+    def __init__(self, rule: LimitRule, aggregate: Literal["mean", "sum", "count"] = "mean") -> None:
         self.rule = rule
+        self.aggregate = aggregate
         self._reset()
 
     def _reset(self) -> None:
@@ -50,15 +59,19 @@ class HardLimit(Detector):
                 stat.update(x)
             else:
                 stat.revise(prev, x)
-            if scope in self.breached or stat.n < rule.min_samples:
+            if scope in self.breached or (self.aggregate == "mean" and stat.n < rule.min_samples):
                 continue
-            m = stat.mean
+            m = self.value(stat)
             if (rule.above is not None and m > rule.above) or (rule.below is not None and m < rule.below):
                 self.breached.add(scope)
                 out.append(LimitBreach(scope, m, stat.n))
         self._breaches = tuple(out)
         return self
 
+    def value(self, stat: MeanStat) -> float:
+        """What the limit compares in a scope: its mean, or its total."""
+        return stat.mean if self.aggregate == "mean" else stat.total
+
     def status(self) -> dict[str, Any]:
         return {"detector": f"limit:{self.rule.metric}", "breached": sorted(self.breached),
-                "values": {k: round(v.mean, 6) for k, v in sorted(self.stats.items()) if v.n}}
+                "values": {k: round(self.value(v), 6) for k, v in sorted(self.stats.items()) if v.n}}

@@ -30,6 +30,11 @@ what is missing as zero; `reason` says so). The interval
 is a time-uniform confidence sequence for value - max_ratio * baseline.
 For the variance statistic the baseline variance is taken as known.
 
+Totals. A metric that aggregates as 'sum' or 'count' grows with the mission, so its
+signal compares its rate per action: every action of the mission is an observation, the
+attribute's value (sum) or 1 (count) when the action matches the metric, else 0; `value`
+and `baseline` are those means, and `aggregate` names the total.
+
 Dependence. A subject's observations (its actions, or its contact actions with their counts)
 share its propensity. Where updates name their subject (`before`, as the monitor does), the
 mean statistic's interval takes the variance between subjects within each phase
@@ -53,12 +58,18 @@ RiskVerdict = Literal["elevated", "within_threshold", "unchanged", "insufficient
 
 
 class RiskSignal(Detector):
-    def __init__(self, rule: RiskRule, alpha: float, min_samples: int, *, isolated: bool = False) -> None:
+    aggregate: Literal["mean", "sum", "count"] = "mean"
+    """The metric's aggregate: for a total ('sum', 'count') the observations are every action's
+    share of it, and the signal compares the total's rate per action."""
+
+    def __init__(self, rule: RiskRule, alpha: float, min_samples: int, *, isolated: bool = False,
+                 aggregate: Literal["mean", "sum", "count"] = "mean") -> None:
         self.rule = rule
         self.alpha = alpha
         self.min_samples = min_samples
         self.isolated = isolated
         """Whether plain outcomes are compared through isolated contacts (the spec has `within`)."""
+        self.aggregate = aggregate
         self._reset()
 
     def _reset(self) -> None:
@@ -178,6 +189,8 @@ class RiskSignal(Detector):
         out: dict[str, Any] = {"value": r(value), "baseline": r(base), "ratio": r(ratio), "verdict": self.verdict,
                                "statistic": self.rule.statistic, "max_ratio": self.rule.max_ratio,
                                "n": p.n, "baseline_n": b.n}
+        if self.aggregate != "mean":
+            out["aggregate"] = self.aggregate
         if self.unplaced:
             out["unplaced"] = self.unplaced
         if self.basis == "isolated_contacts":
