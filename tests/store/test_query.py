@@ -137,3 +137,15 @@ def test_the_chain_audit_flags_a_broken_link(replayed: dict[str, Any], tmp_path:
     twice = audit([*events[:3], events[2], *events[3:]])
     assert twice and all(b == "seq 2 appears 2 times" for _, b in twice)
     assert audit(events[1:]) == [(1, "the chain starts at seq 1, not 0")]
+
+
+def test_outcomes_join_the_action_they_follow(replayed: dict[str, Any]) -> None:
+    """`follows` names the action an outcome follows: the join finds it, same mission and subject,
+    never after the outcome."""
+    con = open_ledger(ledger=replayed["ledger"])
+    n, joined, same, before = con.execute("""
+        SELECT count(*), count(a.receipt_id), count(*) FILTER (WHERE a.subject_id = o.subject_id
+               AND a.mission_id = o.mission_id), count(*) FILTER (WHERE a.occurred_at <= o.occurred_at)
+        FROM outcomes o LEFT JOIN actions a ON o.follows = a.receipt_id""").fetchone()  # type: ignore[misc]
+    assert n > 100 and joined == same == before == n
+    assert con.execute("SELECT typeof(follows) FROM outcomes LIMIT 1").fetchone() == ("VARCHAR",)
