@@ -401,6 +401,9 @@ def run(
     web_host: Annotated[str | None, typer.Option(help="Address the HTTP API binds. Default 127.0.0.1.")] = None,
     view_token: ViewTokenOpt = None, dashboards: DashboardsOpt = None, reviewers: ReviewersOpt = None,
     ledger: LedgerOpt = None, ledger_every: LedgerEveryOpt = None,
+    checkpoint_every: Annotated[float | None, typer.Option(
+        help="Seconds between checkpoints of each partition's state (DATA/checkpoints): a restart replays "
+        "only the log after them. 0: none. Default 60.")] = None,
     batch: Annotated[int | None, typer.Option(min=1, help="Messages taken per step. Default 500.")] = None,
     linger: Annotated[float | None, typer.Option(help="Longest wait (s) to fill a step. Default 0.02.")] = None,
     fetch_wait: Annotated[float | None, typer.Option(help="Longest a fetch waits for new messages (s). "

@@ -332,6 +332,17 @@ class Ledgers(dict[int, LiveLedger]):
             log.error("partition %d: its ledger in %s is not kept by this worker (%s: another worker on "
                       "the same --data holds it?)", partition, self.root, exc)
 
+    def committed(self, partition: int) -> int | None:
+        """The offset the partition's ledger commit on disk covers (-1: none yet); None when no
+        ledger is kept."""
+        if self.root is None:
+            return None
+        path = self.root / "commits" / f"p{partition:04d}.json"
+        try:
+            return Commit.from_json(json.loads(path.read_bytes()), partition).offset
+        except (OSError, ValueError):
+            return -1
+
     def close(self, partition: int) -> None:
         """Commit what the partition's live ledger gathered and let it go."""
         led = self.pop(partition, None)

@@ -37,6 +37,7 @@ from ..monitor import Monitor
 from ..signing import Keyring, Signer, load_private_key, write_private_key
 from ..spec import SpecRegistry
 from .broker import bootstrap_of
+from .checkpoint import Checkpoints
 from .core import CONTROL, IN, OUT, REJECTED, Publish, StreamCore, exception_text
 from .http import Health
 from .outlog import OutLog
@@ -90,6 +91,9 @@ class StreamSettings(BaseSettings, Limits):
     """Keep the analysts' live ledger in DATA/ledger (store/live.py; `missionwatch sql --data`)."""
     ledger_every: float = Field(5.0, gt=0, le=3600)
     """Seconds between the live ledger's commits: how far behind the stream analysts read."""
+    checkpoint_every: float = Field(60.0, ge=0, le=86400)
+    """Seconds between checkpoints of each partition's state in DATA/checkpoints, from which a
+    restarted worker replays only the tail of the log (stream/checkpoint.py); 0: none."""
     fetch_wait: float = Field(0.05, gt=0, le=5)
     """Longest a fetch waits for new messages (s). Faust fixes 1.5 s, which a broker that
     holds fetches to the limit (Tansu does) adds to the time a pause takes."""
@@ -212,13 +216,14 @@ def make_app(settings: StreamSettings, *, bootstrap: str | None = None,
     core = StreamCore(lambda: monitor(registry, signer=signer, keyring=keyring,
                                       allow_unsigned=settings.allow_unsigned, limits=limits),
                       max_publish_bytes=app.conf.producer_max_request_size, outlog=OutLog(settings.data / "out"),
-                      ledger=settings.data / "ledger" if settings.ledger else None)
+                      ledger=settings.data / "ledger" if settings.ledger else None,
+                      checkpoints=Checkpoints(settings.data / "checkpoints") if settings.checkpoint_every else None)
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw",
            "partitions": settings.partitions}
     in_topic = app.topic(IN, **raw)  # type: ignore[arg-type]
     topics = {t: app.topic(t, **raw) for t in (OUT, CONTROL, REJECTED)}  # type: ignore[arg-type]
     gates, health = _Gates(), Health()
-    writing = _ledger(app, core, settings.ledger_every)
+    writing = _commits(app, core, settings.ledger_every, settings.checkpoint_every)
     _rebalances(app, core, gates, health, boot, settings.fetch_bytes, writing)
     publisher = _Publisher(topics, core, health)
 
@@ -306,18 +311,26 @@ def _faust_app(settings: StreamSettings, boot: str) -> faust.App:
     return app
 
 
-def _ledger(app: faust.App, core: StreamCore, every: float) -> asyncio.Lock:
-    """Commit the live ledgers every `every` seconds and at shutdown, writing in a thread (off
-    the agent's path); the lock keeps one writer at a time (a revocation commits under it)."""
+def _commits(app: faust.App, core: StreamCore, ledger_every: float, checkpoint_every: float) -> asyncio.Lock:
+    """Commit the live ledgers every `ledger_every` seconds and at shutdown, and checkpoint the
+    partitions every `checkpoint_every` (0: never), writing in a thread (off the agent's path).
+    A checkpoint is taken with a ledger commit of the same offsets, so the ledger is never
+    behind it. The lock keeps one writer at a time (a revocation commits under it)."""
     lock = asyncio.Lock()
 
-    async def commit() -> None:
+    async def commit(checkpoint: bool = False) -> None:
         async with lock:
             todo = core.ledgers.jobs()
-            if todo:
-                await asyncio.get_running_loop().run_in_executor(None, lambda: [led.write() for led in todo])
+            snaps = core.checkpoint_jobs() if checkpoint else []
+            if todo or snaps:
+                await asyncio.get_running_loop().run_in_executor(None, _write, core, todo, snaps)
 
-    cast(Any, app.timer(every))(commit)
+    cast(Any, app.timer(ledger_every))(commit)
+    if checkpoint_every:
+        async def checkpoint() -> None:
+            await commit(checkpoint=True)
+
+        cast(Any, app.timer(checkpoint_every))(checkpoint)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _shutdown(sender: Any, **kwargs: Any) -> None:
@@ -326,6 +339,18 @@ def _ledger(app: faust.App, core: StreamCore, every: float) -> asyncio.Lock:
                 core.ledgers.close(p)
 
     return lock
+
+
+def _write(core: StreamCore, ledgers: list[Any], snaps: list[tuple[int, bytes]]) -> None:
+    """The writer thread's part: ledger commits first, then the checkpoints they cover."""
+    ok = all([led.write() for led in ledgers])
+    if core.checkpoints is None or not ok:
+        return
+    for p, data in snaps:
+        try:
+            core.checkpoints.write(p, data)
+        except OSError as exc:
+            log.error("partition %d: its checkpoint could not be written (%s)", p, exc)
 
 
 def _rebalances(app: faust.App, core: StreamCore, gates: _Gates, health: Health, boot: str,

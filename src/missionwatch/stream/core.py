@@ -37,6 +37,7 @@ from ..records import TOPIC_IN as IN
 from ..records import TOPIC_OUT as OUT
 from ..records import TOPIC_REJECTED as REJECTED
 from ..store.live import Ledgers
+from .checkpoint import Checkpoints
 from .outlog import OutLog
 
 __all__ = ["CONTROL", "IN", "OUT", "REJECTED", "Publish", "StreamCore", "exception_text", "ledger_summary"]
@@ -110,8 +111,13 @@ class StreamCore:
     kept: if the partition comes back, only what others did meanwhile is fed again)."""
 
     def __init__(self, make_monitor: Callable[[], Monitor], *, max_publish_bytes: int = MAX_PUBLISH_BYTES,
-                 outlog: OutLog | None = None, ledger: Path | None = None) -> None:
+                 outlog: OutLog | None = None, ledger: Path | None = None,
+                 checkpoints: Checkpoints | None = None) -> None:
         self.make_monitor = make_monitor
+        self.checkpoints = checkpoints
+        """Where partition states are checkpointed (stream/checkpoint.py; None: nowhere)."""
+        self.checkpointed: dict[int, int] = {}
+        """Per partition, the offset its latest checkpoint covers."""
         self.outlog = outlog
         self.ledgers = Ledgers(ledger)
         """Per partition held here, its live ledger (store/live.py), kept under `ledger` (None: none)."""
@@ -133,17 +139,46 @@ class StreamCore:
         held = set(partitions)
         for p in set(self.partitions) - held:
             self.ledgers.close(p)
+            self.checkpointed.pop(p, None)
             self.partitions.pop(p)
             self.histories.pop(p)
             self.next_offset.pop(p)
         self.active &= held
         for p in held - set(self.partitions):
-            self.partitions[p] = self.make_monitor()
-            self.histories[p] = History()
-            self.next_offset[p] = 0
+            self.partitions[p], self.histories[p], self.next_offset[p] = self._start(p)
         for p in sorted(held):
             self.ledgers.open(p, self.partitions[p])
         return {p: self.next_offset[p] for p in sorted(held)}
+
+    def _start(self, partition: int) -> tuple[Monitor, History, int]:
+        """A partition new to this worker: its checkpoint restored (the log then replayed after
+        its offset), else a fresh state (the log replayed from 0). A checkpoint ahead of the
+        partition's live ledger is not used: the ledger would miss the rows in between."""
+        fresh = self.make_monitor()
+        got = self.checkpoints.load(partition, fresh) if self.checkpoints is not None else None
+        if got is None:
+            return fresh, History(), 0
+        ledger = self.ledgers.committed(partition)
+        if ledger is not None and ledger < got.offset:
+            log.warning("partition %d: checkpoint at offset %d is ahead of the ledger's commit (%d); rebuilding "
+                        "from the log", partition, got.offset, ledger)
+            return fresh, History(), 0
+        self.checkpointed[partition] = got.offset
+        log.info("partition %d: restored from its checkpoint at offset %d", partition, got.offset)
+        return got.monitor, got.history, got.offset + 1
+
+    def checkpoint_jobs(self) -> list[tuple[int, bytes]]:
+        """A checkpoint of each active partition that moved since its last one: (partition, bytes),
+        taken now (on the event loop), to write with `Checkpoints.write` anywhere."""
+        if self.checkpoints is None:
+            return []
+        out = []
+        for p in sorted(self.active):
+            offset = self.next_offset[p] - 1
+            if offset > self.checkpointed.get(p, -1):
+                out.append((p, self.checkpoints.dump(p, offset, self.partitions[p], self.histories[p])))
+                self.checkpointed[p] = offset
+        return out
 
     def activate(self, partition: int) -> None:
         self.active.add(partition)

@@ -1,0 +1,157 @@
+"""Checkpoints: a partition's state on disk with the offset it covers, so that a restarted
+worker restores it and replays only the tail of the log (`DATA/checkpoints/pPPPP.ckpt`).
+
+A partition's state (its core `Monitor` and its console `History`) is a function of its
+messages in offset order, so a checkpoint taken after offset C and fed the messages after C
+is the state a replay from offset 0 reaches (tests/stream/test_checkpoint.py holds them
+equal). A file is:
+
+    MWCKPT1\\n
+    {"version": 1, "partition": P, "offset": C, "fingerprint": F, "sha256": S, "bytes": N}\\n
+    N bytes: the pickled (Monitor, History), without the signing key, keyring and specs
+
+It is written under a temporary name and renamed whole. It is used only when it is whole (its
+SHA-256), of this format version, of this partition, and made under the same configuration
+(`fingerprint`: the package version, every spec's version, the keyring, the monitor's public
+key, the admission limits, allow_unsigned): else the partition is rebuilt from the log, as
+without a checkpoint, and the log says why. What a checkpoint holds is the worker's own state
+(like its key, DATA is trusted: pickle runs code on load).
+
+Retention: once a partition has a checkpoint, the messages at or before its offset are needed
+only by a worker without it (another machine, a lost or refused file). Keep the topic's
+messages at least as long as a worker could need to rebuild from the log, or share DATA.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..console.history import History
+from ..monitor import Monitor
+
+__all__ = ["MAGIC", "VERSION", "Checkpoints", "Restored", "fingerprint"]
+
+log = logging.getLogger("missionwatch.stream")
+
+MAGIC = b"MWCKPT1\n"
+VERSION = 1
+
+
+def fingerprint(monitor: Monitor) -> str:
+    """What a checkpoint's state depends on beyond its messages: equal, or the checkpoint is refused."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    parts = {
+        "package": __version__,
+        "specs": {name: spec.version for name, spec in sorted(monitor.specs.specs.items())},
+        "keyring": monitor.keyring.to_json(),
+        "monitor": [monitor.signer.key_id,
+                    monitor.signer.public_key.public_bytes(Encoding.Raw, PublicFormat.Raw).hex()],
+        "limits": monitor.limits.model_dump(mode="json"),
+        "allow_unsigned": monitor.allow_unsigned,
+    }
+    return "sha256:" + hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class Restored:
+    monitor: Monitor
+    history: History
+    offset: int
+    """The last offset the state covers: the log is replayed from offset + 1."""
+
+
+class _Pickler(pickle.Pickler):
+    def __init__(self, file: io.BytesIO, shared: dict[int, str]) -> None:
+        super().__init__(file, protocol=5)
+        self.shared = shared
+
+    def persistent_id(self, obj: Any) -> str | None:
+        return self.shared.get(id(obj))
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, file: io.BytesIO, shared: dict[str, Any]) -> None:
+        super().__init__(file)
+        self.shared = shared
+
+    def persistent_load(self, pid: Any) -> Any:
+        if pid not in self.shared:
+            raise pickle.UnpicklingError(f"unknown shared object {pid!r}")
+        return self.shared[pid]
+
+
+def _shared(monitor: Monitor) -> dict[str, Any]:
+    """What a checkpoint does not hold: the worker's configuration, attached on load."""
+    return {"signer": monitor.signer, "keyring": monitor.keyring, "specs": monitor.specs,
+            "limits": monitor.limits}
+
+
+class Checkpoints:
+    """The checkpoints of a worker's partitions, in `directory`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def path(self, partition: int) -> Path:
+        return self.directory / f"p{partition:04d}.ckpt"
+
+    def dump(self, partition: int, offset: int, monitor: Monitor, history: History) -> bytes:
+        """A checkpoint's bytes (taken where the state cannot change meanwhile: the event loop)."""
+        buf = io.BytesIO()
+        _Pickler(buf, {id(v): k for k, v in _shared(monitor).items()}).dump((monitor, history))
+        payload = buf.getvalue()
+        head = {"version": VERSION, "partition": partition, "offset": offset, "fingerprint": fingerprint(monitor),
+                "sha256": hashlib.sha256(payload).hexdigest(), "bytes": len(payload)}
+        return MAGIC + json.dumps(head).encode() + b"\n" + payload
+
+    def write(self, partition: int, data: bytes) -> None:
+        """Put a checkpoint in place whole (any thread)."""
+        path = self.path(partition)
+        tmp = path.with_name(f".tmp-{path.name}")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    def load(self, partition: int, fresh: Monitor) -> Restored | None:
+        """The partition's checkpoint, its configuration that of `fresh` (a new monitor of this
+        worker); None when there is none or it cannot be used (the log says why)."""
+        path = self.path(partition)
+        if not path.exists():
+            return None
+        try:
+            return self._load(path, partition, fresh)
+        except (OSError, ValueError, EOFError, pickle.UnpicklingError, AttributeError, ImportError,
+                TypeError, IndexError) as exc:
+            log.warning("partition %d: checkpoint %s not used (%s); rebuilding from the log", partition, path,
+                        exc)
+            return None
+
+    def _load(self, path: Path, partition: int, fresh: Monitor) -> Restored:
+        data = path.read_bytes()
+        if not data.startswith(MAGIC):
+            raise ValueError("not a missionwatch checkpoint")
+        line, _, payload = data[len(MAGIC):].partition(b"\n")
+        head = json.loads(line)
+        if not isinstance(head, dict) or head.get("version") != VERSION:
+            raise ValueError(f"format version {head.get('version') if isinstance(head, dict) else '?'}, "
+                             f"not {VERSION}")
+        if head.get("partition") != partition or not isinstance(head.get("offset"), int):
+            raise ValueError("of another partition, or without an offset")
+        if len(payload) != head.get("bytes") or hashlib.sha256(payload).hexdigest() != head.get("sha256"):
+            raise ValueError("cut short or corrupt (its SHA-256 differs)")
+        if head.get("fingerprint") != fingerprint(fresh):
+            raise ValueError("made under another configuration (specs, keys, limits or version)")
+        monitor, history = _Unpickler(io.BytesIO(payload), _shared(fresh)).load()
+        if not isinstance(monitor, Monitor) or not isinstance(history, History):
+            raise ValueError("it holds no monitor state")
+        return Restored(monitor, history, head["offset"])
