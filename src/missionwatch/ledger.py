@@ -101,19 +101,17 @@ class Ledger:
         numbers: Mapping[str, float],
         new_subject: bool,
     ) -> None:
-        incs: list[tuple[str, float]] = [
-            ("actions", 1), (f"type:{action_type}", 1), (f"decision:{decision}", 1),
-        ]
-        if decision != "allowed":
-            incs.append(("not_allowed", 1))
-        if template is not None:
-            incs.append((f"template:{template}", 1))
-        if new_subject:
-            incs.append(("contacted_subjects", 1))
-        for name, x in numbers.items():
-            p = f"attr:{action_type}:{name}"
-            incs += [(p + ":n", 1), (p + ":sum", x), (p + ":sumsq", x * x)]
-        incs = [(sys.intern(k), v) for k, v in incs]  # one copy of each measure name, shared by all cells
+        shape = (action_type, decision, template, new_subject, *numbers)
+        names = _ACTION_NAMES.get(shape)
+        if names is None:
+            names = _action_names(action_type, decision, template, numbers, new_subject)
+            if len(_ACTION_NAMES) >= 4096:  # bounded, whatever the traffic names
+                _ACTION_NAMES.clear()
+            _ACTION_NAMES[shape] = names
+        values: list[float] = [1] * (len(names) - 3 * len(numbers))
+        for x in numbers.values():
+            values += (1, x, x * x)
+        incs = list(zip(names, values, strict=True))
         for cell in self._cells(t, cohort):
             for k, v in incs:
                 cell[k] = cell.get(k, 0) + v
@@ -142,6 +140,28 @@ class Ledger:
         """`rows`, one at a time."""
         for key, cell in sorted(self.cells.items()):
             yield from cell_rows(mission_id, key, cell)
+
+
+_ACTION_NAMES: dict[tuple[object, ...], list[str]] = {}
+"""The measure names an action adds to, by its shape (type, decision, template, new subject,
+numeric attributes): worked out once per shape."""
+
+
+def _action_names(action_type: str, decision: str, template: str | None, numbers: Mapping[str, float],
+                  new_subject: bool) -> list[str]:
+    """The measures of `Ledger.add_action`, in the order it adds them: counts, then per numeric
+    attribute its n, sum and sum of squares."""
+    names = ["actions", f"type:{action_type}", f"decision:{decision}"]
+    if decision != "allowed":
+        names.append("not_allowed")
+    if template is not None:
+        names.append(f"template:{template}")
+    if new_subject:
+        names.append("contacted_subjects")
+    for name in numbers:
+        p = f"attr:{action_type}:{name}"
+        names += [p + ":n", p + ":sum", p + ":sumsq"]
+    return [sys.intern(k) for k in names]  # one copy of each measure name, shared by all cells
 
 
 def cell_rows(mission_id: str, key: Key, cell: Mapping[str, float]) -> Iterator[dict[str, Any]]:

@@ -11,6 +11,7 @@ their input in memory anyway; `replay_file` keeps nothing by default).
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -115,6 +116,7 @@ def replay_lines(monitor: Monitor, lines: Iterable[str | bytes], progress: Progr
     that many processes check signatures ahead of the core (`verify_ahead`); the result is
     the same as with none.
     """
+    gc.set_threshold(10_000, *gc.get_threshold()[1:])  # the core's state is long-lived: fewer young collections
     result = ReplayResult(monitor, kept=Kept() if keep else None)
     out: list[Sink] = [*sinks, *([result.kept] if result.kept is not None else [])]
     checked = verify_ahead(lines, monitor.keyring, workers, limits=monitor.limits)

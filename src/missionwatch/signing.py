@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import fnmatch
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .canonical import canonical_bytes, record_hash, strip_envelope
+from .canonical import canonical_bytes, strip_envelope
 from .records import (
     SCHEMA_ACTION,
     SCHEMA_CONTROL,
@@ -269,10 +270,11 @@ class Signer:
     def seal(self, record: dict[str, Any]) -> dict[str, Any]:
         """Return a copy with `hash` and `signature` set, as out records carry them."""
         body = strip_envelope(record)
-        value = base64.b64encode(self.key.sign(canonical_bytes(body))).decode()
+        payload = canonical_bytes(body)  # what `record_hash(body)` hashes: one walk for both
+        value = base64.b64encode(self.key.sign(payload)).decode()
         return {
             **body,
-            "hash": record_hash(body),
+            "hash": "sha256:" + hashlib.sha256(payload).hexdigest(),
             "signature": {"key_id": self.key_id, "alg": "ed25519", "value": value},
         }
 

@@ -53,9 +53,12 @@ def check_time(ms: MissionState | None, t: float, schema: str) -> None:
     """Refuse an event time outside the mission's plausible window."""
     if ms is None or ms.anchor is None:
         return
-    what = schema.removeprefix("missionwatch/").split("@")[0]
     # a registration declares the start; an unregistered mission's first record only hints
     # at it (an earlier-dated record may come next), so it gets the horizon both ways
+    plan = ms.plan
+    if ms.anchor - (plan.skew if ms.registered else plan.horizon) <= t <= ms.anchor + plan.horizon:
+        return  # within the window (what follows words the rejection)
+    what = schema.removeprefix("missionwatch/").split("@")[0]
     meta = ms.spec.spec
     back, back_text = (ms.plan.skew, meta.skew) if ms.registered else (ms.plan.horizon, meta.horizon)
     if t < ms.anchor - back:

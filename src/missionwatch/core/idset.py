@@ -27,10 +27,20 @@ _FLAG_BITS = 3
 _FLAG_MASK = (1 << _FLAG_BITS) - 1
 
 
+_last: tuple[str, str, int] = ("", "", 0)
+"""The latest `_key` worked out: a record's id is looked up, then put (one hash for both)."""
+
+
 def _key(kind: str, ident: str) -> int:
+    global _last
+    last = _last  # one tuple, read once: safe from any thread
+    if last[1] is ident and last[0] == kind:
+        return last[2]
     d = int.from_bytes(hashlib.blake2b(f"{kind}\x00{ident}".encode("utf-8", "surrogatepass"),
                                        digest_size=8).digest(), "little")
-    return d or 1  # 0 marks an empty slot
+    d = d or 1  # 0 marks an empty slot
+    _last = (kind, ident, d)
+    return d
 
 
 def content_digest(record_hash: str) -> int:
@@ -58,10 +68,9 @@ class IdTable:
         keys = self._keys
         mask = len(keys) - 1
         i = key & mask
-        k = np.uint64(key)
         while True:
-            found = keys[i]
-            if found in (_EMPTY, k):
+            found = keys.item(i)  # a Python int: compared without numpy scalars
+            if found in (_EMPTY, key):
                 return i
             i = (i + 1) & mask
 
@@ -69,9 +78,9 @@ class IdTable:
         """(content digest, flags) of an accepted id, or None."""
         key = _key(kind, ident)
         i = self._slot(key)
-        if self._keys[i] == _EMPTY:
+        if self._keys.item(i) == _EMPTY:
             return None
-        v = int(self._vals[i])
+        v: int = self._vals.item(i)
         return v >> _FLAG_BITS, v & _FLAG_MASK
 
     def put(self, kind: str, ident: str, digest: int, flags: int = 0) -> None:
@@ -82,7 +91,7 @@ class IdTable:
             self._grow()
         key = _key(kind, ident)
         i = self._slot(key)
-        if self._keys[i] != _EMPTY:
+        if self._keys.item(i) != _EMPTY:
             return
         self._keys[i] = key
         self._vals[i] = (digest << _FLAG_BITS | flags) & 0xFFFF_FFFF_FFFF_FFFF

@@ -112,9 +112,8 @@ def _integrity(ms: MissionState, dim: str, d: Decisions) -> None:
 
 
 def _fairness(ms: MissionState, obs: Observation, d: Decisions) -> None:
-    for fd, cohort in sorted(obs.touched, key=lambda p: (p[0].rule.metric, p[0].proxy, p[1])):
-        if not fd.due(cohort):
-            continue
+    due = [p for p in obs.touched if p[0].due(p[1])]  # `due` reads only counts: the same before sorting
+    for fd, cohort in sorted(due, key=lambda p: (p[0].rule.metric, p[0].proxy, p[1])):
         old = fd.verdict(cohort)
         new = fd.assess(cohort)
         opens = fd.opens(cohort, new)
@@ -189,6 +188,8 @@ def _limits(ms: MissionState, obs: Observation, d: Decisions) -> None:
 
 
 def _shifts(ms: MissionState, obs: Observation, d: Decisions) -> None:
+    if not obs.events:
+        return
     shift = ms.spec.shift
     severity_of = {"new_template": shift.new_template, "new_action_type": shift.new_action_type,
                    "new_cohort": shift.new_cohort, "mix_shift": shift.mix, "followup_pressure": shift.followup}

@@ -20,9 +20,9 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ..admission import DEFAULT_LIMITS, Limits
 from ..intake import Intake, Prepared, Reject, Signatures
@@ -182,19 +182,19 @@ class Monitor:
                   batch_hash: str | None) -> None:
         model, schema = validate(p)
         key_id = signer_of(p, schema, batch_key, self.allow_unsigned)
-        if isinstance(model, ActionRecord | OutcomeRecord | ReviewRecord):
+        if isinstance(model, _TIMED):
             check_time(self.missions.get(model.mission_id), model.occurred_at, schema)
         assert p.record is not None and p.payload is not None
         h = "sha256:" + hashlib.sha256(p.payload).hexdigest()
-        accepted = Accepted("mission", p.record, model, h, key_id, batch_hash, False)
+        draft = _Draft(p.record, model, h, key_id, batch_hash)
         if isinstance(model, ActionRecord):
-            self._on_action(model, accepted, step)
+            self._on_action(model, draft, step)
         elif isinstance(model, OutcomeRecord):
-            self._on_outcome(model, accepted, step)
+            self._on_outcome(model, draft, step)
         elif isinstance(model, ReviewRecord):
-            self._on_review(model, accepted, step)
+            self._on_review(model, draft, step)
         elif isinstance(model, MissionRecord):
-            self._on_mission(model, accepted, step)
+            self._on_mission(model, draft, step)
 
     # ---------------------------------------------------------------- missions
     def _plan(self, spec: Spec) -> Plan:
@@ -211,7 +211,7 @@ class Monitor:
             ms = self.missions[mission_id] = MissionState(mission_id, spec, self._plan(spec), None, None, t)
         return ms
 
-    def _on_mission(self, m: MissionRecord, acc: Accepted, step: Step) -> None:
+    def _on_mission(self, m: MissionRecord, acc: _Draft, step: Step) -> None:
         ms = self.missions.get(m.mission_id)
         if ms is not None:
             if ms.registration_hash == acc.hash:
@@ -231,7 +231,7 @@ class Monitor:
         step.accepted.append(_as(acc, "mission"))
         step.missions.add(m.mission_id)
 
-    def _on_action(self, a: ActionRecord, acc: Accepted, step: Step) -> None:
+    def _on_action(self, a: ActionRecord, acc: _Draft, step: Step) -> None:
         ms = self._mission(a.mission_id, a.occurred_at)
         if _duplicate(ms, "r", a.receipt_id, acc, step):
             return
@@ -242,7 +242,7 @@ class Monitor:
         step.accepted.append(_as(acc, "action", cohort=cohort))
         self._settle(ms, observe_action(ms, a, cohort), a.receipt_id, a.occurred_at, step)
 
-    def _on_outcome(self, o: OutcomeRecord, acc: Accepted, step: Step) -> None:
+    def _on_outcome(self, o: OutcomeRecord, acc: _Draft, step: Step) -> None:
         ms = self._mission(o.mission_id, o.occurred_at)
         if _duplicate(ms, "o", o.outcome_id, acc, step):
             return
@@ -252,7 +252,7 @@ class Monitor:
         step.accepted.append(_as(acc, "outcome", cohort=own or obs.cohort))
         self._settle(ms, obs, o.outcome_id, o.occurred_at, step)
 
-    def _on_review(self, r: ReviewRecord, acc: Accepted, step: Step) -> None:
+    def _on_review(self, r: ReviewRecord, acc: _Draft, step: Step) -> None:
         ms = self.missions.get(r.mission_id)
         if ms is None:
             raise Reject("unknown_escalation", f"the review names mission {r.mission_id!r}, "
@@ -300,7 +300,21 @@ class Monitor:
         return subj.cohort if subj and subj.cohort else None
 
 
-def _as(acc: Accepted, kind: Any, *, duplicate: bool = False, cohort: dict[str, str] | None = None) -> Accepted:
+class _Draft(NamedTuple):
+    """What an accepted record's `Accepted` carries beyond its kind (built once, by `_as`)."""
+
+    record: dict[str, Any]
+    model: BaseModel
+    hash: str
+    key_id: str | None
+    batch_hash: str | None
+
+
+_TIMED = (ActionRecord, OutcomeRecord, ReviewRecord)
+"""The records dated by `occurred_at`."""
+
+
+def _as(acc: _Draft, kind: Any, *, duplicate: bool = False, cohort: dict[str, str] | None = None) -> Accepted:
     return Accepted(kind, acc.record, acc.model, acc.hash, acc.key_id, acc.batch_hash, duplicate, cohort)
 
 
@@ -320,7 +334,7 @@ def _only_an_approval(ms: MissionState, r: ReviewRecord, key_id: str | None) -> 
     return len(approvals) < need
 
 
-def _duplicate(ms: MissionState, kind: str, ident: str, acc: Accepted, step: Step) -> bool:
+def _duplicate(ms: MissionState, kind: str, ident: str, acc: _Draft, step: Step) -> bool:
     """Whether the record repeats one the mission accepted (then counted, changing nothing);
     `MissionState.seen` refuses an id that comes back with other content."""
     if not ms.seen(kind, ident, acc.hash):

@@ -242,7 +242,8 @@ class FairnessDelta(Detector):
 
     @property
     def n_thresholds(self) -> int:
-        return sum(v is not None for v in (self.rule.max_gap, self.rule.min_ratio, self.rule.max_ratio))
+        rule = self.rule
+        return (rule.max_gap is not None) + (rule.min_ratio is not None) + (rule.max_ratio is not None)
 
     def update(self, cohort: str, x: float, *, prev: float | None = None, t: float | None = None,
                before: tuple[float, int] | None = None) -> FairnessDelta:

@@ -144,11 +144,15 @@ class MixShift(Detector):
         for cat, det in self.detectors.items():
             if det.phi != phi:
                 det.temper(phi)
-            det.update(cat == value)
-            if fired is None and det.alarm:
+            if det.step(cat == value) and fired is None:
                 fired = cat
         if fired is None:
             return None
+        return self._shifted(fired, phi)
+
+    def _shifted(self, fired: str, phi: float) -> ShiftEvent:
+        """The shift event of `fired`'s alarm; the mix latches."""
+        assert self.detectors is not None
         det = self.detectors[fired]
         n0 = sum(self.baseline.values())
         self.latched = Counter()

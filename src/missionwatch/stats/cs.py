@@ -115,11 +115,16 @@ class RatioStat:
         if before is None:
             return self.grow(x) if prev is None else self.revise(prev, x)
         s, k = before
-        return self.change(before, (s + x, k + 1) if prev is None else (s + x - prev, k))
+        if prev is None:
+            return self._move(s, k, s + x, k + 1)
+        return self._move(s, k, s + x - prev, k)
 
     def change(self, before: tuple[float, int], after: tuple[float, int]) -> RatioStat:
         """A cluster's (sum, count) went from `before` to `after` ((0, 0): no cluster yet)."""
-        (s, k), (s1, k1) = before, after
+        return self._move(*before, *after)
+
+    def _move(self, s: float, k: float, s1: float, k1: float) -> RatioStat:
+        """`change` from (s, k) to (s1, k1)."""
         if k == 0 and s == 0 and (k1 or s1):
             self.n += 1
         self.x += s1 - s

@@ -39,7 +39,20 @@ def _log_mean_exp(xs: Sequence[float]) -> float:
     top = max(xs)
     if top == -math.inf:
         return -math.inf
-    return top + math.log(sum(math.exp(x - top) for x in xs) / len(xs))
+    return top + math.log(sum([math.exp(x - top) for x in xs]) / len(xs))
+
+
+_LEVELS: dict[float, float] = {}
+_LOG_N = [math.inf] + [math.log(n) for n in range(1, 65)]
+"""log n for a mixture of n alternatives (`above`'s shortcut; none past 64)."""
+
+
+def _level(alpha: float) -> float:
+    """log(1/alpha), the level log M_t alarms at (worked out once per alpha)."""
+    level = _LEVELS.get(alpha)
+    if level is None:
+        level = _LEVELS[alpha] = math.log(1.0 / alpha)
+    return level
 
 
 class _LikelihoodRatioEDetector(Detector):
@@ -89,14 +102,23 @@ class _LikelihoodRatioEDetector(Detector):
         return math.exp(min(self.log_statistic, 700.0))
 
     def above(self, level: float) -> bool:
-        """Whether log M_t > level (a mean of exps is at most their max: most updates need
-        no logarithm)."""
-        return max(self._log_m) > level and self.log_statistic > level
+        """Whether log M_t > level. A mean of n exps is at most their max and at least 1/n of it,
+        so most updates need no logarithm: none below the level, none a margin (1/8, far past any
+        rounding at these magnitudes) beyond level + log n."""
+        log_m = self._log_m
+        top = max(log_m)
+        if not top > level:
+            return False
+        if len(log_m) < len(_LOG_N) and level + _LOG_N[len(log_m)] + 0.125 < top < 1e9:
+            return True
+        return _log_mean_exp(log_m) > level
 
     @property
     def alarm(self) -> bool:
-        level = math.log(1.0 / self.alpha)
-        return max(self._log_m) >= level and self.log_statistic >= level
+        """M_t >= 1/alpha. The mean of exps is at most their max, so the logarithm of the mean
+        is needed only once the largest log M_t reaches the level."""
+        level = _level(self.alpha)
+        return max(self._log_m) >= level and _log_mean_exp(self._log_m) >= level
 
     def status(self) -> dict[str, Any]:
         return {"statistic": round(self.statistic, 6), "level": 1.0 / self.alpha, "alarm": self.alarm,
@@ -142,9 +164,30 @@ class BernoulliECusum(_LikelihoodRatioEDetector):
         self._s0 = [x / self.phi for x in self._ll0]
         return self
 
+    def _advance(self, x: bool) -> list[float]:
+        """`_step` on observation x (inline for the e-CUSUM: a dozen run per action); the new log M."""
+        ls = self._s1 if x else self._s0
+        if self.kind != "cusum":
+            self._step(ls)
+            return self._log_m
+        log_m = self._log_m = [(m if m > 0.0 else 0.0) + ll for m, ll in zip(self._log_m, ls, strict=True)]
+        self.n += 1
+        return log_m
+
     def update(self, x: bool, t: float | None = None) -> BernoulliECusum:
-        self._step(self._s1 if x else self._s0)
+        self._advance(x)
         return self
+
+    def step(self, x: bool) -> bool:
+        """`update(x)`, then whether it alarms (`alarm`)."""
+        if self.kind == "cusum":  # `_advance`, inline
+            log_m = self._log_m = [(m if m > 0.0 else 0.0) + ll
+                                   for m, ll in zip(self._log_m, self._s1 if x else self._s0, strict=True)]
+            self.n += 1
+        else:
+            log_m = self._advance(x)
+        level = _level(self.alpha)
+        return max(log_m) >= level and _log_mean_exp(log_m) >= level
 
     def update_many(self, xs: np.ndarray) -> int | None:
         """`update` for each of `xs` in turn; returns the index of the first alarm, or None."""

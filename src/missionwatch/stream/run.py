@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import socket
 from collections.abc import Iterator
@@ -47,6 +48,7 @@ def run_worker(settings: StreamSettings, loglevel: str = "warning", monitor: typ
 
     with broker_for(settings) as boot:
         app, _ = make_app(settings, bootstrap=boot, monitor=monitor)
+        gc.set_threshold(10_000, *gc.get_threshold()[1:])  # the core's state is long-lived: fewer young collections
         logging.getLogger("missionwatch").setLevel(loglevel.upper())
         worker = faust.Worker(app, loglevel=loglevel, quiet=loglevel != "info", override_logging=loglevel == "info")
         worker.execute_from_commandline()
