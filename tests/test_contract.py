@@ -150,7 +150,7 @@ def test_in_record_fields() -> None:
 
 def test_out_record_fields(registry: SpecRegistry, keys: dict[str, Signer], monitor: Monitor) -> None:
     fields = out_records(registry, keys, monitor)
-    assert set(fields) == set(records.OUT_SCHEMAS)
+    assert set(fields) == set(records.OUT_SCHEMAS) | {records.SCHEMA_CHECKPOINT}
     for schema, names in fields.items():
         assert set(first_cells(section(f"`{schema}`"))) == names, schema
 

@@ -59,6 +59,9 @@ LedgerOpt = Annotated[bool | None, typer.Option(
     "--data` (without it, that reads the out records only). Default: kept.")]
 LedgerEveryOpt = Annotated[float | None, typer.Option(
     help="Seconds between the live ledger's commits: how far behind the stream analysts read. Default 5.")]
+CheckpointEveryOpt = Annotated[float | None, typer.Option(
+    help="Seconds between checkpoints of each partition's state (DATA/checkpoints): a restart replays only "
+    "the log after them. 0: none. Default 60.")]
 ViewTokenOpt = Annotated[str | None, typer.Option(
     help="Token the risk console asks before showing anything (a reviewer token also opens it). "
     "Default: viewing is open.")]
@@ -212,18 +215,35 @@ def verify(
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print one JSON object on stdout: ok, records, missions (mission_id to last "
         "seq), error.")] = False,
+    checkpoint: Annotated[Path | None, typer.Option(
+        "--checkpoint", help="A file holding one checkpoint record as the monitor published it: fails, "
+        "naming why, when the file's log was cut off, dropped, reordered or forked relative to it.")] = None,
+    witness: Annotated[Path | None, typer.Option(
+        "--witness", help="A witness's private key (PEM): when the file verifies against --checkpoint, "
+        "print the checkpoint's note cosigned by it (C2SP tlog-cosignature).")] = None,
+    witness_name: Annotated[str, typer.Option(help="The witness's key name in its cosignature.")] = "witness",
 ) -> None:
-    """Check every hash, signature and per-mission chain of the monitor's out records and list each
-    mission's last seq. Exit 0 whole; 1 broken, incomplete or empty; 2 unusable arguments. Records
-    cut off the end of the file and deleted chains leave no trace in the chains: --expect catches
-    them."""
+    """Check every hash, signature and per-mission chain of the monitor's out records, and every
+    checkpoint of their transparency log, and list each mission's last seq. Exit 0 whole; 1
+    broken, incomplete or empty; 2 unusable arguments. Records cut off the end of the file and
+    deleted chains leave no trace in the chains: --checkpoint (or --expect) catches them."""
+    from .transparency import load_checkpoint
     from .verify import verify_events
 
     keyring, expected = _verify_inputs(events, keys, expect)
+    if witness is not None and checkpoint is None:
+        raise _fail("--witness cosigns the checkpoint given with --checkpoint: name one")
     try:
-        report = verify_events(events, keyring, expected)
+        kept = load_checkpoint(checkpoint, keyring) if checkpoint is not None else None
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        report = verify_events(events, keyring, expected, kept)
     except OSError as exc:
         raise _fail(f"{events}: cannot be read ({exc.strerror})") from None
+    if report.ok and kept is not None and witness is not None:
+        _cosign(kept, witness, witness_name)
+        return
     if as_json:
         print(json.dumps(report.to_json()), flush=True)
     elif report.ok:
@@ -233,6 +253,79 @@ def verify(
             out.print(f"  mission {mission!r} -> last seq {seq}", markup=False)
     if not report.ok:
         raise _fail(f"{events}: {report.error}", code=1)
+
+
+def _cosign(kept: Any, witness: Path, name: str) -> None:
+    """Print the checkpoint's note with the witness's cosignature added (time: now)."""
+    import time
+
+    from .tlog import cosign
+
+    try:
+        key = load_private_key(witness).key
+        print(cosign(kept.note, name, key, int(time.time())).text(), end="", flush=True)
+    except (OSError, ValueError) as exc:
+        raise _fail(f"{witness}: {exc}") from None
+
+
+@app.command()
+def prove(
+    record_hash: Annotated[str | None, typer.Argument(
+        help="The `hash` of an out record (sha256:...): print its inclusion proof against its "
+        "mission's latest checkpoint in --log.")] = None,
+    log: Annotated[Path | None, typer.Option("--log", help="The events file (replay's events.jsonl, "
+                                             "a DATA/out file, `missionwatch tail` output).")] = None,
+    keys: Annotated[Path | None, typer.Option("--keys", help="Keyring JSON holding the monitor's public "
+                                              "key: every checkpoint is checked against it.")] = None,
+    consistency: Annotated[tuple[Path, Path] | None, typer.Option(
+        "--consistency", help="OLD NEW: two files each holding a checkpoint record of one mission: print "
+        "the proof that the older log is a prefix of the newer.")] = None,
+    check: Annotated[Path | None, typer.Option(
+        "--check", help="A proof this command printed: check it offline (needs --keys only).")] = None,
+) -> None:
+    """Transparency-log proofs (README, "The transparency log"): inclusion of a record, consistency
+    of two checkpoints, or the check of a proof. Prints one JSON object. Exit 0 proved or
+    checked; 1 it does not hold; 2 unusable arguments."""
+    from .tlog import ProofError
+    from .transparency import (
+        check_proof,
+        consistency_between,
+        inclusion_of,
+        load_checkpoint,
+        read_log,
+    )
+
+    if keys is None:
+        raise _fail("--keys: the keyring with the monitor's public key is needed to check checkpoints")
+    keyring = _keyring(keys)
+    try:
+        if check is not None:
+            said = check_proof(json.loads(check.read_bytes()), keyring)
+            print(json.dumps({"ok": True, "holds": said}), flush=True)
+            return
+        if log is None or (record_hash is None) == (consistency is None):
+            raise _fail("give RECORD_HASH or --consistency OLD NEW, with --log EVENTS (or --check PROOF)")
+        read = read_log(log, keyring)
+        if consistency is not None:
+            old, new = (load_checkpoint(p, keyring) for p in consistency)
+            answer = consistency_between(read.logs, old, new)
+        else:
+            rec = read.records.get(str(record_hash))
+            if rec is None:
+                raise _fail(f"{log}: no out record has the hash {record_hash}", code=1)
+            answer = inclusion_of(read.logs, read.latest, rec)
+    except ProofError as exc:
+        raise _fail(str(exc), code=1) from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise _fail(str(exc)) from None
+    print(json.dumps(answer, ensure_ascii=False), flush=True)
+
+
+def _keyring(keys: Path) -> Keyring:
+    try:
+        return Keyring.load(keys)
+    except KeyError_ as exc:
+        raise _fail(str(exc)) from None
 
 
 @app.command()
@@ -401,9 +494,7 @@ def run(
     web_host: Annotated[str | None, typer.Option(help="Address the HTTP API binds. Default 127.0.0.1.")] = None,
     view_token: ViewTokenOpt = None, dashboards: DashboardsOpt = None, reviewers: ReviewersOpt = None,
     ledger: LedgerOpt = None, ledger_every: LedgerEveryOpt = None,
-    checkpoint_every: Annotated[float | None, typer.Option(
-        help="Seconds between checkpoints of each partition's state (DATA/checkpoints): a restart replays "
-        "only the log after them. 0: none. Default 60.")] = None,
+    checkpoint_every: CheckpointEveryOpt = None,
     batch: Annotated[int | None, typer.Option(min=1, help="Messages taken per step. Default 500.")] = None,
     linger: Annotated[float | None, typer.Option(help="Longest wait (s) to fill a step. Default 0.02.")] = None,
     fetch_wait: Annotated[float | None, typer.Option(help="Longest a fetch waits for new messages (s). "

@@ -15,6 +15,11 @@ policy checks:
   pause applies as soon as an authentic control signal says so; a resume applies
   only once the chain up to it is verified; a mission whose chain breaks or forks
   stays paused (fail closed) until a person looks.
+- The transparency log (missionwatch.transparency): every checkpoint record is checked
+  against the chain the gate verified and against the mission's previous checkpoint
+  (consistency proof). Once a mission has shown a checkpoint, a resume applies only when
+  a checkpoint that includes it (inclusion proof) holds; a checkpoint inconsistent with
+  an earlier one, or with the records, holds the mission (fail closed).
 
 Publishing survives a broker that goes away. A record stays queued, in order, until the
 broker has acknowledged the batch that carries it. `flush()` (and `send()` when a batch is
@@ -52,11 +57,12 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
 
-from .records import SCHEMA_BATCH, SCHEMA_CONTROL
+from .records import SCHEMA_BATCH, SCHEMA_CHECKPOINT, SCHEMA_CONTROL
 from .records import TOPIC_CONTROL as CONTROL
 from .records import TOPIC_IN as IN
 from .records import TOPIC_OUT as OUT
 from .signing import Keyring, Signer
+from .transparency import Logs, TreeHead, check_checkpoint
 from .verify import Chains, check_out_record
 
 __all__ = ["ControlState", "Gate", "GateError", "Publish", "backoff_delay", "error_kind"]
@@ -164,6 +170,10 @@ class ControlState:
 class _Mission:
     control: ControlState | None = None
     pending_resume: dict[int, ControlState] = field(default_factory=dict)
+    checkpoints: dict[int, TreeHead] = field(default_factory=dict)
+    """Checkpoints not yet checked (ahead of the verified chain), by tree size."""
+    unproven: dict[int, ControlState] = field(default_factory=dict)
+    """Resumes the chain reached, waiting for a checkpoint that includes them."""
     pending: dict[int, tuple[str, object]] = field(default_factory=dict)
     """Records ahead of the verified chain head: seq -> (hash, prev_hash)."""
     broken: str | None = None
@@ -370,6 +380,7 @@ class _Follower:
         """Called once per authentic out record (strategy receipt, escalation, control)."""
         self.missions: dict[str, _Mission] = {}
         self.chains = Chains()
+        self.logs = Logs()
         self.problems: list[str] = []
         self._changed = asyncio.Event()
 
@@ -404,6 +415,9 @@ class _Follower:
             rec = json.loads(value or b"")
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             self._problem(f"a message that is not JSON ({exc})")
+            return
+        if isinstance(rec, dict) and rec.get("schema") == SCHEMA_CHECKPOINT:
+            self._checkpoint(rec)
             return
         checked = check_out_record(rec, self.keys)
         if isinstance(checked, str):
@@ -442,9 +456,48 @@ class _Follower:
             if error is not None:
                 self._break(m, error)
                 return
+            self.logs.record(mission, h)
             resume = m.pending_resume.pop(nxt, None)
-            if resume is not None:
+            if resume is not None and self._logged(mission, m):
+                m.unproven[nxt] = resume  # the next checkpoint must include it
+            elif resume is not None:
                 self._apply(m, resume)
+            self._settle(mission, m)
+
+    def _logged(self, mission: str, m: _Mission) -> bool:
+        """Whether the mission's log has shown checkpoints (a monitor that issues none: no wait)."""
+        log_ = self.logs.missions.get(mission)
+        return bool(m.checkpoints) or (log_ is not None and log_.head is not None)
+
+    def _checkpoint(self, rec: dict[str, Any]) -> None:
+        head = check_checkpoint(rec, self.keys)
+        if isinstance(head, str):
+            self._problem(head)  # never trusted
+            return
+        m = self.missions.setdefault(head.mission_id, _Mission())
+        log_ = self.logs.missions.get(head.mission_id)
+        if log_ is not None and log_.head is not None and head.size <= log_.head.size:
+            if head.size == log_.head.size and head.root != log_.head.root:
+                self._break(m, f"mission {head.mission_id!r}: two checkpoints of size {head.size} with different "
+                            "roots (a forked log)")
+            return  # a redelivery, or one an earlier checkpoint already covers
+        m.checkpoints[head.size] = head
+        self._settle(head.mission_id, m)
+        self._changed.set()
+
+    def _settle(self, mission: str, m: _Mission) -> None:
+        """Check the checkpoints the verified chain reached, in order; apply the resumes they include."""
+        while m.broken is None and m.checkpoints:
+            size = min(m.checkpoints)
+            log_ = self.logs.missions.get(mission)
+            if log_ is None or log_.tree.size < size:
+                return
+            error = self.logs.checkpoint(m.checkpoints.pop(size))
+            if error is not None:
+                self._break(m, error)
+                return
+            for seq in sorted(s for s in m.unproven if s < size):
+                self._apply(m, m.unproven.pop(seq))
 
     def _apply(self, m: _Mission, state: ControlState) -> None:
         if m.control is None or state.seq > m.control.seq:

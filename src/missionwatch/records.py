@@ -37,6 +37,9 @@ SCHEMA_BATCH = "missionwatch/batch@1"
 SCHEMA_STRATEGY = "missionwatch/strategy@1"
 SCHEMA_ESCALATION = "missionwatch/escalation@1"
 SCHEMA_CONTROL = "missionwatch/control@1"
+SCHEMA_CHECKPOINT = "missionwatch/checkpoint@1"
+"""ext: a signed checkpoint of a mission's transparency log (CONTRACT 1.9): on missionwatch.out,
+outside the mission's chain (no seq)."""
 
 OUT_SCHEMAS = frozenset({SCHEMA_STRATEGY, SCHEMA_ESCALATION, SCHEMA_CONTROL})
 

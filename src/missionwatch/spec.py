@@ -36,6 +36,7 @@ __all__ = [
     "Spec",
     "SpecError",
     "SpecRegistry",
+    "TransparencySpec",
     "load_spec",
     "normalize_value",
     "parse_duration",
@@ -375,6 +376,12 @@ class LimitRule(_Model):
         return self
 
 
+class TransparencySpec(_Model):
+    every: int = Field(16, ge=1, le=100_000)
+    """A signed checkpoint of the mission's log after every N out records, and after every
+    control record (missionwatch.tlog; CONTRACT 1.9)."""
+
+
 class Spec(_Model):
     spec: Meta
     cohorts: CohortSpec = CohortSpec()
@@ -388,6 +395,7 @@ class Spec(_Model):
     shift: ShiftSpec = ShiftSpec()
     risk: list[RiskRule] = []
     limits: list[LimitRule] = []
+    transparency: TransparencySpec = TransparencySpec()
     version: str = Field("", exclude=True)
     """sha256 of the spec file, set by load_spec."""
 

@@ -19,19 +19,30 @@ import base64
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 __all__ = ["EMPTY_ROOT", "Checkpoint", "MerkleTree", "ProofError", "cosign", "key_id", "leaf_hash",
-           "leaf_of", "node_hash", "root_from_inclusion", "sign_note", "verify_consistency",
+           "leaf_of", "log_origin", "node_hash", "note_name", "root_from_inclusion", "sign_note", "verify_consistency",
            "verify_cosignature", "verify_inclusion", "verify_note"]
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 NOTE_ED25519 = 0x01
 COSIGNATURE_ED25519 = 0x04
 _DASH = "\u2014 "
+
+
+def note_name(key_id: str) -> str:
+    """The name a monitor key signs checkpoints under: `missionwatch/<key_id>`."""
+    return "missionwatch/" + quote(key_id, safe="-_.@=")
+
+
+def log_origin(key_id: str, mission_id: str) -> str:
+    """A mission's log origin line: `missionwatch/<key_id>/<mission_id percent-encoded>`."""
+    return note_name(key_id) + "/" + quote(mission_id, safe="-_.@=", errors="surrogatepass")
 
 
 class ProofError(ValueError):

@@ -15,6 +15,11 @@ checkpoint noted it). It is a lower bound, a snapshot taken earlier: records
 beyond it are fine; a mission missing from the file, or a chain ending before
 it, fails.
 
+The transparency log (missionwatch.transparency) closes it too: every checkpoint record in
+the file must hold against the records before it and the mission's previous checkpoint, and a
+checkpoint kept from earlier (`checkpoint`) must be a prefix of the file's log: records cut off
+the end, dropped, reordered or forked relative to it are named.
+
 Exceptions: `ExpectError` (a ValueError) for an expectation file that cannot be
 used. A broken log is not an exception: it is the `error` of the `VerifyReport`.
 """
@@ -29,8 +34,9 @@ from typing import Any
 
 from .admission import LimitExceeded, unique_object
 from .canonical import CanonicalizationError, record_hash
-from .records import OUT_SCHEMAS
+from .records import OUT_SCHEMAS, SCHEMA_CHECKPOINT
 from .signing import Keyring, VerifyFailure
+from .transparency import Logs, TreeHead, check_checkpoint
 
 __all__ = [
     "Chains",
@@ -141,43 +147,54 @@ def _parse(raw: bytes) -> Any:
         raise _Unreadable(exc.reason) from None
 
 
-def _check_line(raw: bytes, keyring: Keyring, chains: Chains) -> str | None:
-    """None when the line is the next record of its mission's chain, else why not."""
+def _check_line(raw: bytes, keyring: Keyring, chains: Chains, logs: Logs) -> str | None:
+    """None when the line is the next record of its mission's chain (or a checkpoint of its log
+    that holds), else why not."""
     try:
         rec = _parse(raw)
     except _Unreadable as exc:
         return str(exc)
+    if isinstance(rec, dict) and rec.get("schema") == SCHEMA_CHECKPOINT:
+        head = check_checkpoint(rec, keyring)
+        return head if isinstance(head, str) else logs.checkpoint(head)
     checked = check_out_record(rec, keyring)
     if isinstance(checked, str):
         return checked
-    return chains.extend(*checked, rec.get("prev_hash"))
+    error = chains.extend(*checked, rec.get("prev_hash"))
+    if error is None:
+        logs.record(checked[0], checked[2])
+    return error
 
 
-def _walk(lines: Iterable[bytes], keyring: Keyring, chains: Chains) -> tuple[int, str | None]:
+def _walk(lines: Iterable[bytes], keyring: Keyring, chains: Chains, logs: Logs) -> tuple[int, str | None]:
     """(records that verified, the first problem or None); blank lines are skipped."""
     n = 0
     for lineno, raw in enumerate(lines, 1):
         if not raw.strip():
             continue
-        error = _check_line(raw, keyring, chains)
+        error = _check_line(raw, keyring, chains, logs)
         if error is not None:
             return n, f"line {lineno}: {error}"
         n += 1
     return n, None
 
 
-def verify_events(path: str | Path, keyring: Keyring,
-                  expect: Mapping[str, int] | None = None) -> VerifyReport:
-    """Verify an events file: every record, every chain, and, given `expect` (mission_id ->
-    the least last seq, see `load_expectation`), that no expected mission or record is missing.
-    The report names the first problem. OSError when the file cannot be read."""
-    chains = Chains()
+def verify_events(path: str | Path, keyring: Keyring, expect: Mapping[str, int] | None = None,
+                  checkpoint: TreeHead | None = None) -> VerifyReport:
+    """Verify an events file: every record, every chain, every checkpoint of the transparency
+    log; given `expect` (mission_id -> the least last seq, see `load_expectation`), that no
+    expected mission or record is missing; given `checkpoint` (one kept from earlier,
+    `transparency.load_checkpoint`), that the file's log holds it. The report names the first
+    problem. OSError when the file cannot be read."""
+    chains, logs = Chains(), Logs()
     with Path(path).open("rb") as f:
-        n, error = _walk(f, keyring, chains)
+        n, error = _walk(f, keyring, chains, logs)
     if error is None and n == 0:
         error = "no out records: the file is empty or blank, so there is nothing to verify"
     if error is None and expect is not None:
         error = check_expectation(chains.last_seqs(), expect)
+    if error is None and checkpoint is not None:
+        error = logs.against(checkpoint)
     return VerifyReport(n, chains.last_seqs(), error)
 
 

@@ -55,14 +55,16 @@ def test_a_hard_limit_acts_on_the_record_that_crosses_it_and_once(monitor: Monit
     acting = [i for i, s in enumerate(steps) if s.out]
     assert acting == [29]  # the 30th action: min_samples reached, past the limit
     out = steps[29].out
-    assert [o["schema"].split("/")[1] for o in out] == ["escalation@1", "control@1", "strategy@1"]
+    # the control signal is followed by a checkpoint of the mission's transparency log
+    assert [o["schema"].split("/")[1] for o in out] == ["escalation@1", "control@1", "checkpoint@1", "strategy@1"]
+    assert out[2]["tree_size"] == out[1]["seq"] + 1
     esc = out[0]
     assert (esc["code"], esc["detector"], esc["triggered_by"]) == ("hard_limit", "limit:cancellation_delay",
                                                                    "r-m-1-29")
     assert esc["evidence"] == {"metric": "cancellation_delay", "scope": "mission", "value": 200.0, "n": 30,
                                "above": 168.0, "below": None, "min_samples": 30}
     assert "the whole mission" in esc["reason"]
-    assert out[2]["review_status"] == "paused" and out[2]["cohorts_affected"] == []
+    assert out[3]["review_status"] == "paused" and out[3]["cohorts_affected"] == []
 
 
 def test_a_mission_under_its_limit_is_never_paused(monitor: Monitor, keys: dict[str, Signer]) -> None:

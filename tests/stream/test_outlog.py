@@ -82,3 +82,29 @@ def test_records_without_mission_or_seq_are_logged_not_written(tmp_path: Path,
         for bad in (b"not json", b"{}", b'{"mission_id": "m", "seq": "x"}', b"[1]"):
             log.add(bad)
     assert log.flush() == 0 and list(tmp_path.iterdir()) == [] and caplog.text.count("not written") == 4
+
+
+def cp(mission: str, size: int) -> bytes:
+    return json.dumps({"schema": "missionwatch/checkpoint@1", "mission_id": mission, "tree_size": size}).encode()
+
+
+def places(path: Path) -> list[str]:
+    return [f"s{r['seq']}" if "seq" in r else f"c{r['tree_size']}"
+            for r in map(json.loads, path.read_bytes().splitlines())]
+
+
+def test_a_checkpoint_goes_once_right_after_the_records_it_covers(tmp_path: Path) -> None:
+    log = OutLog(tmp_path)
+    for value in (cp("m", 2), rec("m", 1), rec("m", 0), rec("m", 2), cp("m", 3)):  # in any order
+        log.add(value)
+    log.flush()
+    assert places(tmp_path / "m.jsonl") == ["s0", "s1", "c2", "s2", "c3"]
+    for value in (rec("m", 2), cp("m", 3), cp("m", 2), rec("m", 3), cp("m", 5)):  # redelivered, and one ahead
+        log.add(value)
+    log.flush()
+    assert places(tmp_path / "m.jsonl") == ["s0", "s1", "c2", "s2", "c3", "s3"]  # c5 waits for its record
+    again = OutLog(tmp_path)  # a restarted worker: the checkpoint on disk is not written twice
+    for value in (cp("m", 3), rec("m", 4), cp("m", 5)):
+        again.add(value)
+    again.flush()
+    assert places(tmp_path / "m.jsonl") == ["s0", "s1", "c2", "s2", "c3", "s3", "s4", "c5"]

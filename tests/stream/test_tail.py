@@ -55,3 +55,15 @@ def test_without_follow_a_gap_is_named_and_exits_1(broker: EmbeddedBroker) -> No
                           "--mission", "gappy"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and [json.loads(x)["seq"] for x in out.stdout.splitlines()] == [0]
     assert "mission 'gappy': seq 1 is not on the topics (they hold seq 2 onwards)" in out.stderr
+
+
+def test_a_checkpoint_comes_out_right_after_the_record_it_ends_with() -> None:
+    def rec(seq: int) -> bytes:
+        return json.dumps({"schema": "missionwatch/strategy@1", "mission_id": "m", "seq": seq}).encode()
+
+    def cp(size: int) -> bytes:
+        return json.dumps({"schema": "missionwatch/checkpoint@1", "mission_id": "m", "tree_size": size}).encode()
+
+    merge = ChainMerge()
+    got = [v for value in (rec(0), cp(2), rec(2), cp(2), rec(1), cp(3), cp(1)) for v in merge.add(value)]
+    assert got == [rec(0), rec(1), cp(2), rec(2), cp(3)]  # cp(2) waited for seq 1; copies and an old one skipped

@@ -1,12 +1,23 @@
 """Emission: seal out records into a mission's chain (seq, prev_hash, issued_at, hash,
-signature; CONTRACT 2) and keep the mission's state in step with what was issued."""
+signature; CONTRACT 2) and keep the mission's state in step with what was issued.
+
+Each chain record is also a leaf of the mission's transparency log (missionwatch.tlog); after
+every control record, and every `[transparency] every` records, a signed checkpoint of the log
+follows it (CONTRACT 1.9): outside the chain, so a v1 reader of chains is not disturbed."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..records import SCHEMA_CONTROL, SCHEMA_ESCALATION, SCHEMA_STRATEGY, format_time
+from ..records import (
+    SCHEMA_CHECKPOINT,
+    SCHEMA_CONTROL,
+    SCHEMA_ESCALATION,
+    SCHEMA_STRATEGY,
+    format_time,
+)
 from ..signing import Signer
+from ..tlog import Checkpoint, leaf_of, log_origin, note_name, sign_note
 from .judge import Escalate
 from .mission import EscalationEntry, MissionState, StateName
 from .views import review_status, view_of
@@ -17,6 +28,9 @@ __all__ = ["Emitter"]
 class Emitter:
     def __init__(self, signer: Signer) -> None:
         self.signer = signer
+        self.note_name = note_name(signer.key_id)
+        self.checkpoints: dict[tuple[str, int], dict[str, Any]] = {}
+        """Checkpoints issued since `interleave` last ran, by the (mission, seq) they follow."""
 
     def chain(self, ms: MissionState, body: dict[str, Any], t: float) -> dict[str, Any]:
         """Seal `body` as the mission's next out record. Its issued_at is the event time `t` of
@@ -31,7 +45,39 @@ class Emitter:
         sealed = self.signer.seal(body)
         ms.seq += 1
         ms.last_hash = sealed["hash"]
+        ms.tree.append(leaf_of(sealed["hash"]))
+        if body["schema"] == SCHEMA_CONTROL or ms.tree.size - ms.checkpointed >= ms.spec.transparency.every:
+            self.checkpoints[(ms.mission_id, sealed["seq"])] = self.checkpoint(ms, sealed["issued_at"])
         return sealed
+
+    def checkpoint(self, ms: MissionState, issued_at: str) -> dict[str, Any]:
+        """A signed checkpoint of the mission's log as it stands, with the consistency proof from
+        its previous checkpoint and the inclusion proof of its newest leaf."""
+        size, old = ms.tree.size, ms.checkpointed
+        root = ms.tree.root()
+        origin = log_origin(self.signer.key_id, ms.mission_id)
+        ms.checkpointed = size
+        return self.signer.seal({
+            "schema": SCHEMA_CHECKPOINT, "mission_id": ms.mission_id, "issued_at": issued_at, "origin": origin,
+            "tree_size": size, "root_hash": root.hex(),
+            "note": sign_note(Checkpoint(origin, size, root).body, self.note_name, self.signer.key),
+            "consistency": {"from_size": old, "proof": [h.hex() for h in ms.tree.consistency(old, size)]},
+            "inclusion": {"leaf_index": size - 1, "proof": [h.hex() for h in ms.tree.inclusion(size - 1, size)]},
+        })
+
+    def interleave(self, out: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`out` with each checkpoint issued meanwhile right after the record it follows."""
+        if not self.checkpoints:
+            return out
+        merged = []
+        for rec in out:
+            merged.append(rec)
+            cp = self.checkpoints.pop((rec["mission_id"], rec["seq"]), None)
+            if cp is not None:
+                merged.append(cp)
+        merged += self.checkpoints.values()  # none: every checkpoint follows a record of the step
+        self.checkpoints.clear()
+        return merged
 
     def escalation(self, ms: MissionState, e: Escalate, trigger: str, t: float) -> tuple[str, dict[str, Any] | None]:
         """Issue an escalation; its id, and the record (None for a terminated mission)."""

@@ -17,6 +17,7 @@ from ..ledger import Ledger
 from ..records import MissionRecord
 from ..spec import Spec, normalize_value
 from ..stats.dispersion import Dispersion
+from ..tlog import MerkleTree
 from .idset import IdTable, content_digest
 from .isolation import Isolation
 from .plan import Plan
@@ -126,6 +127,10 @@ class MissionState:
         self.ledger = Ledger(spec.bucket_seconds, plan.dims, spec.open_seconds)
         self.seq = 0
         self.last_hash: str | None = None
+        self.tree = MerkleTree()
+        """The mission's transparency log: a leaf per out record, in seq order (missionwatch.tlog)."""
+        self.checkpointed = 0
+        """The tree size of its latest checkpoint."""
         self.state: StateName = "running"
         self.cause: str | None = None
         self.cause_t: float | None = None

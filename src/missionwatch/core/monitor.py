@@ -126,6 +126,7 @@ class Monitor:
             step.rejected.append(Rejection(exc.code, exc.reason))
         except Exception as exc:  # a poison message must never stop the monitor
             step.rejected.append(internal_error(exc))
+        step.out = self._emit.interleave(step.out)
         for rejection in step.rejected:
             self.counts[f"rejected:{rejection.code}"] += 1
         for mid in sorted(step.missions):

@@ -14,6 +14,8 @@ TABLES: dict[str, str] = {
     "strategy_receipts": "One row per strategy receipt the monitor issued (the whole record in `record`).",
     "escalations": "One row per escalation the monitor issued.",
     "controls": "One row per control signal (running, paused, terminated) the monitor issued.",
+    "checkpoints": "One row per signed checkpoint of a mission's transparency log (README, \"The transparency "
+                   "log\"): the tree of its first tree_size out records.",
     "duplicates": "One row per record seen again with the same id and content (counted, changes nothing).",
     "rejected": "One row per rejected input line or batch item, with the reason (rejected.jsonl's rows).",
     "ledger": "Exact counts per mission, event-time bucket, cohort and measure, in long form (a cell may "
@@ -91,6 +93,13 @@ COLUMNS: dict[str, dict[str, str]] = {
         "mission_id": "the mission", "issued_at": f"when it was issued, {_TIME}",
         "state": "running, paused or terminated", "cause": "the escalation or review behind it", "hash": _HASH,
         "prev_hash": _PREV, "record": _RECORD, "seq": _SEQ,
+    },
+    "checkpoints": {
+        "mission_id": "the mission", "tree_size": "how many of the mission's out records (seq 0 to tree_size - 1) "
+        "the tree holds", "root_hash": "the RFC 9162 root of that tree, hex",
+        "issued_at": f"the issued_at of its last record, {_TIME}", "origin": "the log's origin line: "
+        "missionwatch/<monitor key id>/<mission id, percent-encoded>", "note": "the checkpoint as a C2SP "
+        "signed note (what an auditor keeps and witnesses cosign)", "hash": _HASH, "record": _RECORD,
     },
     "duplicates": {
         "kind": "action, outcome, review or mission", "id": "the record's id", "mission_id": "the mission",

@@ -41,6 +41,10 @@ OUT_TABLES = {
         record->>'mission_id' AS mission_id, CAST(record->>'issued_at' AS TIMESTAMPTZ) AS issued_at,
         record->>'state' AS state, record->>'cause' AS cause, record->>'hash' AS hash,
         record->>'prev_hash' AS prev_hash, record, CAST(record->>'seq' AS BIGINT) AS seq"""),
+    "checkpoints": ("missionwatch/checkpoint@1", """
+        record->>'mission_id' AS mission_id, CAST(record->>'tree_size' AS BIGINT) AS tree_size,
+        record->>'root_hash' AS root_hash, CAST(record->>'issued_at' AS TIMESTAMPTZ) AS issued_at,
+        record->>'origin' AS origin, record->>'note' AS note, record->>'hash' AS hash, record"""),
 }
 """The tables a service's out records make: name -> (schema, the SELECT list over `record`)."""
 

@@ -22,6 +22,7 @@ import polars as pl
 from ..ledger import Cell, Key, cell_rows
 from ..monitor import Accepted, MissionView, Monitor
 from ..records import (
+    SCHEMA_CHECKPOINT,
     SCHEMA_CONTROL,
     SCHEMA_ESCALATION,
     SCHEMA_STRATEGY,
@@ -119,6 +120,8 @@ TABLE_DEFS = (
     Table("controls", {**{k: _S for k in ("mission_id", "issued_at", "state", "cause", "hash",
                                            "prev_hash", "record")}, "seq": _I},
           times=("issued_at",), iso=True, json=("record",)),
+    Table("checkpoints", {"mission_id": _S, "tree_size": _I, "root_hash": _S, "issued_at": _S, "origin": _S,
+                          "note": _S, "hash": _S, "record": _S}, times=("issued_at",), iso=True, json=("record",)),
     Table("ledger", {"mission_id": _S, "bucket_start": _F, "dimension": _S, "cohort": _S,
                      "measure": _S, "value": _F}, times=("bucket_start",), summed="value"),
     Table("duplicates", {"kind": _S, "id": _S, "mission_id": _S, "record_hash": _S, **_SOURCE}),
@@ -130,6 +133,7 @@ _OUT_COLUMNS = {
     SCHEMA_ESCALATION: ("escalations", ("escalation_id", "mission_id", "seq", "issued_at", "severity",
                                         "detector", "code", "reason", "triggered_by", "hash", "prev_hash")),
     SCHEMA_CONTROL: ("controls", ("mission_id", "seq", "issued_at", "state", "cause", "hash", "prev_hash")),
+    SCHEMA_CHECKPOINT: ("checkpoints", ("mission_id", "tree_size", "root_hash", "issued_at", "origin", "note", "hash")),
 }
 
 

@@ -31,7 +31,7 @@ from ..codes import reject_reason
 from ..console.history import Feed, History, MissionHistory
 from ..core.views import MissionView
 from ..monitor import Monitor
-from ..records import SCHEMA_CONTROL, SCHEMA_ESCALATION, format_time
+from ..records import SCHEMA_CONTROL, SCHEMA_ESCALATION, SCHEMA_STRATEGY, format_time
 from ..records import TOPIC_CONTROL as CONTROL
 from ..records import TOPIC_IN as IN
 from ..records import TOPIC_OUT as OUT
@@ -94,6 +94,35 @@ class Metrics:
     too_large: int = 0
     """Records too large to publish, replaced by a bounded rejection row."""
 
+    def count(self, out: list[dict[str, Any]], rejected: list[Any]) -> None:
+        """Count what one message caused: out records by kind, rejections by code."""
+        for rec in out:
+            if rec["schema"] == SCHEMA_CONTROL:
+                self.controls += 1
+            elif rec["schema"] == SCHEMA_ESCALATION:
+                self.escalations += 1
+            elif rec["schema"] == SCHEMA_STRATEGY:
+                self.strategy_receipts += 1
+        for r in rejected:
+            self.rejected[r.code] += 1
+
+
+def restore(checkpoints: Checkpoints | None, ledgers: Ledgers, partition: int,
+            fresh: Monitor) -> tuple[Monitor, History, int]:
+    """A partition's state: its checkpoint restored (the log then replayed after its offset),
+    else `fresh` (the log replayed from 0), with the first offset to feed. A checkpoint ahead of
+    the partition's live ledger is not used: the ledger would miss the rows in between."""
+    got = checkpoints.load(partition, fresh) if checkpoints is not None else None
+    if got is None:
+        return fresh, History(), 0
+    ledger = ledgers.committed(partition)
+    if ledger is not None and ledger < got.offset:
+        log.warning("partition %d: checkpoint at offset %d is ahead of the ledger's commit (%d); rebuilding "
+                    "from the log", partition, got.offset, ledger)
+        return fresh, History(), 0
+    log.info("partition %d: restored from its checkpoint at offset %d", partition, got.offset)
+    return got.monitor, got.history, got.offset + 1
+
 
 def exception_text(exc: BaseException) -> str:
     """An exception as `Type: first line` (at most 200 characters of it), for a rejection reason."""
@@ -151,21 +180,11 @@ class StreamCore:
         return {p: self.next_offset[p] for p in sorted(held)}
 
     def _start(self, partition: int) -> tuple[Monitor, History, int]:
-        """A partition new to this worker: its checkpoint restored (the log then replayed after
-        its offset), else a fresh state (the log replayed from 0). A checkpoint ahead of the
-        partition's live ledger is not used: the ledger would miss the rows in between."""
-        fresh = self.make_monitor()
-        got = self.checkpoints.load(partition, fresh) if self.checkpoints is not None else None
-        if got is None:
-            return fresh, History(), 0
-        ledger = self.ledgers.committed(partition)
-        if ledger is not None and ledger < got.offset:
-            log.warning("partition %d: checkpoint at offset %d is ahead of the ledger's commit (%d); rebuilding "
-                        "from the log", partition, got.offset, ledger)
-            return fresh, History(), 0
-        self.checkpointed[partition] = got.offset
-        log.info("partition %d: restored from its checkpoint at offset %d", partition, got.offset)
-        return got.monitor, got.history, got.offset + 1
+        """A partition new to this worker: restored from its checkpoint, else fresh."""
+        state = restore(self.checkpoints, self.ledgers, partition, self.make_monitor())
+        if state[2] > 0:
+            self.checkpointed[partition] = state[2] - 1
+        return state
 
     def checkpoint_jobs(self) -> list[tuple[int, bytes]]:
         """A checkpoint of each active partition that moved since its last one: (partition, bytes),
@@ -275,19 +294,8 @@ class StreamCore:
             if r.code == "internal_error":
                 self._internal(partition, offset, r.reason, "live")
         self.metrics.records_in += len(step.accepted) + len(step.rejected)
-        self._count(step.out, step.rejected)
+        self.metrics.count(step.out, step.rejected)
         return out
-
-    def _count(self, out: list[dict[str, Any]], rejected: list[Any]) -> None:
-        for rec in out:
-            if rec["schema"] == SCHEMA_CONTROL:
-                self.metrics.controls += 1
-            elif rec["schema"] == SCHEMA_ESCALATION:
-                self.metrics.escalations += 1
-            else:
-                self.metrics.strategy_receipts += 1
-        for r in rejected:
-            self.metrics.rejected[r.code] += 1
 
     def _fits(self, pub: Publish) -> bool:
         return len(pub.value) + len(pub.key or b"") + _RECORD_OVERHEAD <= self.max_publish_bytes

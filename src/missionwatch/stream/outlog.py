@@ -6,7 +6,8 @@ At-least-once delivery processes some messages twice (after a crash or a rebalan
 out records come again byte-identical with the same seq, and are skipped: a file only ever
 grows by the next seq. A line cut by a crash mid-write is dropped when the file is next
 opened (its record comes again). Records are buffered and written in one append per mission
-per step of the agent.
+per step of the agent. A checkpoint of the mission's transparency log (outside the chain, no
+seq) goes right after the last record it covers, once.
 """
 
 from __future__ import annotations
@@ -45,17 +46,21 @@ class OutLog:
         directory.mkdir(parents=True, exist_ok=True)
         self.last: dict[str, int] = {}
         """Per mission, the seq of the last record on disk (-1: none)."""
-        self.pending: dict[str, list[tuple[int, bytes]]] = {}
+        self.last_checkpoint: dict[str, int] = {}
+        """Per mission, the tree size of the last checkpoint on disk (0: none)."""
+        self.pending: dict[str, list[tuple[float, bytes]]] = {}
 
     def add(self, value: bytes) -> None:
-        """Buffer one published out record (a strategy receipt, escalation or control)."""
+        """Buffer one published out record (a strategy receipt, escalation, control or checkpoint)."""
         try:
             rec = json.loads(value)
-            mission, seq = str(rec["mission_id"]), int(rec["seq"])
+            mission = str(rec["mission_id"])
+            # a checkpoint of tree size N sits after seq N - 1
+            place = float(rec["seq"]) if "seq" in rec else int(rec["tree_size"]) - 0.5
         except (ValueError, KeyError, TypeError):
             log.error("an out record without mission_id and seq was not written to disk: %.200r", value)
             return
-        self.pending.setdefault(mission, []).append((seq, value))
+        self.pending.setdefault(mission, []).append((place, value))
 
     def flush(self) -> int:
         """Write what was buffered; return how many records were appended."""
@@ -64,14 +69,19 @@ class OutLog:
             path = self.directory / file_name(mission)
             last = self.last.get(mission)
             if last is None:
-                last = self._recover(path)
+                last = self._recover(path, mission)
             lines = []
-            for seq, value in sorted(records):
-                if seq == last + 1:
+            for place, value in sorted(records, key=lambda r: r[0]):
+                if place != int(place):  # a checkpoint: once, after the records it covers
+                    size = int(place + 0.5)
+                    if self.last_checkpoint.get(mission, 0) < size <= last + 1:
+                        lines.append(value.rstrip(b"\n") + b"\n")
+                        self.last_checkpoint[mission] = size
+                elif place == last + 1:
                     lines.append(value.rstrip(b"\n") + b"\n")
-                    last = seq
-                elif seq > last + 1:  # a gap: the chain on disk would break; the log says why
-                    log.error("mission %r: out record seq %d after %d on disk; not written", mission, seq, last)
+                    last = int(place)
+                elif place > last + 1:  # a gap: the chain on disk would break; the log says why
+                    log.error("mission %r: out record seq %d after %d on disk; not written", mission, place, last)
             if lines:
                 with path.open("ab") as f:
                     f.write(b"".join(lines))
@@ -80,7 +90,7 @@ class OutLog:
         self.pending.clear()
         return written
 
-    def _recover(self, path: Path) -> int:
+    def _recover(self, path: Path, mission: str) -> int:
         """The seq of a file's last whole line (-1 for none), dropping a line cut by a crash."""
         if not path.exists():
             return -1
@@ -90,7 +100,7 @@ class OutLog:
                 return -1
             tail = b""
             pos = size
-            while pos > 0 and tail.count(b"\n") < 2:
+            while pos > 0 and (tail.count(b"\n") < 2 or len(tail) < 65536):
                 step = min(65536, pos)
                 pos -= step
                 f.seek(pos)
@@ -102,10 +112,24 @@ class OutLog:
                 f.truncate(keep)
                 tail = tail[:cut + 1] if cut >= 0 else b""
             lines = [ln for ln in tail.split(b"\n") if ln.strip()]
-        if not lines:
-            return -1
-        try:
-            return int(json.loads(lines[-1])["seq"])
-        except (ValueError, KeyError, TypeError):
-            log.error("%s: its last line is not an out record; writing after it anyway", path)
-            return -1
+        for ln in reversed(lines):  # the last checkpoint on disk, if the tail holds one
+            rec = _json(ln)
+            if rec is not None and "tree_size" in rec and "seq" not in rec:
+                self.last_checkpoint[mission] = int(str(rec["tree_size"]))
+                break
+        for ln in reversed(lines):
+            rec = _json(ln)
+            seq = rec.get("seq") if rec is not None else None
+            if isinstance(seq, int):
+                return seq
+        if lines:
+            log.error("%s: its last lines are not out records; writing after them anyway", path)
+        return -1
+
+
+def _json(line: bytes) -> dict[str, object] | None:
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        return None
+    return rec if isinstance(rec, dict) else None

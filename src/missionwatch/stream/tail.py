@@ -27,6 +27,10 @@ class ChainMerge:
     """Only this mission (None: all)."""
     next_seq: dict[str, int] = field(default_factory=dict)
     waiting: dict[str, dict[int, bytes]] = field(default_factory=dict)
+    after: dict[str, dict[int, bytes]] = field(default_factory=dict)
+    """Checkpoints of a mission's log (no seq) waiting for the record they follow: by its seq."""
+    checkpointed: dict[str, int] = field(default_factory=dict)
+    """Per mission, the largest checkpoint emitted (a copy seen again is skipped)."""
     skipped: int = 0
     """Records seen again (a redelivery republishes byte-identical copies) or not JSON."""
 
@@ -34,7 +38,10 @@ class ChainMerge:
         """Take one record off a topic; return the records now in chain order."""
         try:
             rec = json.loads(value)
-            mission, seq = str(rec["mission_id"]), int(rec["seq"])
+            mission = str(rec["mission_id"])
+            if "seq" not in rec:
+                return self._checkpoint(mission, int(rec["tree_size"]), value)
+            seq = int(rec["seq"])
         except (ValueError, KeyError, TypeError):
             self.skipped += 1
             return []
@@ -47,12 +54,26 @@ class ChainMerge:
         self.waiting.setdefault(mission, {})[seq] = value
         return self._drain(mission)
 
+    def _checkpoint(self, mission: str, size: int, value: bytes) -> list[bytes]:
+        """A checkpoint of size N follows seq N - 1: at once if that is out, else when it comes."""
+        if (self.mission is not None and mission != self.mission) or size <= self.checkpointed.get(mission, 0):
+            return []
+        if size <= self.next_seq.get(mission, 0):
+            self.checkpointed[mission] = size
+            return [value]
+        self.after.setdefault(mission, {})[size - 1] = value
+        return []
+
     def _drain(self, mission: str) -> list[bytes]:
         out = []
-        waiting = self.waiting[mission]
+        waiting, after = self.waiting[mission], self.after.get(mission, {})
         while self.next_seq[mission] in waiting:
-            out.append(waiting.pop(self.next_seq[mission]))
+            seq = self.next_seq[mission]
+            out.append(waiting.pop(seq))
             self.next_seq[mission] += 1
+            if seq in after:
+                self.checkpointed[mission] = seq + 1
+                out.append(after.pop(seq))
         return out
 
     def gaps(self) -> dict[str, tuple[int, int]]:
