@@ -212,10 +212,16 @@ def expected_events(lines: list[bytes], keyring: Path, signer: Signer, specs: Pa
     return by_mission, Counter(r["code"] for r in result.rejected)
 
 
-def published(boot: str, expected_total: int) -> dict[tuple[str, int], list[bytes]]:
+def rec_key(rec: dict[str, Any]) -> tuple[str, int | str]:
+    """An out record's place: (mission, seq), or (mission, "checkpoint N") for a checkpoint of
+    the mission's transparency log (outside the chain: no seq)."""
+    return rec["mission_id"], rec["seq"] if "seq" in rec else f"checkpoint {rec['tree_size']}"
+
+
+def published(boot: str, expected_total: int) -> dict[tuple[str, int | str], list[bytes]]:
     """Every copy of each (mission, seq) on missionwatch.out and .control, once at least
     `expected_total` distinct ones are there (or after 90 s)."""
-    got: dict[tuple[str, int], list[bytes]] = {}
+    got: dict[tuple[str, int | str], list[bytes]] = {}
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         got = {}
@@ -223,7 +229,7 @@ def published(boot: str, expected_total: int) -> dict[tuple[str, int], list[byte
             for _, _, key, value in consume(boot, topic, quiet=1.0):
                 rec = json.loads(value)
                 assert key == rec["mission_id"].encode()
-                got.setdefault((rec["mission_id"], rec["seq"]), []).append(value)
+                got.setdefault(rec_key(rec), []).append(value)
         if len(got) >= expected_total:
             return got
         time.sleep(1)

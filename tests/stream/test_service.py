@@ -22,6 +22,7 @@ from tests.stream.conftest import (
     expected_events,
     produce,
     published,
+    rec_key,
     replay_monitor,
     wait_committed,
 )
@@ -52,6 +53,11 @@ def _campaigns(tmp: Path) -> tuple[list[bytes], Path]:
     return mixed, tmp / "m-gap" / "keyring.json"
 
 
+def last_seq(events: list[dict[str, Any]]) -> int:
+    """The seq a mission's chain ends at (its checkpoints have none)."""
+    return max(e["seq"] for e in events if "seq" in e)
+
+
 def _read_while_writing(data: Path, want: int, timeout: float = 120) -> list[int]:
     """Count the live ledger's actions again and again until it holds `want`: the counts seen."""
     from missionwatch.store.query import open_ledger
@@ -80,8 +86,9 @@ def test_stream_equals_replay_across_a_kill_9(broker, tmp_path: Path) -> None:
     assert "m-gap" in expected and any(e["schema"] == "missionwatch/escalation@1" for e in expected["m-gap"])
 
     data = tmp_path / "data"
+    # no checkpoints: this is the rebuild from the log (test_checkpoint.py has the restore)
     first = Worker(broker, data, keyring, tmp_path / "monitor.pem", group="kill9",
-                   session_timeout=KILLED_SESSION_TIMEOUT)
+                   session_timeout=KILLED_SESSION_TIMEOUT, extra=("--checkpoint-every", "0"))
     try:
         first.wait_assigned(want=4)
         quarter, half = len(lines) // 4, len(lines) // 2
@@ -100,7 +107,7 @@ def test_stream_equals_replay_across_a_kill_9(broker, tmp_path: Path) -> None:
     produce(broker.bootstrap, lines[half:])  # arrives while no worker runs
 
     second = Worker(broker, data, keyring, tmp_path / "monitor.pem", group="kill9",
-                    extra=("--ledger-every", "0.5"))
+                    extra=("--ledger-every", "0.5", "--checkpoint-every", "0"))
     want_actions = sum(v.totals["actions"] for m in expected if (v := replayed.view(m)) is not None)
     try:
         second.wait_assigned(want=4)
@@ -114,12 +121,12 @@ def test_stream_equals_replay_across_a_kill_9(broker, tmp_path: Path) -> None:
 
     # nothing lost, nothing counted twice, no chain forked: one distinct record per (mission, seq),
     # equal to the replay's; a redelivered message republishes byte-identical records
-    want = {(m, e["seq"]) for m, events in expected.items() for e in events}
+    want = {rec_key(e) for events in expected.values() for e in events}
     assert set(got) == want, (sorted(want - set(got)), sorted(set(got) - want))
     for key, copies in got.items():
         assert len(set(copies)) == 1, key
-    for mission, events in expected.items():
-        assert [json.loads(got[(mission, e["seq"])][0]) for e in events] == events
+    for events in expected.values():
+        assert [json.loads(got[rec_key(e)][0]) for e in events] == events
     # on disk: each mission's out records in seq order, as published, once each, across the kill -9
     from missionwatch.signing import Keyring
     from missionwatch.stream.outlog import file_name
@@ -131,7 +138,7 @@ def test_stream_equals_replay_across_a_kill_9(broker, tmp_path: Path) -> None:
         path = data / "out" / file_name(mission)
         assert [json.loads(ln) for ln in path.read_bytes().splitlines()] == events, mission
         report = verify_events(path, ring)
-        assert report.ok and report.missions == {mission: events[-1]["seq"]}, report.error
+        assert report.ok and report.missions == {mission: last_seq(events)}, report.error
     # an analyst reading while the monitor wrote saw counts that only grew, up to the replay's
     assert len(counts) >= 2 and counts == sorted(counts) and counts[-1] == want_actions
     # the analysts' SQL over the data directory counts the same: the live ledger across the kill -9
@@ -155,7 +162,7 @@ def test_stream_equals_replay_across_a_kill_9(broker, tmp_path: Path) -> None:
     assert tailed.returncode == 0, tailed.stderr
     (tmp_path / "tail.jsonl").write_bytes(tailed.stdout)
     report = verify_events(tmp_path / "tail.jsonl", ring)
-    assert report.ok and report.missions == {m: e[-1]["seq"] for m, e in expected.items()}, report.error
+    assert report.ok and report.missions == {m: last_seq(e) for m, e in expected.items()}, report.error
     by_mission: dict[str, list[Any]] = {}
     for ln in tailed.stdout.splitlines():
         by_mission.setdefault(json.loads(ln)["mission_id"], []).append(json.loads(ln))
