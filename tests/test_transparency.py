@@ -196,11 +196,11 @@ def checkpoint_record(signer: Signer, mission: str, hashes: list[str], old: int,
     return json.dumps(rec).encode()
 
 
-def test_the_gate_resumes_only_with_a_checkpoint_that_includes_the_resume(keys: dict[str, Signer],
-                                                                          keyring: Keyring) -> None:
+def paused(signer: Signer, keyring: Keyring) -> tuple[Gate, list[bytes], list[str]]:
+    """A gate that saw m-1 paused (seq 1) and the checkpoint after it; the records of seq 0 to 3
+    (a resume at 3) and their hashes."""
     from tests.test_gate import chain
 
-    signer = keys["monitor"]
     records = chain(signer, "m-1", [None, "paused", None, "running"])
     hashes = [json.loads(r)["hash"] for r in records]
     gate = Gate("127.0.0.1:1", keyring)
@@ -208,6 +208,13 @@ def test_the_gate_resumes_only_with_a_checkpoint_that_includes_the_resume(keys: 
         gate.receive(r)
     gate.receive(checkpoint_record(signer, "m-1", hashes[:2], 0))
     assert gate.is_paused("m-1")
+    return gate, records, hashes
+
+
+def test_the_gate_resumes_only_with_a_checkpoint_that_includes_the_resume(keys: dict[str, Signer],
+                                                                          keyring: Keyring) -> None:
+    signer = keys["monitor"]
+    gate, records, hashes = paused(signer, keyring)
     gate.receive(records[2])
     gate.receive(records[3])
     assert gate.is_paused("m-1")  # the resume is verified in the chain, not yet in a checkpoint
@@ -221,12 +228,7 @@ def test_the_gate_holds_a_mission_whose_checkpoints_do_not_hold(keys: dict[str, 
     from tests.test_gate import chain
 
     signer = keys["monitor"]
-    records = chain(signer, "m-1", [None, "paused", None, "running"])
-    hashes = [json.loads(r)["hash"] for r in records]
-    gate = Gate("127.0.0.1:1", keyring)
-    for r in records[:2]:
-        gate.receive(r)
-    gate.receive(checkpoint_record(signer, "m-1", hashes[:2], 0))
+    gate, records, hashes = paused(signer, keyring)
     for r in records[2:]:
         gate.receive(r)
     if lie == "forked root":
