@@ -241,6 +241,7 @@ def make_app(settings: StreamSettings, *, bootstrap: str | None = None,
                     except Exception as exc:  # process never raises: the last guard, should that change
                         pubs = [core.internal_error(p, offset, value, exception_text(exc))]
                     sent += [await publisher.send(pub, p, offset, value) for pub in pubs]
+                    await asyncio.sleep(0)  # a turn for the web server, the timers and the producer
                 await publisher.settle(sent)
                 core.flush_out()
         except Exception as exc:  # nothing above raises; if it does, /healthz says so until a restart
