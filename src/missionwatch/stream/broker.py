@@ -30,7 +30,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from ..records import TOPICS
-from .compat import CompatListener
+from . import compat
 
 __all__ = ["BrokerError", "EmbeddedBroker", "bootstrap_of", "create_topics", "free_port", "interrupt_on_signals",
            "stop_process_group", "wait_for_port"]
@@ -157,7 +157,7 @@ class EmbeddedBroker:
 
     def __post_init__(self) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
-        self.listener: CompatListener | None = None
+        self.listener: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -183,11 +183,11 @@ class EmbeddedBroker:
                                      preexec_fn=_die_with_parent())
         try:
             wait_for_port(private, self.startup_timeout, self.proc)
-            if self.compat:
-                try:
-                    self.listener = CompatListener(self.port, private).start()
-                except OSError as exc:
-                    raise BrokerError(f"127.0.0.1:{self.port}: {exc.strerror or exc}; pick another --port") from None
+            if self.compat:  # its own process: never behind this one's interpreter lock
+                self.listener = subprocess.Popen([sys.executable, compat.__file__, str(self.port), str(private)],
+                                                 stdout=out, stderr=out, start_new_session=True,
+                                                 preexec_fn=_die_with_parent())
+                wait_for_port(self.port, self.startup_timeout, self.listener)
         except BaseException:  # a failed or interrupted start leaves no broker behind
             self.stop()
             raise
@@ -196,7 +196,7 @@ class EmbeddedBroker:
     def stop(self) -> None:
         listener, self.listener = self.listener, None
         if listener is not None:
-            listener.stop()
+            stop_process_group(listener, grace=2.0)
         proc, self.proc = self.proc, None
         if proc is not None:  # SIGINT: Tansu stops at once (SIGTERM waits up to 5 s for its clients)
             stop_process_group(proc, sig=signal.SIGINT)

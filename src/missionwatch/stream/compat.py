@@ -4,7 +4,10 @@ Tansu 0.6 ends its ApiVersions v3+ response with tagged fields (SupportedFeature
 FinalizedFeaturesEpoch, ...; all optional in the protocol). librdkafka 2.0 (Debian's kcat,
 and the C, Go and Python clients built on it) cannot parse them and gives up with "Read
 underflow". So the embedded broker listens behind this proxy: Tansu on a private port,
-advertising the public one, and every client connection through here. The proxy reads the
+advertising the public one, and every client connection through here. The proxy runs in a
+process of its own (`python compat.py PORT UPSTREAM`, standard library only), so it never
+competes for the interpreter lock of the process that started the broker (a monitor, a demo
+gateway). The proxy reads the
 first request of a connection and the first response (clients ask ApiVersions first, and Kafka
 answers a connection's requests in order); if that is an ApiVersions v3+ response it is sent on
 without its tagged fields (an empty tag buffer), which every client reads. Then the connection
@@ -133,3 +136,22 @@ class CompatListener:
         writer.write(frame)
         await writer.drain()
         await _pump(reader, writer)
+
+
+def main(argv: list[str]) -> None:
+    """`python compat.py PORT UPSTREAM`: serve until killed."""
+    port, upstream = int(argv[0]), int(argv[1])
+    listener = CompatListener(port, upstream)
+
+    async def serve() -> None:
+        server = await asyncio.start_server(listener._client, "127.0.0.1", port)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])
