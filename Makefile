@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-replay sysdeps test lint bench bench-replay bench-detection bench-fair-dependence bench-power bench-stream bench-memory golden clean
+.PHONY: demo demo-replay sysdeps test lint bench bench-replay bench-detection bench-fair-dependence bench-power bench-stream bench-memory bench-throughput bench-transparency golden clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -38,7 +38,7 @@ lint: $(STAMP)
 test: lint sysdeps
 	$(BIN)/pytest -q -n 2 --dist loadfile
 
-bench: bench-replay bench-detection bench-fair-dependence bench-power bench-stream bench-memory
+bench: bench-replay bench-detection bench-fair-dependence bench-power bench-stream bench-memory bench-throughput bench-transparency
 
 bench-replay: $(STAMP)
 	$(BIN)/python benchmarks/replay.py
@@ -58,6 +58,15 @@ bench-stream: $(STAMP)
 # peak RSS of `missionwatch replay` over 20,000 and 200,000 receipts and 5,000 missions
 bench-memory: $(STAMP)
 	$(BIN)/python benchmarks/memory.py
+
+# every throughput figure beside its ceiling, produce-to-control latency, recovery after kill -9
+# and the RSS of 10,000 missions, in one run (about 15 minutes on 2 cores; --quick: a smoke run)
+bench-throughput: $(STAMP)
+	$(BIN)/python benchmarks/throughput.py
+
+# the transparency log: proofs at 10^6 leaves, the cost of a checkpoint
+bench-transparency: $(STAMP)
+	$(BIN)/python benchmarks/transparency.py
 
 # Regenerate the golden example files after an intended change of behaviour;
 # review the diff before committing it.
