@@ -1,5 +1,6 @@
-"""`missionwatch broker` leaves nothing behind: SIGTERM and SIGINT stop it and its Tansu child,
-and on Linux the child dies with it even on kill -9. Checked in /proc, not by asking it."""
+"""`missionwatch broker` leaves nothing behind: SIGTERM and SIGINT stop it and its two children
+(Tansu and the compatibility listener), and on Linux the children die with it even on kill -9.
+Checked in /proc, not by asking it."""
 
 from __future__ import annotations
 
@@ -66,9 +67,10 @@ def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
 
 
 @contextlib.contextmanager
-def broker_command(tmp_path: Path, ready: bool) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
+def broker_command(tmp_path: Path, ready: bool) -> Iterator[tuple[subprocess.Popen[bytes], list[int], int]]:
     """`missionwatch broker` on a free port, once it listens (and, if `ready`, has made its
-    topics): (the process, its Tansu child's pid, the port). Whatever is left is killed after."""
+    topics): (the process, its children's pids: Tansu and the compatibility listener, the port).
+    Whatever is left is killed after."""
     port = free_port()
     log = tmp_path / f"broker-{port}.log"
     with log.open("wb") as out:
@@ -76,12 +78,12 @@ def broker_command(tmp_path: Path, ready: bool) -> Iterator[tuple[subprocess.Pop
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     tansu: list[int] = []
     try:
-        wait_for_port(port, 60, proc)  # Tansu listens: it has been started
+        wait_for_port(port, 60, proc)  # the listener is up, after Tansu: both have been started
         tansu.extend(children(proc.pid))
-        assert len(tansu) == 1, f"one Tansu child expected, found {tansu}"
+        assert len(tansu) == 2, f"Tansu and the compatibility listener expected, found {tansu}"
         if ready:
             assert wait_for(lambda: "Ctrl-C stops it" in log.read_text(), 60), log.read_text()
-        yield proc, tansu[0], port
+        yield proc, tansu, port
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -92,9 +94,10 @@ def broker_command(tmp_path: Path, ready: bool) -> Iterator[tuple[subprocess.Pop
                     os.kill(pid, signal.SIGKILL)
 
 
-def assert_nothing_left(tansu: int, port: int, timeout: float) -> None:
-    assert wait_for(lambda: not running(tansu), timeout), f"Tansu (pid {tansu}) outlived the command"
-    assert in_session(tansu) == [], "a process of Tansu's session is left"
+def assert_nothing_left(kids: list[int], port: int, timeout: float) -> None:
+    for pid in kids:
+        assert wait_for(lambda pid=pid: not running(pid), timeout), f"child {pid} outlived the command"
+        assert in_session(pid) == [], f"a process of child {pid}'s session is left"
     assert wait_for(lambda: not listening(port), timeout), f"something still listens on {port}"
 
 
@@ -102,7 +105,7 @@ def assert_nothing_left(tansu: int, port: int, timeout: float) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_stops_the_broker_and_its_tansu(sig: signal.Signals, ready: bool, tmp_path: Path) -> None:
     with broker_command(tmp_path, ready) as (proc, tansu, port):
-        assert running(tansu) and listening(port)
+        assert all(running(pid) for pid in tansu) and listening(port)
         os.kill(proc.pid, sig)  # the command alone, as a service manager or `kill` does
         assert proc.wait(10) == 0
         assert_nothing_left(tansu, port, timeout=1)
