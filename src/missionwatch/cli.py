@@ -313,7 +313,7 @@ def prove(
             rec = read.records.get(str(record_hash))
             if rec is None:
                 raise _fail(f"{log}: no out record has the hash {record_hash}", code=1)
-            answer = inclusion_of(read.logs, read.latest, rec)
+            answer = inclusion_of(read.logs, rec)
     except ProofError as exc:
         raise _fail(str(exc), code=1) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -166,13 +166,15 @@ def load_checkpoint(path: Path, keyring: Keyring) -> TreeHead:
     return head
 
 
-def inclusion_of(logs: Logs, heads: dict[str, TreeHead], record: dict[str, Any]) -> dict[str, Any]:
+def inclusion_of(logs: Logs, record: dict[str, Any]) -> dict[str, Any]:
     """The inclusion proof of an out record against its mission's latest checkpoint."""
     mission, seq = record["mission_id"], record["seq"]
-    head = heads.get(mission)
+    log = logs.missions.get(mission)
+    head = log.head if log is not None else None
     if head is None or seq >= head.size:
         raise ProofError(f"mission {mission!r} has no checkpoint covering seq {seq} yet")
-    tree = logs.missions[mission].tree
+    assert log is not None
+    tree = log.tree
     return {"mission_id": mission, "seq": seq, "record_hash": record["hash"], "leaf_index": seq,
             "tree_size": head.size, "root_hash": head.root.hex(),
             "proof": [h.hex() for h in tree.inclusion(seq, head.size)], "checkpoint": head.record}
@@ -195,19 +197,20 @@ def consistency_between(logs: Logs, old: TreeHead, new: TreeHead) -> dict[str, A
 
 @dataclass
 class ReadLog:
-    """An events file read for proving: each mission's log, its checkpoints by size, the latest,
-    and the records by hash."""
+    """An events file read for proving: each mission's log (its latest checkpoint is the log's
+    `head`), and the records by hash."""
 
     logs: Logs = field(default_factory=Logs)
-    checkpoints: dict[tuple[str, int], TreeHead] = field(default_factory=dict)
-    latest: dict[str, TreeHead] = field(default_factory=dict)
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def read_log(path: Path, keyring: Keyring) -> ReadLog:
-    """Read an events file (records of each mission in seq order, checkpoints among them), every
-    checkpoint checked; ValueError naming the first line that does not hold."""
-    out = ReadLog()
+    """Read an events file (records of each mission in seq order, checkpoints among them), each
+    record and chain checked as `missionwatch verify` checks them, and every checkpoint;
+    ValueError naming the first line that does not hold."""
+    from .verify import Chains, check_out_record  # verify builds on this module
+
+    out, chains = ReadLog(), Chains()
     with path.open("rb") as f:
         for lineno, raw in enumerate(f, 1):
             if not raw.strip():
@@ -219,15 +222,14 @@ def read_log(path: Path, keyring: Keyring) -> ReadLog:
             if isinstance(rec, dict) and rec.get("schema") == SCHEMA_CHECKPOINT:
                 head = check_checkpoint(rec, keyring)
                 error = head if isinstance(head, str) else out.logs.checkpoint(head)
-                if error is not None or isinstance(head, str):
-                    raise ValueError(f"{path} line {lineno}: {error}")
-                out.checkpoints[(head.mission_id, head.size)] = out.latest[head.mission_id] = head
-            elif isinstance(rec, dict) and isinstance(rec.get("hash"), str) and isinstance(rec.get("seq"), int):
-                log = out.logs.missions.get(str(rec.get("mission_id")))
-                if rec["seq"] != (log.tree.size if log else 0):
-                    raise ValueError(f"{path} line {lineno}: seq {rec['seq']} out of order (verify the file first)")
-                out.logs.record(str(rec["mission_id"]), rec["hash"])
-                out.records[rec["hash"]] = rec
+            else:
+                checked = check_out_record(rec, keyring)
+                error = checked if isinstance(checked, str) else chains.extend(*checked, rec.get("prev_hash"))
+                if error is None and not isinstance(checked, str):
+                    out.logs.record(checked[0], checked[2])
+                    out.records[checked[2]] = rec
+            if error is not None:
+                raise ValueError(f"{path} line {lineno}: {error}")
     return out
 
 
