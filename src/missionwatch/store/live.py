@@ -115,23 +115,32 @@ class Commit:
         return cls(partition, data["offset"], attrs, cols, snap)
 
 
+def commit_path(root: Path, partition: int) -> Path:
+    return root / "commits" / f"p{partition:04d}.json"
+
+
+def load_commit(root: Path, partition: int) -> Commit | None:
+    """A partition's commit, None when it has none; OSError or ValueError naming what is wrong
+    with a commit that cannot be used."""
+    path = commit_path(root, partition)
+    if not path.exists():
+        return None
+    return Commit.from_json(json.loads(path.read_bytes()), partition)
+
+
 def read_commits(root: Path) -> dict[int, Commit]:
     """The commit of each partition of a live ledger (`DATA/ledger`); a malformed one is
     left out (its worker rebuilds it), with a warning."""
     out = {}
     for path in sorted((root / "commits").glob("p*.json")):
         try:
-            p = int(path.stem[1:])
-            out[p] = Commit.from_json(json.loads(path.read_bytes()), p)
+            commit = load_commit(root, int(path.stem[1:]))
         except (OSError, ValueError) as exc:
             log.warning("%s: left out (%s)", path, exc)
+            continue
+        if commit is not None:
+            out[commit.partition] = commit
     return out
-
-
-def part_range(name: str, partition: int) -> tuple[int, int] | None:
-    """A part file's (first, last) offsets, when it is one of `partition`'s."""
-    m = PART.match(name)
-    return (int(m[2]), int(m[3])) if m and int(m[1]) == partition else None
 
 
 def _replace(path: Path, data: bytes | None = None, write: Any = None) -> None:
@@ -191,14 +200,13 @@ class LiveLedger:
     def _recover(self) -> Commit | None:
         """The partition's commit; what lies past it (a write cut by a crash) is deleted. A
         malformed commit is dropped with everything of the partition: rebuilt from the log."""
-        path = self.root / "commits" / f"p{self.partition:04d}.json"
-        commit = None
-        if path.exists():
-            try:
-                commit = Commit.from_json(json.loads(path.read_bytes()), self.partition)
-            except (OSError, ValueError) as exc:
-                log.error("%s: %s; the partition's ledger is rebuilt from the log", path, exc)
-                path.unlink()
+        try:
+            commit = load_commit(self.root, self.partition)
+        except (OSError, ValueError) as exc:
+            path = commit_path(self.root, self.partition)
+            log.error("%s: %s; the partition's ledger is rebuilt from the log", path, exc)
+            path.unlink()
+            commit = None
         offset = commit.offset if commit else -1
         for d in (*STREAMED, *SNAPSHOTS):
             for f in (self.root / d).iterdir():
@@ -304,7 +312,7 @@ class LiveLedger:
         _replace(self.root / "missions" / snap, write=frame(job.missions, TABLE_DEFS[0].schema).write_parquet)
         _replace(self.root / "ledger_open" / snap, write=frame(job.cells, _LEDGER.schema).write_parquet)
         commit = Commit(p, job.last, job.attributes, job.columns, snap)
-        _replace(self.root / "commits" / f"p{p:04d}.json", json.dumps(commit.to_json()).encode())
+        _replace(commit_path(self.root, p), json.dumps(commit.to_json()).encode())
         if snap not in self._snapshots:
             self._snapshots.append(snap)
         while len(self._snapshots) > KEEP_SNAPSHOTS:
@@ -337,11 +345,11 @@ class Ledgers(dict[int, LiveLedger]):
         ledger is kept."""
         if self.root is None:
             return None
-        path = self.root / "commits" / f"p{partition:04d}.json"
         try:
-            return Commit.from_json(json.loads(path.read_bytes()), partition).offset
+            commit = load_commit(self.root, partition)
         except (OSError, ValueError):
             return -1
+        return commit.offset if commit is not None else -1
 
     def close(self, partition: int) -> None:
         """Commit what the partition's live ledger gathered and let it go."""
