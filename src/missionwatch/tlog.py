@@ -244,6 +244,14 @@ def sign_note(body: str, name: str, key: Ed25519PrivateKey) -> str:
     return f"{body}\n{_DASH}{name} {base64.b64encode(key_id(name, key.public_key()) + sig).decode()}\n"
 
 
+def _b64(text: str) -> bytes:
+    """Strict base64, or b"" for text that is not."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        return b""
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """A tlog-checkpoint: origin, tree size, root hash, extension lines, and its signature lines."""
@@ -271,10 +279,7 @@ class Checkpoint:
             raise ProofError("a checkpoint body has an origin, a tree size and a root hash")
         if not lines[1].isascii() or not lines[1].isdigit() or (lines[1] != "0" and lines[1].startswith("0")):
             raise ProofError(f"tree size {lines[1]!r} is not a decimal number")
-        try:
-            root = base64.b64decode(lines[2], validate=True)
-        except ValueError:
-            root = b""
+        root = _b64(lines[2])
         if len(root) != 32:
             raise ProofError("the root hash is not 32 bytes of base64")
         signatures = []
@@ -284,10 +289,7 @@ class Checkpoint:
             if not line.startswith(_DASH):
                 raise ProofError(f"{line[:40]!r} is not a signature line")
             name, _, blob = line[len(_DASH):].rpartition(" ")
-            try:
-                raw = base64.b64decode(blob, validate=True)
-            except ValueError:
-                raw = b""
+            raw = _b64(blob)
             if not name or len(raw) < 5:
                 raise ProofError(f"signature line {line[:40]!r} is malformed")
             signatures.append((name, raw))
