@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -66,6 +66,47 @@ def _r(x: float, nd: int = 6) -> float | None:
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """What a verdict's e-value is computed from (asymptotic intervals): the rule, the cohort's
+    and its reference's statistics as of the verdict (copies), and the prior variance."""
+
+    rule: FairnessRule
+    stat: MeanStat
+    ref: MeanStat
+    prior: float
+
+    def value(self) -> float:
+        """max over the rule's thresholds of the e-value for "beyond it", over the number of
+        thresholds (a valid e-value: at most their mean), so it reaches 1/alpha iff a
+        threshold's interval at alpha / thresholds lies beyond it."""
+        rule, es = self.rule, []
+        for coef, boundary, direction in thresholds_of(rule):
+            es.append(linear_e_value(self.stat, self.ref, coef, boundary, direction, prior_var=self.prior,
+                                     prior_n=PRIOR_N))
+        return max(es, default=1.0) / n_thresholds(rule)
+
+
+def n_thresholds(rule: FairnessRule) -> int:
+    return (rule.max_gap is not None) + (rule.min_ratio is not None) + (rule.max_ratio is not None)
+
+
+def thresholds_of(rule: FairnessRule) -> list[tuple[float, float, int]]:
+    """(coef, boundary, direction) of each one-sided test of "beyond a threshold", in order:
+    mean(cohort) - coef * mean(reference) beyond `boundary` (direction +1: above, -1: below)."""
+    out: list[tuple[float, float, int]] = []
+    if rule.max_gap is not None:
+        if rule.harm != "higher":
+            out.append((1.0, -rule.max_gap, -1))
+        if rule.harm != "lower":
+            out.append((1.0, rule.max_gap, +1))
+    if rule.min_ratio is not None:
+        out.append((rule.min_ratio, 0.0, -1))
+    if rule.max_ratio is not None:
+        out.append((rule.max_ratio, 0.0, +1))
+    return out
+
+
+@dataclass(frozen=True)
 class CohortVerdict:
     cohort: str
     verdict: Verdict
@@ -81,9 +122,19 @@ class CohortVerdict:
     """Which threshold the interval lies beyond: 'max_gap', 'min_ratio' or 'max_ratio'."""
     min_detectable_gap: float
     alpha: float
-    e_value: float = 1.0
-    """Evidence that the cohort is beyond a threshold: >= 1/alpha exactly when the verdict is
-    `beyond`. Comparable across cohorts and metrics (the receipt's e-BH report uses it)."""
+    evidence: float | Evidence = field(default=1.0, repr=False, compare=False)
+    """The e-value, or what it is computed from when first read (`e_value`)."""
+
+    @property
+    def e_value(self) -> float:
+        """Evidence that the cohort is beyond a threshold: >= 1/alpha exactly when the verdict is
+        `beyond`. Comparable across cohorts and metrics (the receipt's e-BH report uses it).
+        Computed when first read: most verdicts are superseded before anything reads it."""
+        e = self.evidence
+        if isinstance(e, Evidence):
+            e = e.value()
+            object.__setattr__(self, "evidence", e)
+        return e
 
     def to_json(self, rule: FairnessRule) -> dict[str, Any]:
         thresholds = {
@@ -242,8 +293,7 @@ class FairnessDelta(Detector):
 
     @property
     def n_thresholds(self) -> int:
-        rule = self.rule
-        return (rule.max_gap is not None) + (rule.min_ratio is not None) + (rule.max_ratio is not None)
+        return n_thresholds(self.rule)
 
     def update(self, cohort: str, x: float, *, prev: float | None = None, t: float | None = None,
                before: tuple[float, int] | None = None) -> FairnessDelta:
@@ -384,27 +434,15 @@ class FairnessDelta(Detector):
             _, lo, hi = linear_cs(stat, ref, coef, alpha, prior_var=prior, prior_n=PRIOR_N)
         return lo, hi
 
-    def _e(self, cohort: str, stat: MeanStat, ref: MeanStat, coef: float, boundary: float, direction: int,
-           prior: float) -> float:
-        if self._bets is not None:
-            return strict_linear_e_value(*self._strict_pair(self._bets, cohort), coef, boundary, direction)
-        return linear_e_value(stat, ref, coef, boundary, direction, prior_var=prior, prior_n=PRIOR_N)
-
-    def _e_value(self, cohort: str, stat: MeanStat, ref: MeanStat, prior: float) -> float:
-        """max over thresholds of the e-value for "beyond it", over the number of thresholds
-        (a valid e-value: at most their mean), so it reaches 1/alpha iff a threshold's
-        interval at alpha / thresholds lies beyond it."""
-        rule = self.rule
-        es = []
-        if rule.max_gap is not None:
-            if rule.harm != "higher":
-                es.append(self._e(cohort, stat, ref, 1.0, -rule.max_gap, -1, prior))
-            if rule.harm != "lower":
-                es.append(self._e(cohort, stat, ref, 1.0, rule.max_gap, +1, prior))
-        if rule.min_ratio is not None:
-            es.append(self._e(cohort, stat, ref, rule.min_ratio, 0.0, -1, prior))
-        if rule.max_ratio is not None:
-            es.append(self._e(cohort, stat, ref, rule.max_ratio, 0.0, +1, prior))
+    def _evidence(self, cohort: str, stat: MeanStat, ref: MeanStat, prior: float) -> float | Evidence:
+        """The verdict's e-value (`Evidence.value`): at once in strict mode (the bets move on),
+        else what computes it when read, from copies of the statistics as of now."""
+        if self._bets is None:
+            return Evidence(self.rule, MeanStat(stat.n, stat.total, stat.sumsq), MeanStat(ref.n, ref.total, ref.sumsq),
+                            prior)
+        pair = self._strict_pair(self._bets, cohort)
+        es = [strict_linear_e_value(*pair, coef, boundary, direction)
+              for coef, boundary, direction in thresholds_of(self.rule)]
         return max(es, default=1.0) / self.n_thresholds
 
     def evaluate(self, cohort: str) -> CohortVerdict:
@@ -459,5 +497,5 @@ class FairnessDelta(Detector):
         verdict: Verdict = "beyond" if beyond else ("within" if within else "insufficient")
         mdg = (rule.max_gap or 0.0) + hw
         v = CohortVerdict(label, verdict, stat.mean, stat.n, ref_name, ref.mean, ref.n, gap,
-                          (lo, hi), ratio, beyond, mdg, self.alpha, self._e_value(cohort, cs, cr, prior))
+                          (lo, hi), ratio, beyond, mdg, self.alpha, self._evidence(cohort, cs, cr, prior))
         return v
