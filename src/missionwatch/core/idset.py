@@ -51,7 +51,9 @@ def content_digest(record_hash: str) -> int:
 class IdTable:
     """Ids by kind (receipt, outcome, review), each with its record's content digest and flags."""
 
-    def __init__(self, capacity: int = 64) -> None:
+    __slots__ = ("_keys", "_n", "_vals")
+
+    def __init__(self, capacity: int = 16) -> None:
         size = 1 << max(6, (capacity * 2 - 1).bit_length())
         self._keys = np.zeros(size, dtype=np.uint64)
         self._vals = np.zeros(size, dtype=np.uint64)

@@ -32,8 +32,7 @@ it starts (left out: its window may hold the closed run's outcomes).
 from __future__ import annotations
 
 import heapq
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 __all__ = ["Isolation", "Run"]
 
@@ -50,12 +49,20 @@ class Run:
     phase: str | None
     """'baseline' or 'post' while all its actions are of that phase; None once mixed or tainted."""
     contacts: int = 0
-    counts: dict[str, int] = field(default_factory=dict)
+    _counts: dict[str, int] | None = None
+    """Per metric, its outcomes in the run (None: none yet, the case of most runs)."""
     due: float = 0.0
     """The time its one live entry in the closing queue is due."""
 
+    @property
+    def counts(self) -> dict[str, int]:
+        """Per metric, its outcomes in the run (read-only)."""
+        return self._counts if self._counts is not None else {}
+
 
 class Isolation:
+    __slots__ = ("_due", "_recent", "clock", "latest", "open", "within")
+
     def __init__(self, within: float) -> None:
         self.within = within
         self.latest: dict[str, float] = {}
@@ -64,7 +71,8 @@ class Isolation:
         """Per subject, its run not yet closed."""
         self._due: list[tuple[float, str]] = []
         """(last + within, subject) of the open runs: closed in that order."""
-        self._recent: deque[float] = deque(maxlen=CLOCK_ACTIONS)
+        self._recent: list[float] = []
+        """The latest CLOCK_ACTIONS action times (a list: a deque is most of a kilobyte)."""
         self.clock = float("-inf")
 
     def action(self, subject: str, t: float, phase: str, contact: bool) -> list[Run]:
@@ -92,8 +100,10 @@ class Isolation:
         """An outcome of `subject` at t, counted by `metrics`."""
         run = self.open.get(subject)
         if run is not None and run.first <= t < run.last + self.within:
+            if run._counts is None:
+                run._counts = {}
             for m in metrics:
-                run.counts[m] = run.counts.get(m, 0) + 1
+                run._counts[m] = run._counts.get(m, 0) + 1
 
     def _close(self, subject: str) -> Run:
         run = self.open.pop(subject)
@@ -104,6 +114,8 @@ class Isolation:
         self._recent.append(t)
         if len(self._recent) < CLOCK_ACTIONS:
             return []
+        if len(self._recent) > CLOCK_ACTIONS:
+            del self._recent[0]
         self.clock = max(self.clock, sorted(self._recent)[CLOCK_ACTIONS // 2])
         closed = []
         while self._due and self._due[0][0] <= self.clock:

@@ -7,8 +7,10 @@ it is `observe.py`; what the mission then decides is `judge.py`. Picklable.
 
 from __future__ import annotations
 
+import sys
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..detect import FairnessDelta, FollowupPressure, HardLimit, MixShift, NoveltyWatch, RiskSignal
@@ -52,10 +54,24 @@ class Subject:
     cohort: dict[str, str]
     contacted: bool = False
     phase: str = "baseline"
-    counts: dict[str, int] = field(default_factory=dict)
+    _counts: dict[str, int] | None = None
+    """Per metric counting actions or outcomes, the subject's count (None: none counted yet)."""
     sums: dict[str, tuple[float, int]] | None = None
     """Per per-action metric, the sum and count of the subject's observations so far (the
     subject is the cluster of its actions: fairness intervals are cluster-robust)."""
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """The subject's counts (read-only here: `count` adds one)."""
+        return self._counts if self._counts is not None else {}
+
+    def count(self, metric: str) -> int:
+        """Add one to the subject's count of `metric`; return the count before."""
+        if self._counts is None:
+            self._counts = {}
+        k = self._counts.get(metric, 0)
+        self._counts[metric] = k + 1
+        return k
 
     def observed(self, metric: str, x: float, *, new: bool = True) -> tuple[float, int]:
         """Note observation x of `metric` (`new` False: x added to an earlier observation's
@@ -63,9 +79,34 @@ class Subject:
         for a phase's observations (risk signals)."""
         if self.sums is None:
             self.sums = {}
-        before = self.sums.get(metric, (0.0, 0))
-        self.sums[metric] = (before[0] + x, before[1] + new)
+        before = self.sums.get(metric)
+        if before is None:
+            before, metric = (0.0, 0), sys.intern(metric)  # one copy of each key, whatever the subjects
+        # adding 0 keeps the sum's float object (most observations are 0: no new float for them)
+        self.sums[metric] = (before[0] + x if x else before[0], before[1] + new)
         return before
+
+
+class Latest:
+    """The latest `kept` items appended, oldest first; the deque that keeps them is made at the
+    first (an empty one is most of a kilobyte, and most missions never log an event)."""
+
+    __slots__ = ("_items", "kept")
+
+    def __init__(self, kept: int) -> None:
+        self.kept = kept
+        self._items: deque[dict[str, Any]] | None = None
+
+    def append(self, item: dict[str, Any]) -> None:
+        if self._items is None:
+            self._items = deque(maxlen=self.kept)
+        self._items.append(item)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self._items if self._items is not None else ())
+
+    def __len__(self) -> int:
+        return len(self._items) if self._items is not None else 0
 
 
 @dataclass
@@ -100,8 +141,8 @@ def _detectors(ms: MissionState, spec: Spec, plan: Plan) -> None:
         if d not in plan.intersections:  # a new combination of known values is no news
             ms.novelty[f"cohort:{d}"] = NoveltyWatch(d, "new_cohort")
     s = spec.shift
-    ms.mix = {"action_type": MixShift("action_type", s.alpha, s.mix_rises),
-              "template": MixShift("template", s.alpha, s.mix_rises)}
+    ms.mix = {"action_type": MixShift("action_type", s.alpha, plan.mix_rises),
+              "template": MixShift("template", s.alpha, plan.mix_rises)}
     ms.followups = {}
     ms.followup_dispersion = Dispersion()
     ms.isolation = Isolation(plan.within) if plan.within is not None else None
@@ -109,6 +150,16 @@ def _detectors(ms: MissionState, spec: Spec, plan: Plan) -> None:
 
 class MissionState:
     """Everything the core knows of one mission."""
+
+    __slots__ = ("_cohorts", "anchor", "cause", "cause_t", "checkpointed", "clock", "cohort_values", "duplicates",
+                 "escalations", "fairness", "followup_dispersion", "followups", "frozen", "ids", "integrity",
+                 "isolation", "last_hash", "last_receipt_t", "last_review", "ledger", "limits", "mission_id", "mix",
+                 "n_actions", "n_outcomes", "new_problems", "novelty", "parts", "pending_outcomes", "plan",
+                 "population", "recent_cohorts", "recent_mix", "registration", "registration_hash",
+                 "resume_approvals", "review_status", "risk", "seq", "shift_affected", "shift_events", "spec",
+                 "state", "subjects", "tree", "window_actions", "window_cohorts", "window_from", "window_mix",
+                 "window_to")
+    """A mission's attributes (no instance dict: past 30 attributes it would be a full dict of its own)."""
 
     fairness: dict[str, list[FairnessDelta]]
     risk: dict[str, list[RiskSignal]]
@@ -161,7 +212,7 @@ class MissionState:
         it while the spec's `resume_reviewers` were not yet reached."""
         self.frozen = False
         _detectors(self, spec, plan)
-        self.shift_events: deque[dict[str, Any]] = deque(maxlen=SHIFT_EVENTS_KEPT)
+        self.shift_events = Latest(SHIFT_EVENTS_KEPT)
         """The latest shift events, as receipts show them."""
         self.shift_affected: set[str] = set()
         """Cohorts named by any shift event so far (follow-up pressure, hard limits)."""
@@ -208,7 +259,8 @@ class MissionState:
         fp = self.followups.get(key)
         if fp is None:
             s = self.spec.shift
-            fp = self.followups[key] = FollowupPressure(key, s.followup_rises, s.alpha, self.followup_dispersion,
+            key = sys.intern(key)  # one copy of each cohort's key, whatever the missions
+            fp = self.followups[key] = FollowupPressure(key, self.plan.followup_rises, s.alpha, self.followup_dispersion,
                                                         passive=key.split("=", 1)[0] in self.plan.intersections)
             if self.frozen:
                 fp.freeze(self._followup_fallback())
@@ -266,16 +318,22 @@ class MissionState:
         if v not in seen and d in self.plan.protected and declared is None \
                 and v not in (UNDECLARED, OTHER) and len(seen) >= cohorts.max_cohorts:
             self.note_problem(d, "over_budget", v)
+        v = sys.intern(v)  # one copy of each value, whatever the missions and records
         seen[v] = seen.get(v, 0) + 1
         return v
 
     def intern(self, cohort: dict[str, str]) -> dict[str, str]:
         """One shared dict per distinct cohort: subjects hold it, never change it (tens of
-        thousands of subjects share a few dozen cohorts)."""
+        thousands of subjects share a few dozen cohorts). Shared by the spec's missions through
+        its plan while the plan keeps fewer than `Plan.COHORTS_KEPT`, then kept per mission."""
         key = tuple(sorted(cohort.items()))
-        found = self._cohorts.get(key)
+        shared = self.plan.cohorts
+        found = shared.get(key)
         if found is None:
-            found = self._cohorts[key] = dict(cohort)
+            found = self._cohorts.get(key)
+        if found is None:
+            table = shared if len(shared) < self.plan.COHORTS_KEPT else self._cohorts
+            found = table[key] = dict(cohort)
         return found
 
     def acknowledge(self, escalation_id: str | None) -> None:

@@ -5,6 +5,7 @@ the ledger, the subject, every detector the spec routes the record to, and retur
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 
 from ..detect import (
@@ -127,11 +128,10 @@ def observe_action(ms: MissionState, a: ActionRecord, cohort: dict[str, str]) ->
         x = m.value(a.decision, numbers) if not m.actions or a.action_type in m.actions else None
         obs.risk(ms, m, x or 0.0, phase, None, subj)
     for m in plan.count_actions.get(a.action_type, ()):
-        k = subj.counts.get(m.name, 0)
-        subj.counts[m.name] = k + 1
+        k = subj.count(m.name)
         if subj.contacted:
             obs.metric(ms, m, subj.cohort, subj.phase, k + 1, k)
-    labels = [f"{d}={subj.cohort[d]}" for d in plan.dims if d in subj.cohort] if is_contact else []
+    labels = [sys.intern(f"{d}={subj.cohort[d]}") for d in plan.dims if d in subj.cohort] if is_contact else []
     if new_contact:
         subj.contacted, subj.phase = True, phase
         ms.population.update(labels)
@@ -151,7 +151,7 @@ def observe_action(ms: MissionState, a: ActionRecord, cohort: dict[str, str]) ->
     ms.window_from = t if ms.window_from is None else min(ms.window_from, t)
     ms.window_to = t if ms.window_to is None else max(ms.window_to, t)
     ms.window_actions += 1
-    ms.window_mix[a.action_type + (f"+{template}" if template else "")] += 1
+    ms.window_mix[sys.intern(a.action_type + (f"+{template}" if template else ""))] += 1
     return obs
 
 
@@ -205,8 +205,7 @@ def observe_outcome(ms: MissionState, o: OutcomeRecord, own: dict[str, str] | No
             obs.risk(ms, m, 1.0, phase, 0.0, subj)
         else:
             obs.unplaced(ms, m)
-        k = subj.counts.get(m.name, 0)
-        subj.counts[m.name] = k + 1
+        k = subj.count(m.name)
         if not subj.contacted:
             continue
         for fd in ms.fairness.get(m.name, ()):

@@ -11,8 +11,14 @@ __all__ = ["Plan", "scopes"]
 
 
 class Plan:
+    COHORTS_KEPT = 4096
+    """Distinct cohorts (attribute -> value dicts) the plan shares among its missions' subjects;
+    past it, each mission keeps its own (`MissionState.intern`)."""
+
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
+        self.cohorts: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+        """One dict per distinct cohort for every mission of the spec (`MissionState.intern`)."""
         self.dims = tuple(spec.cohorts.keys) + tuple(spec.cohorts.protected)
         self.intersections = spec.cohorts.intersections()
         """Intersection attributes (of cohorts.keys and protected), with the attributes each joins."""
@@ -37,6 +43,9 @@ class Plan:
                 self.count_actions.setdefault(a, []).append(m)
             for o in m.count_outcomes:
                 self.count_outcomes.setdefault(o, []).append(m)
+        self.mix_rises = tuple(spec.shift.mix_rises)
+        self.followup_rises = tuple(spec.shift.followup_rises)
+        """The shift detectors' rises, one tuple for every detector of every mission."""
         self.skew = parse_duration(spec.spec.skew)
         self.horizon = parse_duration(spec.spec.horizon)
         self.every = parse_duration(spec.cadence.every) if spec.cadence.every else None

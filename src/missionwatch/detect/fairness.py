@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -57,6 +58,9 @@ Verdict = Literal["beyond", "within", "insufficient", "too_small", "reference", 
 PRIOR_N = 10.0
 CATCH_ALL = frozenset({"(undeclared)", "(other)"})
 """Cohort values that gather what the spec does not expect: never judged."""
+_UNBOUNDED = (-math.inf, math.inf)
+_NONE = (0.0, 0.0)
+"""The intervals of verdicts that judge nothing: one tuple each, shared by every such verdict."""
 
 
 def _r(x: float, nd: int = 6) -> float | None:
@@ -65,7 +69,7 @@ def _r(x: float, nd: int = 6) -> float | None:
     return round(x, nd)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Evidence:
     """What a verdict's e-value is computed from (asymptotic intervals): the rule, the cohort's
     and its reference's statistics as of the verdict (copies), and the prior variance."""
@@ -106,7 +110,7 @@ def thresholds_of(rule: FairnessRule) -> list[tuple[float, float, int]]:
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CohortVerdict:
     cohort: str
     verdict: Verdict
@@ -240,6 +244,8 @@ class _Units:
     subject): per cohort, a ratio over units; the intervals read these once any update names
     its unit (cluster-robust variances, with units as the sample size)."""
 
+    __slots__ = ("by_cohort", "clustered", "total")
+
     def __init__(self) -> None:
         self.by_cohort: dict[str, RatioStat] = {}
         self.total = RatioStat()
@@ -268,6 +274,9 @@ class _Units:
 class FairnessDelta(Detector):
     """Per-cohort means of one metric across one protected proxy, judged by one rule."""
 
+    __slots__ = ("_bets", "_touches", "_verdicts", "alpha", "cohorts", "escalated", "judged", "max_cohorts",
+                 "min_samples", "proxy", "rule", "strict", "total", "units")
+
     def __init__(
         self, rule: FairnessRule, proxy: str, alpha: float, min_samples: int, max_cohorts: int,
         strict: bool = False,
@@ -287,8 +296,9 @@ class FairnessDelta(Detector):
         self.judged: list[str] = []
         self._verdicts: dict[str, CohortVerdict] = {}
         self._touches: dict[str, int] = {}
-        self.escalated: set[str] = set()
-        """Cohorts escalated and not judged `within` since; they do not escalate again."""
+        self.escalated: set[str] | None = None
+        """Cohorts escalated and not judged `within` since; they do not escalate again (None: none
+        ever was, the case of nearly every detector)."""
         self._bets = _StrictBets(self.alpha / (2 * self.n_thresholds)) if self.strict else None
 
     @property
@@ -370,7 +380,7 @@ class FairnessDelta(Detector):
     def status(self) -> dict[str, Any]:
         return {"detector": f"fairness:{self.rule.metric}", "proxy": self.proxy,
                 "verdicts": {c: v.to_json(self.rule) for c, v in sorted(self._verdicts.items())},
-                "escalated": sorted(self.escalated)}
+                "escalated": sorted(self.escalated or ())}
 
     def due(self, cohort: str) -> bool:
         """Whether `cohort` should be judged now: after each of its first 100 updates, then
@@ -383,15 +393,18 @@ class FairnessDelta(Detector):
     def opens(self, cohort: str, verdict: CohortVerdict) -> bool:
         """Whether `verdict`, once settled, opens a new escalation episode for the cohort
         (read-only)."""
-        return verdict.verdict == "beyond" and cohort not in self.escalated
+        return verdict.verdict == "beyond" and (self.escalated is None or cohort not in self.escalated)
 
     def settle(self, cohort: str, verdict: CohortVerdict) -> FairnessDelta:
         """Keep `verdict` as the cohort's verdict (`verdict(cohort)` returns it until the
         next); `beyond` opens an escalation episode, which `within` closes."""
         self._verdicts[cohort] = verdict
         if verdict.verdict == "within":
-            self.escalated.discard(cohort)
+            if self.escalated is not None:
+                self.escalated.discard(cohort)
         elif verdict.verdict == "beyond":
+            if self.escalated is None:
+                self.escalated = set()
             self.escalated.add(cohort)
         return self
 
@@ -419,7 +432,7 @@ class FairnessDelta(Detector):
             return None
         if self.rule.reference == "rest":
             return "rest", self.total.minus(self.cohorts[cohort])
-        return f"{self.proxy}={name}", self.cohorts.get(name, MeanStat())
+        return sys.intern(f"{self.proxy}={name}"), self.cohorts.get(name, MeanStat())
 
     def _strict_pair(self, bets: _StrictBets, cohort: str) -> tuple[BettingCS, BettingCS]:
         # the reference is not None: a cohort that is its own reference is not judged
@@ -454,11 +467,11 @@ class FairnessDelta(Detector):
     def assess(self, cohort: str) -> CohortVerdict:
         """The cohort's verdict as of now, without keeping it (a read-only look)."""
         stat = self.cohorts[cohort]
-        label = f"{self.proxy}={cohort}"
+        label = sys.intern(f"{self.proxy}={cohort}")  # one copy of each label, whatever the missions
         found = self._reference(cohort)
         if found is None:
             v = CohortVerdict(label, "reference", stat.mean, stat.n, label, stat.mean, stat.n,
-                              0.0, (0.0, 0.0), 1.0, None, math.nan, self.alpha)
+                              0.0, _NONE, 1.0, None, math.nan, self.alpha)
             return v
         ref_name, ref = found
         ratio = stat.mean / ref.mean if ref.n and ref.mean else math.nan
@@ -468,7 +481,7 @@ class FairnessDelta(Detector):
             small = stat.n < self.min_samples or (judged and ref.n < self.min_samples)
             kind: Verdict = "too_small" if small and cohort not in CATCH_ALL else "not_judged"
             v = CohortVerdict(label, kind, stat.mean, stat.n, ref_name, ref.mean, ref.n, gap,
-                              (-math.inf, math.inf), ratio, None, math.inf, self.alpha)
+                              _UNBOUNDED, ratio, None, math.inf, self.alpha)
             return v
         a = self.alpha / self.n_thresholds
         cs, cr, prior = (stat, ref, self.total.var) if not self.units.clustered else \

@@ -9,6 +9,7 @@ first observation, so `min_samples` does not delay it."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,12 +28,12 @@ class LimitBreach:
 
 
 class HardLimit(Detector):
-    aggregate: Literal["mean", "sum", "count"] = "mean"
-    """What the limit compares: the scope's mean, or its running total ('sum', 'count')."""
+    __slots__ = ("_breaches", "aggregate", "breached", "rule", "stats")
 
     def __init__(self, rule: LimitRule, aggregate: Literal["mean", "sum", "count"] = "mean") -> None:
         self.rule = rule
         self.aggregate = aggregate
+        """What the limit compares: the scope's mean, or its running total ('sum', 'count')."""
         self._reset()
 
     def _reset(self) -> None:
@@ -54,7 +55,7 @@ class HardLimit(Detector):
         for scope in scopes:
             stat = self.stats.get(scope)
             if stat is None:
-                stat = self.stats[scope] = MeanStat()
+                stat = self.stats[sys.intern(scope)] = MeanStat()  # one copy of each scope's name
             if prev is None:
                 stat.update(x)
             else:

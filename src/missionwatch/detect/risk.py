@@ -58,9 +58,8 @@ RiskVerdict = Literal["elevated", "within_threshold", "unchanged", "insufficient
 
 
 class RiskSignal(Detector):
-    aggregate: Literal["mean", "sum", "count"] = "mean"
-    """The metric's aggregate: for a total ('sum', 'count') the observations are every action's
-    share of it, and the signal compares the total's rate per action."""
+    __slots__ = ("aggregate", "alpha", "base", "base_units", "clustered", "escalated", "events", "iso_base",
+                 "iso_post", "isolated", "min_samples", "post", "post_units", "rule", "unplaced", "verdict")
 
     def __init__(self, rule: RiskRule, alpha: float, min_samples: int, *, isolated: bool = False,
                  aggregate: Literal["mean", "sum", "count"] = "mean") -> None:
@@ -70,6 +69,8 @@ class RiskSignal(Detector):
         self.isolated = isolated
         """Whether plain outcomes are compared through isolated contacts (the spec has `within`)."""
         self.aggregate = aggregate
+        """The metric's aggregate: for a total ('sum', 'count') the observations are every action's
+        share of it, and the signal compares the total's rate per action."""
         self._reset()
 
     def _reset(self) -> None:

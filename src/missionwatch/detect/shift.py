@@ -27,6 +27,7 @@ reviewer accepted it.
 from __future__ import annotations
 
 import math
+import sys
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ class ShiftEvent:
 class NoveltyWatch(Detector):
     """Values of one dimension (templates, action types, a cohort attribute) seen in the baseline."""
 
+    __slots__ = ("_event", "code", "dimension", "frozen", "known", "new")
+
     def __init__(self, dimension: str, code: EscalationCode) -> None:
         self.dimension = dimension
         self.code = code
@@ -72,6 +75,7 @@ class NoveltyWatch(Detector):
         self._event = None
         if value in self.known:
             return self
+        value = sys.intern(value)  # one copy of each value, whatever the missions
         self.known.add(value)
         if not self.frozen:
             return self
@@ -97,6 +101,9 @@ class MixShift(Detector):
     keeps the false-alarm budget. A category never seen in the baseline is the
     NoveltyWatch's business.
     """
+
+    __slots__ = ("_event", "alpha", "baseline", "detectors", "dimension", "dispersion", "lags", "latched",
+                 "recent", "recent_n", "rises")
 
     def __init__(self, dimension: str, alpha: float, rises: Sequence[float], lags: int = LAGS) -> None:
         """`lags`: how far apart actions may depend on each other (stats.dispersion); 0 takes
@@ -132,6 +139,8 @@ class MixShift(Detector):
 
     def _observe(self, value: str) -> ShiftEvent | None:
         if self.detectors is None:
+            if value not in self.baseline:
+                value = sys.intern(value)  # one copy of each category, whatever the missions
             self.baseline[value] += 1
             return None
         if self.latched is not None:
@@ -204,6 +213,9 @@ class FollowupPressure(Detector):
     `dispersion`: the design effect of the mission's follow-up indicator, shared by its
     follow-up detectors (the mission keeps it and feeds it; every cohort is assumed to cluster
     alike); None assumes independent actions."""
+
+    __slots__ = ("_event", "alpha", "cohort", "detector", "dispersion", "k0", "latched", "marks", "n0",
+                 "passive", "phi0", "recent", "rise_t", "rises")
 
     def __init__(self, cohort: str, rises: Sequence[float], alpha: float,
                  dispersion: Dispersion | None = None, *, passive: bool = False) -> None:
@@ -364,19 +376,26 @@ class Marks:
     """Cumulative (actions, follow-ups) noted every `every` updates with their event time,
     the latest `kept`: counts since a past time, in bounded memory."""
 
+    __slots__ = ("_marks",)
     every = 32
     kept = 512
 
     def __init__(self) -> None:
-        self._marks: deque[tuple[float, int, int]] = deque(maxlen=self.kept)
+        self._marks: deque[tuple[float, int, int]] | None = None
+        """Made at the first mark (an empty deque is most of a kilobyte, and most cohorts'
+        detectors of most missions never arm)."""
 
     def note(self, t: float, counts: list[int]) -> None:
         if counts[0] % self.every == 0:
+            if self._marks is None:
+                self._marks = deque(maxlen=self.kept)
             self._marks.append((t, counts[0], counts[1]))
 
     def before(self, t: float) -> tuple[int, int]:
         """The counts as they stood at the latest mark not after t (the oldest kept if every
         mark is later: the window then reaches as far back as memory does)."""
+        if self._marks is None:
+            return (0, 0)
         found = None
         for mt, n, k in reversed(self._marks):
             if mt <= t:

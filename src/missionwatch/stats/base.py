@@ -16,6 +16,8 @@ __all__ = ["Detector"]
 
 
 class Detector:
+    __slots__ = ()  # subclasses with many instances per mission declare theirs
+
     def reset(self) -> None:
         """Forget every observation; keep the settings."""
         self._reset()

@@ -89,10 +89,11 @@ class RatioStat:
 
     n: int = 0
     x: float = 0.0
-    k: float = 0.0
+    k: float = 0
     xx: float = 0.0
     xk: float = 0.0
-    kk: float = 0.0
+    kk: float = 0
+    """k and kk start as ints: cluster sizes are counts, so they stay small ints (no float object each)."""
 
     def update(self, x: float, k: float) -> RatioStat:
         self.n += 1

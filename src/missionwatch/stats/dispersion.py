@@ -48,6 +48,7 @@ One factor per stream: every category is assumed to cluster alike.
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import numpy as np
@@ -72,15 +73,31 @@ MIN_BLOCKS = 4
 """Blocks the batch-means estimate needs."""
 
 
+def _empty(shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    a: np.ndarray = np.zeros(shape, dtype=dtype)
+    a.flags.writeable = False  # shared by every stream until its first category: grown (a copy) before use
+    return a
+
+
+_NO_COUNTS = _empty((0,), np.int64)
+_NO_SUMS = _empty((0,), np.float64)
+_NO_REPEATS: dict[int, np.ndarray] = {}
+
+
 class Dispersion:
     """Repeats per (lag, category) of one categorical stream; `factor()` its design effect."""
+
+    __slots__ = ("_at", "_block", "_block_sq", "_block_sum", "_blocks", "_factor", "_in_block", "_pending",
+                 "_phi", "_summed", "_tail", "codes", "counts", "cut", "lags", "repeats", "total")
 
     def __init__(self, lags: int = LAGS) -> None:
         self.lags = lags
         self.codes: dict[str, int] = {}
-        self.counts = np.zeros(0, dtype=np.int64)
+        self.counts = _NO_COUNTS
         """Observations per category code."""
-        self.repeats = np.zeros((lags, 0), dtype=np.int64)
+        if lags not in _NO_REPEATS:
+            _NO_REPEATS[lags] = _empty((lags, 0), np.int64)
+        self.repeats = _NO_REPEATS[lags]
         """repeats[j - 1, c]: times an observation of c followed one of c j observations earlier."""
         self.total = 0
         self._tail: list[int] = []
@@ -93,8 +110,8 @@ class Dispersion:
         self._block: dict[int, int] = {}
         self._in_block = 0
         self._blocks = 0
-        self._block_sq = np.zeros(0, dtype=np.float64)
-        self._block_sum = np.zeros(0, dtype=np.float64)
+        self._block_sq = _NO_SUMS
+        self._block_sum = _NO_SUMS
         """Per category, the sum of squared and of plain counts over the closed blocks."""
         self.cut = False
         """Whether the last estimate's sequence was still positive at the last lag."""
@@ -104,7 +121,7 @@ class Dispersion:
         if code is None:
             if len(self.codes) >= MAX_CATEGORIES - 1:
                 category = _OTHER  # pooled: a stream of lumped categories clusters as the stream does
-            code = self.codes.setdefault(category, len(self.codes))
+            code = self.codes.setdefault(sys.intern(category), len(self.codes))
         self._pending.append(code)
         self._block[code] = self._block.get(code, 0) + 1
         self._in_block += 1
