@@ -23,7 +23,8 @@ RATIOS = ("core_prepared/decode_canonicalize", "core_dict/decode_canonicalize", 
           "stream_batch_signed_items/raw_batch_signed_items")
 LATENCY = tuple(f"latency_{load}_{k}" for load in ("fixed", "80pct", "40pct")
                 for k in ("offered", "achieved", "processed", "samples", "p50_ms", "p99_ms", "hop_p50_ms", "hop_p99_ms"))
-RECOVERY = ("restore_1000_s", "replay_from_0_1000_s", "restore_1000/replay", "kill9_start_empty_s",
+RECOVERY = ("restore_1000_s", "replay_from_0_1000_s", "restore_1000/replay", "dump_in_loop_1000_s",
+            "dump_fork_stall_1000_s", "kill9_start_empty_s",
             "kill9_restart_checkpoint_s", "kill9_restart_log_s", "kill9_replayed_log")
 MEMORY = ("rss_floor", "rss_100x12")
 HEADINGS = ("## Throughput", "### Produce-to-control latency", "### Recovery after kill -9", "### Memory: ")

@@ -5,6 +5,7 @@ ledger, falls back to the log."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -20,6 +21,7 @@ from missionwatch.spec import SpecRegistry
 from missionwatch.store.query import open_ledger
 from missionwatch.stream.checkpoint import Checkpoints
 from missionwatch.stream.core import StreamCore
+from missionwatch.stream.dumper import Dumper
 from tests.conftest import SPECS
 from tests.stream.conftest import KILLED_SESSION_TIMEOUT, Worker, produce, published, wait_committed
 
@@ -58,14 +60,18 @@ def run(core: StreamCore, lines: list[bytes], start: int) -> list[bytes]:
 
 
 def checkpointed(data: Path, make: Any, lines: list[bytes], at: int) -> None:
-    """A worker that processed lines[:at], committed its ledger and checkpointed, then died."""
+    """A worker that processed lines[:at], committed its ledger and checkpointed (in a forked
+    child, as a worker does: stream/dumper.py), then died."""
     core = core_of(data, make)
     run(core, lines[:at], 0)
-    for led in core.ledgers.jobs():
-        assert led.write()
-    ((p, snap),) = core.checkpoint_jobs()
     assert core.checkpoints is not None
-    core.checkpoints.write(p, snap)
+    dumper = Dumper(core.checkpoints)
+    child = dumper.start(core.checkpoint_jobs())  # forked in the turn the ledger's commit is taken
+    jobs = core.ledgers.jobs()
+    for i, ln in enumerate(lines[at:at + 50], at):
+        core.process(0, i, ln)  # the worker's state moves on meanwhile; the child's does not
+    assert child is not None and all(led.write() for led in jobs)
+    assert asyncio.run(dumper.settle(child, True)) == [(0, at - 1)]
     for led in core.ledgers.values():  # kill -9: its lock goes with it
         led._lock.close()
 
@@ -172,6 +178,8 @@ def test_a_worker_killed_with_9_recovers_from_its_checkpoint(broker: Any, setup:
     finally:
         assert second.stop() == 0
     assert "restored from its checkpoint" in log
+    assert "taken in" in log and "not taken" not in log  # by forked children (stream/dumper.py)
+    assert not list(ckpt.glob(".tmp-*"))  # a child cut by the kill leaves nothing behind
     assert replayed < half // 10  # only the tail after the checkpoint, not the half already done
     assert {k: v[0] for k, v in got.items()} == want
     con = open_ledger(data=data)

@@ -39,6 +39,7 @@ from ..spec import SpecRegistry
 from .broker import bootstrap_of
 from .checkpoint import Checkpoints
 from .core import CONTROL, IN, OUT, REJECTED, Publish, StreamCore, exception_text
+from .dumper import Dumper
 from .http import Health
 from .outlog import OutLog
 
@@ -313,18 +314,26 @@ def _faust_app(settings: StreamSettings, boot: str) -> faust.App:
 
 
 def _commits(app: faust.App, core: StreamCore, ledger_every: float, checkpoint_every: float) -> asyncio.Lock:
-    """Commit the live ledgers every `ledger_every` seconds and at shutdown, and checkpoint the
-    partitions every `checkpoint_every` (0: never), writing in a thread (off the agent's path).
-    A checkpoint is taken with a ledger commit of the same offsets, so the ledger is never
-    behind it. The lock keeps one writer at a time (a revocation commits under it)."""
+    """Commit the live ledgers every `ledger_every` seconds and at shutdown (writing in a thread,
+    off the agent's path), and checkpoint the partitions every `checkpoint_every` (0: never) in a
+    forked child (stream/dumper.py), forked in the same turn as a ledger commit of the same
+    offsets is taken; the checkpoints go in place only once that commit is written, so the
+    ledger is never behind them. The lock keeps one ledger writer at a time (a revocation
+    commits under it); it is not held while the child runs."""
     lock = asyncio.Lock()
+    dumper = Dumper(core.checkpoints) if core.checkpoints is not None and checkpoint_every else None
 
     async def commit(checkpoint: bool = False) -> None:
         async with lock:
             todo = core.ledgers.jobs()
-            snaps = core.checkpoint_jobs() if checkpoint else []
-            if todo or snaps:
-                await asyncio.get_running_loop().run_in_executor(None, _write, core, todo, snaps)
+            child = dumper.start(core.checkpoint_jobs()) if checkpoint and dumper is not None else None
+            ok = True
+            if todo:
+                ok = await asyncio.get_running_loop().run_in_executor(None, _write, todo)
+        if child is not None and dumper is not None:
+            for p, offset in await dumper.settle(child, ok):
+                if p in core.partitions:
+                    core.checkpointed[p] = max(offset, core.checkpointed.get(p, -1))
 
     cast(Any, app.timer(ledger_every))(commit)
     if checkpoint_every:
@@ -335,6 +344,8 @@ def _commits(app: faust.App, core: StreamCore, ledger_every: float, checkpoint_e
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _shutdown(sender: Any, **kwargs: Any) -> None:
+        if dumper is not None:
+            await dumper.drain()
         async with lock:
             for p in list(core.ledgers):
                 core.ledgers.close(p)
@@ -342,16 +353,9 @@ def _commits(app: faust.App, core: StreamCore, ledger_every: float, checkpoint_e
     return lock
 
 
-def _write(core: StreamCore, ledgers: list[Any], snaps: list[tuple[int, bytes]]) -> None:
-    """The writer thread's part: ledger commits first, then the checkpoints they cover."""
-    ok = all([led.write() for led in ledgers])
-    if core.checkpoints is None or not ok:
-        return
-    for p, data in snaps:
-        try:
-            core.checkpoints.write(p, data)
-        except OSError as exc:
-            log.error("partition %d: its checkpoint could not be written (%s)", p, exc)
+def _write(ledgers: list[Any]) -> bool:
+    """The writer thread's part: the ledger commits; whether all were written."""
+    return all([led.write() for led in ledgers])
 
 
 def _rebalances(app: faust.App, core: StreamCore, gates: _Gates, health: Health, boot: str,

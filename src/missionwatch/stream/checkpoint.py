@@ -10,20 +10,25 @@ equal). A file is:
     {"version": 1, "partition": P, "offset": C, "fingerprint": F, "sha256": S, "bytes": N}\\n
     N bytes: the pickled (Monitor, History), without the signing key, keyring and specs
 
-It is written under a temporary name and renamed whole. It is used only when it is whole (its
-SHA-256), of this format version, of this partition, and made under the same configuration
-(`fingerprint`: the package version, every spec's version, the keyring, the monitor's public
-key, the admission limits, allow_unsigned): else the partition is rebuilt from the log, as
-without a checkpoint, and the log says why. What a checkpoint holds is the worker's own state
+A worker writes it from a child process it forks (stream/dumper.py: its event loop goes on
+meanwhile) under a temporary name, fsynced, and renames it into place once the child has ended
+well and the live ledger's commit of the same offsets is written. It is used only when it is
+whole (its SHA-256), of this format version, of this partition, and made under the same
+configuration (`fingerprint`: the package version, every spec's version, the keyring, the
+monitor's public key, the admission limits, allow_unsigned): else the partition is rebuilt from
+the log, as without a checkpoint, and the log says why. What a checkpoint holds is the worker's own state
 (like its key, DATA is trusted: pickle runs code on load).
 
 Retention: once a partition has a checkpoint, the messages at or before its offset are needed
-only by a worker without it (another machine, a lost or refused file). Keep the topic's
-messages at least as long as a worker could need to rebuild from the log, or share DATA.
+only by a worker without it (another machine, a lost or refused file). The topic's retention
+may delete them: a worker with the checkpoint needs only the log after it, but one without it
+can no longer rebuild those missions' state from the log. Keep the topic's messages at least
+as long as a worker could need to rebuild from the log, or share DATA.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import json
@@ -32,13 +37,13 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .. import __version__
 from ..console.history import History
 from ..monitor import Monitor
 
-__all__ = ["MAGIC", "VERSION", "Checkpoints", "Restored", "fingerprint"]
+__all__ = ["MAGIC", "VERSION", "Checkpoints", "Due", "Restored", "fingerprint"]
 
 log = logging.getLogger("missionwatch.stream")
 
@@ -60,6 +65,16 @@ def fingerprint(monitor: Monitor) -> str:
         "allow_unsigned": monitor.allow_unsigned,
     }
     return "sha256:" + hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class Due:
+    """A checkpoint to take: a partition's state as of `offset` (`StreamCore.checkpoint_jobs`)."""
+
+    partition: int
+    offset: int
+    monitor: Monitor
+    history: History
 
 
 @dataclass
@@ -107,13 +122,25 @@ class Checkpoints:
         return self.directory / f"p{partition:04d}.ckpt"
 
     def dump(self, partition: int, offset: int, monitor: Monitor, history: History) -> bytes:
-        """A checkpoint's bytes (taken where the state cannot change meanwhile: the event loop)."""
+        """A checkpoint's bytes, taken where the state cannot change meanwhile (the worker takes
+        them in a forked child: stream/dumper.py)."""
         buf = io.BytesIO()
-        _Pickler(buf, {id(v): k for k, v in _shared(monitor).items()}).dump((monitor, history))
-        payload = buf.getvalue()
-        head = {"version": VERSION, "partition": partition, "offset": offset, "fingerprint": fingerprint(monitor),
-                "sha256": hashlib.sha256(payload).hexdigest(), "bytes": len(payload)}
-        return MAGIC + json.dumps(head).encode() + b"\n" + payload
+        self.write_file(buf, Due(partition, offset, monitor, history), fingerprint(monitor))
+        return buf.getvalue()
+
+    def write_file(self, f: BinaryIO, due: Due, fp: str, sha256: Any = hashlib.sha256) -> int:
+        """Write the checkpoint of `due` to `f` (`fp`: its monitor's `fingerprint`, `sha256`: the
+        hash's constructor); return the payload's size."""
+        buf = io.BytesIO()
+        _Pickler(buf, {id(v): k for k, v in _shared(due.monitor).items()}).dump((due.monitor, due.history))
+        payload = buf.getbuffer()
+        digest = sha256()
+        digest.update(payload)
+        head = {"version": VERSION, "partition": due.partition, "offset": due.offset, "fingerprint": fp,
+                "sha256": digest.hexdigest(), "bytes": len(payload)}
+        f.write(MAGIC + json.dumps(head).encode() + b"\n")
+        f.write(payload)
+        return len(payload)
 
     def write(self, partition: int, data: bytes) -> None:
         """Put a checkpoint in place whole (any thread)."""
@@ -121,6 +148,10 @@ class Checkpoints:
         tmp = path.with_name(f".tmp-{path.name}")
         tmp.write_bytes(data)
         os.replace(tmp, path)
+
+    def save(self, due: Due) -> None:
+        """Take and write a checkpoint here and now (the worker does it in a child: stream/dumper.py)."""
+        self.write(due.partition, self.dump(due.partition, due.offset, due.monitor, due.history))
 
     def load(self, partition: int, fresh: Monitor) -> Restored | None:
         """The partition's checkpoint, its configuration that of `fresh` (a new monitor of this
@@ -151,7 +182,13 @@ class Checkpoints:
             raise ValueError("cut short or corrupt (its SHA-256 differs)")
         if head.get("fingerprint") != fingerprint(fresh):
             raise ValueError("made under another configuration (specs, keys, limits or version)")
-        monitor, history = _Unpickler(io.BytesIO(payload), _shared(fresh)).load()
+        collecting = gc.isenabled()
+        gc.disable()  # unpickling makes millions of objects and no garbage: collections would only slow it
+        try:
+            monitor, history = _Unpickler(io.BytesIO(payload), _shared(fresh)).load()
+        finally:
+            if collecting:
+                gc.enable()
         if not isinstance(monitor, Monitor) or not isinstance(history, History):
             raise ValueError("it holds no monitor state")
         return Restored(monitor, history, head["offset"])

@@ -37,7 +37,7 @@ from ..records import TOPIC_IN as IN
 from ..records import TOPIC_OUT as OUT
 from ..records import TOPIC_REJECTED as REJECTED
 from ..store.live import Ledgers
-from .checkpoint import Checkpoints
+from .checkpoint import Checkpoints, Due
 from .outlog import OutLog
 
 __all__ = ["CONTROL", "IN", "OUT", "REJECTED", "Publish", "StreamCore", "exception_text", "ledger_summary"]
@@ -186,18 +186,13 @@ class StreamCore:
             self.checkpointed[partition] = state[2] - 1
         return state
 
-    def checkpoint_jobs(self) -> list[tuple[int, bytes]]:
-        """A checkpoint of each active partition that moved since its last one: (partition, bytes),
-        taken now (on the event loop), to write with `Checkpoints.write` anywhere."""
+    def checkpoint_jobs(self) -> list[Due]:
+        """A checkpoint due of each active partition that moved since its last one, its state as of
+        now (written by a forked child: stream/dumper.py; `checkpointed` is set once it is in place)."""
         if self.checkpoints is None:
             return []
-        out = []
-        for p in sorted(self.active):
-            offset = self.next_offset[p] - 1
-            if offset > self.checkpointed.get(p, -1):
-                out.append((p, self.checkpoints.dump(p, offset, self.partitions[p], self.histories[p])))
-                self.checkpointed[p] = offset
-        return out
+        return [Due(p, self.next_offset[p] - 1, self.partitions[p], self.histories[p]) for p in sorted(self.active)
+                if self.next_offset[p] - 1 > self.checkpointed.get(p, -1)]
 
     def activate(self, partition: int) -> None:
         self.active.add(partition)
