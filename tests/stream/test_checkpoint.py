@@ -185,3 +185,23 @@ def test_a_worker_killed_with_9_recovers_from_its_checkpoint(broker: Any, setup:
     con = open_ledger(data=data)
     assert con.execute("SELECT count(*), count(DISTINCT receipt_id) FROM actions").fetchone() == (
         (setup["whole"].view("m-ck").totals["actions"],) * 2)
+
+
+def test_a_checkpoint_is_refused_after_any_change_of_the_code(setup: dict[str, Any], tmp_path: Path) -> None:
+    """The fingerprint covers the package's sources, not only its version: a checkpoint pickles
+    the core's objects, and a change of what they mean must send the partition back to the log."""
+    import shutil
+
+    from missionwatch.stream.checkpoint import PACKAGE, code_digest, fingerprint_parts
+
+    assert fingerprint_parts(setup["make"]())["code"] == code_digest() == code_digest(PACKAGE)
+    copy = tmp_path / "missionwatch"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    digest = code_digest.__wrapped__  # uncached: the copy changes
+    assert digest(copy) == code_digest()  # the same sources, wherever they are
+    target = copy / "stats" / "cs.py"
+    target.write_text(target.read_text().replace("DEFAULT_T0 = 500.0", "DEFAULT_T0 = 501.0"))
+    assert digest(copy) != code_digest()
+    (copy / "stats" / "new_module.py").write_text("")
+    target.write_text(target.read_text().replace("DEFAULT_T0 = 501.0", "DEFAULT_T0 = 500.0"))
+    assert digest(copy) != code_digest()  # a file added counts too

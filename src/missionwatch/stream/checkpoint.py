@@ -14,7 +14,7 @@ A worker writes it from a child process it forks (stream/dumper.py: its event lo
 meanwhile) under a temporary name, fsynced, and renames it into place once the child has ended
 well and the live ledger's commit of the same offsets is written. It is used only when it is
 whole (its SHA-256), of this format version, of this partition, and made under the same
-configuration (`fingerprint`: the package version, every spec's version, the keyring, the
+configuration (`fingerprint`: the package version and its code (`code_digest`), every spec's version, the keyring, the
 monitor's public key, the admission limits, allow_unsigned): else the partition is rebuilt from
 the log, as without a checkpoint, and the log says why. What a checkpoint holds is the worker's own state
 (like its key, DATA is trusted: pickle runs code on load).
@@ -28,6 +28,7 @@ as long as a worker could need to rebuild from the log, or share DATA.
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import io
@@ -43,7 +44,7 @@ from .. import __version__
 from ..console.history import History
 from ..monitor import Monitor
 
-__all__ = ["MAGIC", "VERSION", "Checkpoints", "Due", "Restored", "fingerprint"]
+__all__ = ["MAGIC", "VERSION", "Checkpoints", "Due", "Restored", "code_digest", "fingerprint", "fingerprint_parts"]
 
 log = logging.getLogger("missionwatch.stream")
 
@@ -51,12 +52,36 @@ MAGIC = b"MWCKPT1\n"
 VERSION = 1
 
 
+PACKAGE = Path(__file__).resolve().parents[1]
+"""The missionwatch package's directory."""
+
+
+@functools.cache
+def code_digest(root: Path = PACKAGE) -> str:
+    """SHA-256 over a package's Python sources (relative path and bytes, in path order): a
+    checkpoint pickles the core's objects, whose meaning is the code's, so any change of the
+    code (not only of the version) refuses it and the partition is rebuilt from the log."""
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix().encode()
+        data = path.read_bytes()
+        h.update(b"%d:%s%d:" % (len(rel), rel, len(data)) + data)
+    return "sha256:" + h.hexdigest()
+
+
 def fingerprint(monitor: Monitor) -> str:
     """What a checkpoint's state depends on beyond its messages: equal, or the checkpoint is refused."""
+    parts = fingerprint_parts(monitor)
+    return "sha256:" + hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def fingerprint_parts(monitor: Monitor) -> dict[str, Any]:
+    """What `fingerprint` hashes."""
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    parts = {
+    return {
         "package": __version__,
+        "code": code_digest(),
         "specs": {name: spec.version for name, spec in sorted(monitor.specs.specs.items())},
         "keyring": monitor.keyring.to_json(),
         "monitor": [monitor.signer.key_id,
@@ -64,7 +89,6 @@ def fingerprint(monitor: Monitor) -> str:
         "limits": monitor.limits.model_dump(mode="json"),
         "allow_unsigned": monitor.allow_unsigned,
     }
-    return "sha256:" + hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass
