@@ -1006,6 +1006,17 @@ the restore then costs that much more.
 """
 
 
+def kept_recovery(results_path: Path) -> str:
+    """The StreamCore-level part of "Recovery after kill -9" as `results_path` holds it (a run with
+    `--skip recovery` keeps it: say `--only recovery [--million]` to remeasure it), or ""."""
+    old = results_path.read_text() if results_path.exists() else ""
+    _, mark, rest = old.partition("\n### Recovery after kill -9\n")
+    end = rest.find("\nThrough Kafka (")
+    if not mark or end < 0 or "This part:" not in rest[:end]:
+        return ""
+    return "\n### Recovery after kill -9\n" + rest[:end] + "\n"
+
+
 def section(rep: Report) -> str:
     a, sz = rep.args, rep.sizes
     n = rep.args.repeats
@@ -1096,7 +1107,8 @@ the publishes, on 2 CPUs shared with the producer and the broker.
 | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 {chr(10).join(lat_rows)}
 """
-    rec_text = recovery_text(rep) + kill_text if rep.restores else ""
+    rec_text = (recovery_text(rep) if rep.restores else kept_recovery(a.results) if "recovery" in a.skip else "") \
+        + kill_text if rep.restores or rep.kill else ""
 
     return f"""## Throughput
 
@@ -1176,7 +1188,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--results", type=Path, default=results.RESULTS, help="the RESULTS.md to write the section into")
     ap.add_argument("--json", type=Path, default=None, help="also write every figure here, as JSON")
     ap.add_argument("--skip", nargs="*", default=[], choices=["latency", "recovery", "kill9", "memory"],
-                    help="leave these figures out (for working on the others)")
+                    help="leave these figures out (for working on the others; with recovery, the StreamCore-level recovery part an `--only recovery` run wrote is kept)")
     ap.add_argument("--only", choices=["recovery"], default=None,
                     help="run only these figures (recovery: the StreamCore level, whose part of the "
                          "section it rewrites, leaving the rest as it was)")
