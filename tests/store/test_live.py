@@ -186,6 +186,37 @@ def test_a_crash_anywhere_in_a_write_loses_and_repeats_nothing(campaign: dict[st
         assert tables(open_ledger(data=data)) == replayed, failing
 
 
+def test_a_writer_that_fails_otherwise_than_the_disk_keeps_the_job(campaign: dict[str, Any], tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """Not only a full disk: whatever the Parquet writer raises leaves the job pending (retried
+    first at the next commit), said in the log with its traceback; the ledger ends as the replay's."""
+    import logging
+
+    from missionwatch.store import live
+
+    replayed = tables(duckdb.connect(str(campaign["ledger"]), read_only=True))
+    lines = campaign["lines"]
+    real = live._replace
+
+    def broken(path: Path, data: bytes | None = None, write: Any = None) -> None:
+        raise RuntimeError("the writer broke")
+
+    svc = Service(tmp_path, campaign["make"], 2)
+    svc.feed(lines[:1500])
+    monkeypatch.setattr(live, "_replace", broken)
+    with caplog.at_level(logging.ERROR, logger="missionwatch"):
+        jobs = svc.core.ledgers.jobs()
+        assert jobs and not any([led.write() for led in jobs])
+    assert "RuntimeError: the writer broke" in caplog.text and "Traceback" in caplog.text
+    assert all(led.pending for led in jobs)
+    monkeypatch.setattr(live, "_replace", real)
+    svc.feed(lines[1500:])
+    svc.commit()  # the pending jobs first, then the new ones
+    svc.close()
+    assert tables(open_ledger(data=tmp_path)) == replayed
+
+
 def test_a_corrupt_commit_is_rebuilt_from_the_log(campaign: dict[str, Any], tmp_path: Path,
                                                   caplog: pytest.LogCaptureFixture) -> None:
     data = tmp_path / "d"

@@ -293,9 +293,9 @@ class LiveLedger:
         while self.pending:
             try:
                 self._write(self.pending[0])
-            except OSError as exc:
-                log.error("the ledger of partition %d could not be written (%s); retrying at the next "
-                          "commit", self.partition, exc)
+            except Exception as exc:  # a full disk, or a writer's failure: the job waits, nothing is lost
+                log.error("the ledger of partition %d could not be written (%s: %s); retrying at the next "
+                          "commit", self.partition, type(exc).__name__, exc, exc_info=not isinstance(exc, OSError))
                 return False
             self.pending.pop(0)
         return True
