@@ -105,7 +105,19 @@ class _In(BaseModel):
 
 
 def _time_field(value: Any) -> float:
-    return parse_time(value).timestamp()
+    """`parse_time(value)` as epoch seconds; the latest distinct strings are remembered (traffic
+    dates many records to the same second: each string is parsed once)."""
+    t = _TIMES.get(value) if type(value) is str else None
+    if t is None:
+        t = parse_time(value).timestamp()
+        if len(_TIMES) >= 4096:
+            _TIMES.clear()
+        _TIMES[value] = t
+    return t
+
+
+_TIMES: dict[str, float] = {}
+"""`_time_field`'s memory: timestamp text -> epoch seconds, at most 4,096 (then it starts again)."""
 
 
 class _Occurred(_In):
