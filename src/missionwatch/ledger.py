@@ -49,7 +49,7 @@ class Ledger:
         self.newest = -math.inf
         """The newest bucket a record fell in."""
         self._seal_due = False
-        self._sealed_totals: dict[tuple[str, str], Cell] = {}
+        self._sealed_totals: dict[tuple[str, str], _Sum] = {}
 
     def bucket(self, t: float) -> float:
         return math.floor(t / self.bucket_seconds) * self.bucket_seconds
@@ -88,7 +88,13 @@ class Ledger:
         out = [(k, self.cells.pop(k)) for k in old]
         for key, cell in out:
             self.touched.discard(key)
-            _add_into(self._sealed_totals.setdefault(key[1:], {}), cell)
+            total = self._sealed_totals.get(key[1:])
+            if total is None:
+                dv = _DV.setdefault(key[1:], key[1:])  # one copy of each (dimension, value), whatever the missions
+                if len(_DV) > 4096:  # bounded, whatever the traffic names
+                    _DV.clear()
+                total = self._sealed_totals[dv] = _Sum()
+            total.add(cell)
         return out
 
     def add_action(
@@ -126,10 +132,10 @@ class Ledger:
     def totals(self) -> dict[tuple[str, str], Cell]:
         """Whole-mission totals per (dimension, value): the sum over buckets, sealed or open."""
         out: dict[tuple[str, str], Cell] = defaultdict(dict)
-        for dv, cell in self._sealed_totals.items():
-            _add_into(out[dv], cell)
+        for dv, total in self._sealed_totals.items():
+            _add_into(out[dv], total.items())
         for (_, d, v), cell in self.cells.items():
-            _add_into(out[(d, v)], cell)
+            _add_into(out[(d, v)], cell.items())
         return dict(out)
 
     def rows(self, mission_id: str) -> list[dict[str, Any]]:
@@ -171,6 +177,53 @@ def cell_rows(mission_id: str, key: Key, cell: Mapping[str, float]) -> Iterator[
         yield {"mission_id": mission_id, "bucket_start": b, "dimension": d, "cohort": v, "measure": k, "value": x}
 
 
-def _add_into(acc: Cell, cell: Mapping[str, float]) -> None:
-    for k, x in cell.items():
+def _add_into(acc: Cell, items: Iterable[tuple[str, float]]) -> None:
+    for k, x in items:
         acc[k] = acc.get(k, 0) + x
+
+
+_DV: dict[tuple[str, str], tuple[str, str]] = {}
+"""One copy of each (dimension, value) key of the sealed totals."""
+_NAMES: dict[tuple[str, ...], tuple[tuple[str, ...], dict[str, int]]] = {}
+"""Per tuple of measure names (`_Sum.names`), its one shared copy and where each name is in it,
+for every sum of those names."""
+
+
+def _names(names: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, int]]:
+    """The shared copy of `names`, and its index."""
+    found = _NAMES.get(names)
+    if found is None:
+        if len(_NAMES) >= 4096:  # bounded, whatever the traffic names
+            _NAMES.clear()
+        found = _NAMES[names] = (names, {k: i for i, k in enumerate(names)})
+    return found
+
+
+class _Sum:
+    """A (dimension, value)'s sealed cells summed: the names of its measures, sorted (a tuple
+    shared by every sum with those names), and their values. A few pointers a measure, not a
+    dict of its own per cohort of each mission."""
+
+    __slots__ = ("names", "values")
+
+    def __init__(self) -> None:
+        self.names: tuple[str, ...] = ()
+        self.values: list[float] = []
+
+    def add(self, cell: Mapping[str, float]) -> None:
+        names, values = self.names, self.values
+        index = _names(names)[1]
+        new = [k for k in cell if k not in index]
+        if new:  # a list of just the size needed (most sums never grow again)
+            old = dict(zip(names, values, strict=True))
+            names, index = _names(tuple(sorted((*names, *new))))
+            values = [0] * len(names)
+            for k, x in old.items():
+                values[index[k]] = x
+            self.names, self.values = names, values
+        for k, x in cell.items():
+            i = index[k]
+            values[i] += x
+
+    def items(self) -> Iterator[tuple[str, float]]:
+        return zip(self.names, self.values, strict=True)

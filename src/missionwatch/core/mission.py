@@ -54,37 +54,47 @@ class Subject:
     cohort: dict[str, str]
     contacted: bool = False
     phase: str = "baseline"
-    _counts: dict[str, int] | None = None
-    """Per metric counting actions or outcomes, the subject's count (None: none counted yet)."""
-    sums: dict[str, tuple[float, int]] | None = None
-    """Per per-action metric, the sum and count of the subject's observations so far (the
-    subject is the cluster of its actions: fairness intervals are cluster-robust)."""
+    vals: list[Any] | None = None
+    """The subject's running values, at the places its plan gives them (`Plan.count_slots`,
+    `sum_slots`, `risk_slots`): per metric counting actions or outcomes its count, per metric
+    observed per action (by phase, for a risk signal) the sum and count of its observations, as
+    the cluster of its actions (fairness and risk intervals are cluster-robust). One flat list
+    (None: nothing kept yet), not a dict of tuples: tens of thousands of subjects hold one."""
 
-    @property
-    def counts(self) -> dict[str, int]:
-        """The subject's counts (read-only here: `count` adds one)."""
-        return self._counts if self._counts is not None else {}
+    def counted(self, slot: int | None) -> int:
+        """The subject's count at `slot` (None: a metric that counts nothing)."""
+        vals = self.vals
+        return vals[slot] if vals is not None and slot is not None and slot < len(vals) else 0
 
-    def count(self, metric: str) -> int:
-        """Add one to the subject's count of `metric`; return the count before."""
-        if self._counts is None:
-            self._counts = {}
-        k = self._counts.get(metric, 0)
-        self._counts[metric] = k + 1
+    def _grow(self, size: int, init: tuple[float, ...]) -> list[Any]:
+        """`vals` made at least `size` long, from `init` (only as far as used: the places of
+        later phases come last, and most subjects never reach them)."""
+        vals = self.vals or []
+        vals = self.vals = vals + list(init[len(vals):size])  # a concatenation: a list of just that size
+        return vals
+
+    def count(self, slot: int, init: tuple[float, ...]) -> int:
+        """Add one to the subject's count at `slot`; return the count before. `init`: the plan's
+        `subject_init`, the values before any."""
+        vals = self.vals
+        if vals is None or len(vals) <= slot:
+            vals = self._grow(slot + 1, init)
+        k: int = vals[slot]
+        vals[slot] = k + 1
         return k
 
-    def observed(self, metric: str, x: float, *, new: bool = True) -> tuple[float, int]:
-        """Note observation x of `metric` (`new` False: x added to an earlier observation's
-        value); return the (sum, count) before it. Keys are metric names, or `metric@phase`
-        for a phase's observations (risk signals)."""
-        if self.sums is None:
-            self.sums = {}
-        before = self.sums.get(metric)
-        if before is None:
-            before, metric = (0.0, 0), sys.intern(metric)  # one copy of each key, whatever the subjects
+    def observed(self, slot: int, x: float, init: tuple[float, ...], *, new: bool = True) -> tuple[float, int]:
+        """Note observation x at `slot` (`new` False: x added to an earlier observation's
+        value); return the (sum, count) before it."""
+        vals = self.vals
+        if vals is None or len(vals) <= slot + 1:
+            vals = self._grow(slot + 2, init)
+        s, k = vals[slot], vals[slot + 1]
         # adding 0 keeps the sum's float object (most observations are 0: no new float for them)
-        self.sums[metric] = (before[0] + x if x else before[0], before[1] + new)
-        return before
+        if x:
+            vals[slot] = s + x
+        vals[slot + 1] = k + new
+        return s, k
 
 
 class Latest:
@@ -121,20 +131,24 @@ class EscalationEntry:
 
 def _detectors(ms: MissionState, spec: Spec, plan: Plan) -> None:
     c = spec.cohorts
-    ms.fairness = {}
+    fairness: dict[str, list[FairnessDelta]] = {}
     for rule in spec.fairness:
         for proxy in c.protected:
             fd = FairnessDelta(rule, proxy, plan.fairness_alpha, c.min_samples, plan.places[proxy],
                                strict=spec.spec.intervals == "strict")
-            ms.fairness.setdefault(rule.metric, []).append(fd)
-    ms.risk = {}
+            fairness.setdefault(rule.metric, []).append(fd)
+    risk: dict[str, list[RiskSignal]] = {}
     for r in spec.risk:
-        ms.risk.setdefault(r.metric, []).append(RiskSignal(r, plan.risk_alpha, c.min_samples,
-                                                           isolated=plan.within is not None,
-                                                           aggregate=spec.metric(r.metric).aggregate))
-    ms.limits = {}
+        risk.setdefault(r.metric, []).append(RiskSignal(r, plan.risk_alpha, c.min_samples,
+                                                        isolated=plan.within is not None,
+                                                        aggregate=spec.metric(r.metric).aggregate))
+    limits: dict[str, list[HardLimit]] = {}
     for lim in spec.limits:
-        ms.limits.setdefault(lim.metric, []).append(HardLimit(lim, spec.metric(lim.metric).aggregate))
+        limits.setdefault(lim.metric, []).append(HardLimit(lim, spec.metric(lim.metric).aggregate))
+    # tuples: a short list holds room to grow, and these never do
+    ms.fairness = {k: tuple(v) for k, v in fairness.items()}
+    ms.risk = {k: tuple(v) for k, v in risk.items()}
+    ms.limits = {k: tuple(v) for k, v in limits.items()}
     ms.novelty = {"template": NoveltyWatch("template", "new_template"),
                   "action_type": NoveltyWatch("action_type", "new_action_type")}
     for d in plan.dims:
@@ -161,9 +175,9 @@ class MissionState:
                  "window_to")
     """A mission's attributes (no instance dict: past 30 attributes it would be a full dict of its own)."""
 
-    fairness: dict[str, list[FairnessDelta]]
-    risk: dict[str, list[RiskSignal]]
-    limits: dict[str, list[HardLimit]]
+    fairness: dict[str, tuple[FairnessDelta, ...]]
+    risk: dict[str, tuple[RiskSignal, ...]]
+    limits: dict[str, tuple[HardLimit, ...]]
     novelty: dict[str, NoveltyWatch]
     mix: dict[str, MixShift]
     followups: dict[str, FollowupPressure]

@@ -45,7 +45,8 @@ class Observation:
                prev: float | None, subj: Subject | None = None) -> None:
         """Observe metric `m` at x (or revise prev -> x) for a record of `cohort` and `phase`;
         `subj`: for a per-action metric, the action's subject (its cluster)."""
-        before = subj.observed(m.name, x) if subj is not None else None
+        slot = ms.plan.sum_slots.get(m.name) if subj is not None else None  # only a fairness rule reads it
+        before = subj.observed(slot, x, ms.plan.subject_init) if subj is not None and slot is not None else None
         t = self.t
         for fd in ms.fairness.get(m.name, ()):
             v = cohort.get(fd.proxy, NONE)
@@ -65,7 +66,8 @@ class Observation:
             return
         before = None
         if subj is not None:
-            before = subj.observed(f"{m.name}@{phase}", x - (prev or 0.0), new=prev is None)
+            before = subj.observed(ms.plan.risk_slots[(m.name, phase)], x - (prev or 0.0), ms.plan.subject_init,
+                                   new=prev is None)
         for rs in rss:
             rs.update(x, phase=phase, prev=prev, t=self.t, before=before)
             self.touched_risk.add(rs)
@@ -128,7 +130,7 @@ def observe_action(ms: MissionState, a: ActionRecord, cohort: dict[str, str]) ->
         x = m.value(a.decision, numbers) if not m.actions or a.action_type in m.actions else None
         obs.risk(ms, m, x or 0.0, phase, None, subj)
     for m in plan.count_actions.get(a.action_type, ()):
-        k = subj.count(m.name)
+        k = subj.count(plan.count_slots[m.name], plan.subject_init)
         if subj.contacted:
             obs.metric(ms, m, subj.cohort, subj.phase, k + 1, k)
     labels = [sys.intern(f"{d}={subj.cohort[d]}") for d in plan.dims if d in subj.cohort] if is_contact else []
@@ -136,7 +138,7 @@ def observe_action(ms: MissionState, a: ActionRecord, cohort: dict[str, str]) ->
         subj.contacted, subj.phase = True, phase
         ms.population.update(labels)
         for m in plan.subject_metrics:
-            obs.metric(ms, m, subj.cohort, phase, subj.counts.get(m.name, 0), None)
+            obs.metric(ms, m, subj.cohort, phase, subj.counted(plan.count_slots.get(m.name)), None)
     if is_contact:
         ms.window_cohorts.update(labels)
         for m in plan.subject_metrics:
@@ -205,7 +207,7 @@ def observe_outcome(ms: MissionState, o: OutcomeRecord, own: dict[str, str] | No
             obs.risk(ms, m, 1.0, phase, 0.0, subj)
         else:
             obs.unplaced(ms, m)
-        k = subj.count(m.name)
+        k = subj.count(ms.plan.count_slots[m.name], ms.plan.subject_init)
         if not subj.contacted:
             continue
         for fd in ms.fairness.get(m.name, ()):

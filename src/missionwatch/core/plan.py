@@ -43,6 +43,7 @@ class Plan:
                 self.count_actions.setdefault(a, []).append(m)
             for o in m.count_outcomes:
                 self.count_outcomes.setdefault(o, []).append(m)
+        self._subject_slots(spec)
         self.mix_rises = tuple(spec.shift.mix_rises)
         self.followup_rises = tuple(spec.shift.followup_rises)
         """The shift detectors' rises, one tuple for every detector of every mission."""
@@ -63,6 +64,30 @@ class Plan:
         self.n_tests = max(n_tests, 1)
         self.fairness_alpha = spec.spec.alpha / self.n_tests
         self.risk_alpha = spec.spec.alpha / max(len(spec.risk), 1)
+
+    def _subject_slots(self, spec: Spec) -> None:
+        """Where a subject keeps its running values (`Subject.vals`, one flat list): per metric
+        counting actions or outcomes, its count; per per-action metric with a fairness rule, the sum
+        and count of its observations; per phase of a metric with a risk signal, the same."""
+        init: list[float] = []
+        self.count_slots: dict[str, int] = {}
+        self.sum_slots: dict[str, int] = {}
+        self.risk_slots: dict[tuple[str, str], int] = {}
+        for m in spec.metrics:
+            if m.count_actions or m.count_outcomes:
+                self.count_slots[m.name] = len(init)
+                init.append(0)
+        fair = {r.metric for r in spec.fairness}
+        for m in spec.metrics:
+            if m.per == "action" and m.name in fair:
+                self.sum_slots[m.name] = len(init)
+                init += (0.0, 0)
+        for phase in ("baseline", "post"):  # the post phase last: a subject's list stops where it is used
+            for name in dict.fromkeys(r.metric for r in spec.risk):
+                self.risk_slots[(name, phase)] = len(init)
+                init += (0.0, 0)
+        self.subject_init = tuple(init)
+        """A subject's values before any: counts 0, sums 0.0 of 0 observations."""
 
     def is_contact(self, action_type: str) -> bool:
         return not self.contact or action_type in self.contact

@@ -42,6 +42,7 @@ from __future__ import annotations
 import copy
 import math
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -61,6 +62,17 @@ CATCH_ALL = frozenset({"(undeclared)", "(other)"})
 _UNBOUNDED = (-math.inf, math.inf)
 _NONE = (0.0, 0.0)
 """The intervals of verdicts that judge nothing: one tuple each, shared by every such verdict."""
+
+
+def _zero(x: float) -> float:
+    """x, or for a float +0 the one shared 0.0 (a verdict kept for each cohort of each mission
+    holds no float of its own for a reference that summed to 0)."""
+    if x == 0 and type(x) is float and math.copysign(1.0, x) > 0:
+        return _ZERO
+    return x
+
+
+_ZERO = 0.0
 
 
 def _r(x: float, nd: int = 6) -> float | None:
@@ -114,20 +126,42 @@ def thresholds_of(rule: FairnessRule) -> list[tuple[float, float, int]]:
 class CohortVerdict:
     cohort: str
     verdict: Verdict
-    estimate: float
     n: int
+    total: float
+    """The cohort's count and sum of observations as of the verdict (its estimate is their mean)."""
     reference: str
-    reference_estimate: float
     reference_n: int
-    gap: float
+    reference_total: float
     interval: tuple[float, float]
-    ratio: float
     breached: str | None
     """Which threshold the interval lies beyond: 'max_gap', 'min_ratio' or 'max_ratio'."""
     min_detectable_gap: float
     alpha: float
     evidence: float | Evidence = field(default=1.0, repr=False, compare=False)
     """The e-value, or what it is computed from when first read (`e_value`)."""
+
+    @property
+    def estimate(self) -> float:
+        return self.total / self.n if self.n else math.nan
+
+    @property
+    def reference_estimate(self) -> float:
+        return self.reference_total / self.reference_n if self.reference_n else math.nan
+
+    @property
+    def gap(self) -> float:
+        """estimate - reference_estimate (0 for the reference itself)."""
+        if self.verdict == "reference":
+            return 0.0
+        return self.estimate - self.reference_estimate if self.reference_n else math.nan
+
+    @property
+    def ratio(self) -> float:
+        """estimate / reference_estimate (1 for the reference itself)."""
+        if self.verdict == "reference":
+            return 1.0
+        ref = self.reference_estimate
+        return self.estimate / ref if self.reference_n and ref else math.nan
 
     @property
     def e_value(self) -> float:
@@ -184,7 +218,7 @@ class Disparity:
     """Each rate over the largest cohort's (Aequitas's disparity against the major group)."""
 
 
-def disparity(cohorts: dict[str, MeanStat]) -> Disparity:
+def disparity(cohorts: Mapping[str, MeanStat]) -> Disparity:
     """Disparity summaries of cohorts with at least one observation each."""
     stats = {c: m for c, m in sorted(cohorts.items()) if m.n}
     if not stats:
@@ -239,43 +273,86 @@ class _StrictBets:
         return self.own[cohort], bet or BettingCS(self.alpha)  # a named reference with no observations yet
 
 
-class _Units:
-    """A proxy's observations by independent unit (`FairnessDelta.update`'s `before`: the
-    subject): per cohort, a ratio over units; the intervals read these once any update names
-    its unit (cluster-robust variances, with units as the sample size)."""
+class _Cohort(MeanStat):
+    """A cohort's running statistic, with what its detector keeps beside it: its observations
+    by unit (`units`, None while no update of the detector named its unit: they are then each
+    their own, `RatioStat.singletons` of the statistic), its latest settled verdict and its
+    count of updates. One object per cohort, not one entry in each of four dicts per detector
+    (most detectors have a few cohorts, and a small dict costs more than the entries it holds)."""
 
-    __slots__ = ("by_cohort", "clustered", "total")
+    __slots__ = ("touches", "units", "verdict")
 
     def __init__(self) -> None:
-        self.by_cohort: dict[str, RatioStat] = {}
-        self.total = RatioStat()
-        self.clustered = False
+        super().__init__()
+        self.units: RatioStat | None = None
+        self.verdict: CohortVerdict | None = None
+        self.touches = 0
 
-    def add(self, cohort: str, x: float, prev: float | None, before: tuple[float, int] | None) -> None:
-        """x for `cohort`, or a revision from `prev` to x, of a unit that held `before`
-        (None: a unit of its own)."""
-        for units in (self.by_cohort[cohort], self.total):
-            units.add(x, prev, before)
-        self.clustered = self.clustered or (prev is None and before is not None)
+    def by_unit(self) -> RatioStat:
+        return self.units if self.units is not None else _singles(self)
 
-    def add_block(self, cohort: str, block: MeanStat) -> None:
-        """Observations that are each their own unit (a ledger block names none)."""
-        self.by_cohort[cohort] = self.by_cohort[cohort].merge(RatioStat.singletons(block))
-        self.total = self.total.merge(RatioStat.singletons(block))
+
+def _singles(stat: MeanStat) -> RatioStat:
+    """The ratio over units of observations that were each their own unit, as adding them one
+    by one makes it (`RatioStat.add` with no `before`; counts stay ints)."""
+    return RatioStat(stat.n, stat.total, stat.n, stat.sumsq, stat.total, stat.n)
+
+
+class _Units:
+    """A detector's observations by independent unit (`FairnessDelta.update`'s `before`: the
+    subject), as a view: per cohort, a ratio over units; the intervals read these once any
+    update names its unit (cluster-robust variances, with units as the sample size)."""
+
+    __slots__ = ("_fd",)
+
+    def __init__(self, fd: FairnessDelta) -> None:
+        self._fd = fd
+
+    @property
+    def clustered(self) -> bool:
+        return self._fd.clustered
+
+    @property
+    def total(self) -> RatioStat:
+        fd = self._fd
+        return fd.unit_total if fd.unit_total is not None else _singles(fd.total)
 
     def pair(self, cohort: str, reference: str | None) -> tuple[MeanStat, MeanStat, float]:
         """The cohort's and its reference's statistics by unit (`reference` None: the rest of
         the proxy), and the prior variance."""
-        own = self.by_cohort[cohort]
-        other = self.total.minus(own) if reference is None else self.by_cohort.get(reference, RatioStat())
-        return own.as_mean(), other.as_mean(), self.total.as_mean().var
+        cohorts, total = self._fd.cohorts, self.total
+        own = cohorts[cohort].by_unit()
+        if reference is None:
+            other = total.minus(own)
+        else:
+            found = cohorts.get(reference)
+            other = found.by_unit() if found is not None else RatioStat()
+        return own.as_mean(), other.as_mean(), total.as_mean().var
+
+
+def _add_units(fd: FairnessDelta, stat: _Cohort, x: float, prev: float | None,
+               before: tuple[float, int] | None) -> None:
+    """x for the cohort `stat` of `fd`, or a revision from `prev` to x, of a unit that held
+    `before` (None: a unit of its own), by unit. At the first update that names its unit, every
+    cohort's ratio over units is made from its statistic (all observations until then were each
+    their own unit: `_singles`, equal to adding them one by one)."""
+    total = fd.unit_total
+    if total is None:
+        total = fd.unit_total = _singles(fd.total)
+        for c in fd.cohorts.values():
+            c.units = _singles(c)
+    units = stat.units
+    assert units is not None
+    units.add(x, prev, before)
+    total.add(x, prev, before)
+    fd.clustered = fd.clustered or (prev is None and before is not None)
 
 
 class FairnessDelta(Detector):
     """Per-cohort means of one metric across one protected proxy, judged by one rule."""
 
-    __slots__ = ("_bets", "_touches", "_verdicts", "alpha", "cohorts", "escalated", "judged", "max_cohorts",
-                 "min_samples", "proxy", "rule", "strict", "total", "units")
+    __slots__ = ("_bets", "alpha", "clustered", "cohorts", "escalated", "judged", "max_cohorts", "min_samples",
+                 "proxy", "rule", "strict", "total", "unit_total")
 
     def __init__(
         self, rule: FairnessRule, proxy: str, alpha: float, min_samples: int, max_cohorts: int,
@@ -290,12 +367,14 @@ class FairnessDelta(Detector):
         self._reset()
 
     def _reset(self) -> None:
-        self.cohorts: dict[str, MeanStat] = {}
+        self.cohorts: dict[str, _Cohort] = {}
         self.total = MeanStat()
-        self.units = _Units()
-        self.judged: list[str] = []
-        self._verdicts: dict[str, CohortVerdict] = {}
-        self._touches: dict[str, int] = {}
+        self.unit_total: RatioStat | None = None
+        """All observations by unit; None while no update named its unit (see `_add_units`)."""
+        self.clustered = False
+        """Whether an update named its unit: the intervals then read the ratios over units."""
+        self.judged: tuple[str, ...] = ()
+        """The cohorts given a judged place, in the order they took it."""
         self.escalated: set[str] | None = None
         """Cohorts escalated and not judged `within` since; they do not escalate again (None: none
         ever was, the case of nearly every detector)."""
@@ -320,22 +399,25 @@ class FairnessDelta(Detector):
         if self._bets is not None:
             for bet in self._bets.streams_of(cohort):
                 bet.update(x)
-        self.units.add(cohort, x, prev, before)
+        if before is not None or self.unit_total is not None:
+            _add_units(self, stat, x, prev, before)
         if prev is None:
             stat.update(x)
             self.total.update(x)
         else:
             stat.revise(prev, x)
             self.total.revise(prev, x)
-        self._touches[cohort] = self._touches.get(cohort, 0) + 1
+        stat.touches += 1
         self._admit(cohort, stat)
         return self
+
+    units = property(_Units, doc="The observations by unit (a view, `_Units`).")
 
     def _admit(self, cohort: str, stat: MeanStat) -> None:
         """Give `cohort` a judged place once it has `min_samples`, while places remain."""
         if (stat.n >= self.min_samples and len(self.judged) < self.max_cohorts
                 and cohort not in CATCH_ALL and cohort not in self.judged):
-            self.judged.append(cohort)
+            self.judged = (*self.judged, cohort)
 
     def update_block(self, cohort: str, n: int, total: float, sumsq: float) -> FairnessDelta:
         """Add n observations of `cohort` at once, given their sum and sum of squares
@@ -347,10 +429,13 @@ class FairnessDelta(Detector):
         return self._add_block(cohort, MeanStat(n, total, sumsq))
 
     def _add_block(self, cohort: str, block: MeanStat) -> FairnessDelta:
-        stat = self.cohorts[cohort] = self._cohort(cohort).merge(block)
+        stat = self._cohort(cohort)
+        stat.n, stat.total, stat.sumsq = stat.n + block.n, stat.total + block.total, stat.sumsq + block.sumsq
         self.total = self.total.merge(block)
-        self.units.add_block(cohort, block)
-        self._touches[cohort] = self._touches.get(cohort, 0) + block.n
+        if self.unit_total is not None:  # observations that are each their own unit (a ledger block names none)
+            stat.units = stat.by_unit().merge(RatioStat.singletons(block))
+            self.unit_total = self.unit_total.merge(RatioStat.singletons(block))
+        stat.touches += block.n
         self._admit(cohort, stat)
         return self
 
@@ -366,20 +451,21 @@ class FairnessDelta(Detector):
                 bet.update_many(xs)
         return self._add_block(cohort, MeanStat(xs.size, float(xs.sum()), float((xs * xs).sum())))
 
-    def _cohort(self, cohort: str) -> MeanStat:
+    def _cohort(self, cohort: str) -> _Cohort:
         """The cohort's running statistic (strict mode: its betting sequences, and the one of
         the rest of the proxy, from the cohort's first observation on)."""
         stat = self.cohorts.get(cohort)
         if stat is None:
-            stat = self.cohorts[cohort] = MeanStat()
-            self.units.by_cohort[cohort] = RatioStat()
+            stat = self.cohorts[cohort] = _Cohort()
+            if self.unit_total is not None:
+                stat.units = RatioStat()
             if self._bets is not None:
                 self._bets.open(cohort, rest=self.rule.reference == "rest" and cohort not in CATCH_ALL)
         return stat
 
     def status(self) -> dict[str, Any]:
         return {"detector": f"fairness:{self.rule.metric}", "proxy": self.proxy,
-                "verdicts": {c: v.to_json(self.rule) for c, v in sorted(self._verdicts.items())},
+                "verdicts": {c: v.to_json(self.rule) for c, v in sorted(self.verdicts.items())},
                 "escalated": sorted(self.escalated or ())}
 
     def due(self, cohort: str) -> bool:
@@ -387,7 +473,8 @@ class FairnessDelta(Detector):
         after every k-th with k = updates // 100 (a relative delay of at most 1%).
         Confidence sequences are time-uniform, so judging at a subset of times keeps
         their guarantee; this bounds the cost per update on long missions."""
-        n = self._touches.get(cohort, 0)
+        stat = self.cohorts.get(cohort)
+        n = stat.touches if stat is not None else 0
         return n <= 100 or n % (n // 100) == 0
 
     def opens(self, cohort: str, verdict: CohortVerdict) -> bool:
@@ -398,7 +485,7 @@ class FairnessDelta(Detector):
     def settle(self, cohort: str, verdict: CohortVerdict) -> FairnessDelta:
         """Keep `verdict` as the cohort's verdict (`verdict(cohort)` returns it until the
         next); `beyond` opens an escalation episode, which `within` closes."""
-        self._verdicts[cohort] = verdict
+        self.cohorts[cohort].verdict = verdict
         if verdict.verdict == "within":
             if self.escalated is not None:
                 self.escalated.discard(cohort)
@@ -410,11 +497,12 @@ class FairnessDelta(Detector):
 
     def verdict(self, cohort: str) -> CohortVerdict | None:
         """The verdict as of the last `evaluate` of this cohort."""
-        return self._verdicts.get(cohort)
+        stat = self.cohorts.get(cohort)
+        return stat.verdict if stat is not None else None
 
     @property
     def verdicts(self) -> dict[str, CohortVerdict]:
-        return dict(self._verdicts)
+        return {c: stat.verdict for c, stat in self.cohorts.items() if stat.verdict is not None}
 
     def _reference_cohort(self, cohort: str) -> str | None:
         """The cohort `cohort` is compared with (None: it is its own reference); with
@@ -470,22 +558,20 @@ class FairnessDelta(Detector):
         label = sys.intern(f"{self.proxy}={cohort}")  # one copy of each label, whatever the missions
         found = self._reference(cohort)
         if found is None:
-            v = CohortVerdict(label, "reference", stat.mean, stat.n, label, stat.mean, stat.n,
-                              0.0, _NONE, 1.0, None, math.nan, self.alpha)
+            v = CohortVerdict(label, "reference", stat.n, stat.total, label, stat.n, stat.total, _NONE, None,
+                              math.nan, self.alpha)
             return v
         ref_name, ref = found
-        ratio = stat.mean / ref.mean if ref.n and ref.mean else math.nan
-        gap = stat.mean - ref.mean if ref.n else math.nan
         judged = cohort in self.judged
         if not judged or stat.n < self.min_samples or ref.n < self.min_samples:
             small = stat.n < self.min_samples or (judged and ref.n < self.min_samples)
             kind: Verdict = "too_small" if small and cohort not in CATCH_ALL else "not_judged"
-            v = CohortVerdict(label, kind, stat.mean, stat.n, ref_name, ref.mean, ref.n, gap,
-                              _UNBOUNDED, ratio, None, math.inf, self.alpha)
+            v = CohortVerdict(label, kind, stat.n, stat.total, ref_name, ref.n, _zero(ref.total), _UNBOUNDED, None,
+                              math.inf, self.alpha)
             return v
         a = self.alpha / self.n_thresholds
-        cs, cr, prior = (stat, ref, self.total.var) if not self.units.clustered else \
-            self.units.pair(cohort, None if self.rule.reference == "rest" else self._reference_cohort(cohort))
+        cs, cr, prior = (stat, ref, self.total.var) if not self.clustered else \
+            _Units(self).pair(cohort, None if self.rule.reference == "rest" else self._reference_cohort(cohort))
         rule = self.rule
         beyond: str | None = None
         within = True
@@ -509,6 +595,6 @@ class FairnessDelta(Detector):
             within = within and rhi < 0
         verdict: Verdict = "beyond" if beyond else ("within" if within else "insufficient")
         mdg = (rule.max_gap or 0.0) + hw
-        v = CohortVerdict(label, verdict, stat.mean, stat.n, ref_name, ref.mean, ref.n, gap,
-                          (lo, hi), ratio, beyond, mdg, self.alpha, self._evidence(cohort, cs, cr, prior))
+        v = CohortVerdict(label, verdict, stat.n, stat.total, ref_name, ref.n, _zero(ref.total), (lo, hi), beyond, mdg,
+                          self.alpha, self._evidence(cohort, cs, cr, prior))
         return v

@@ -55,6 +55,9 @@ from ..stats.cs import MeanStat, RatioStat, linear_cs, mean_cs
 __all__ = ["RiskSignal"]
 
 RiskVerdict = Literal["elevated", "within_threshold", "unchanged", "insufficient_data", "unavailable"]
+_NO_MEAN = MeanStat()
+_NO_RATIO = RatioStat()
+"""What an absent statistic reads as (never changed: `_made` makes the one to change)."""
 
 
 class RiskSignal(Detector):
@@ -75,9 +78,11 @@ class RiskSignal(Detector):
 
     def _reset(self) -> None:
         self.base = MeanStat()
-        self.post = MeanStat()
-        self.base_units = RatioStat()
-        self.post_units = RatioStat()
+        self.post: MeanStat | None = None
+        """Observations since the baseline (None: none yet; this and the next three are made at
+        their first, as most missions that end soon never have any)."""
+        self.base_units: RatioStat | None = None
+        self.post_units: RatioStat | None = None
         """The same, by subject (`update`'s `before`), for the mean statistic: its intervals
         then take the variance between subjects (cluster-robust)."""
         self.clustered = False
@@ -88,17 +93,22 @@ class RiskSignal(Detector):
         """Outcomes of the metric no phase could be found for."""
         self.escalated = False
         """Escalated and not judged within_threshold since: it does not escalate again."""
-        self.iso_base = RatioStat()
-        self.iso_post = RatioStat()
+        self.iso_base: RatioStat | None = None
+        self.iso_post: RatioStat | None = None
         """Outcomes per contact action of the isolated runs of each phase (core/isolation.py)."""
 
     def update(self, x: float, *, phase: str, prev: float | None = None, t: float | None = None,
                before: tuple[float, int] | None = None) -> RiskSignal:
         """Observe x in `phase`, or revise an earlier observation from `prev` to x. `before`:
         the (sum, count) of the metric's earlier observations of x's subject in the phase."""
-        stat = self.base if phase == "baseline" else self.post
+        if phase == "baseline":
+            stat = self.base
+        else:
+            if self.post is None:
+                self.post = MeanStat()
+            stat = self.post
         if before is not None and self.rule.statistic == "mean":
-            (self.base_units if phase == "baseline" else self.post_units).add(x, prev, before)
+            self._made("base_units" if phase == "baseline" else "post_units").add(x, prev, before)
             self.clustered = True
         if self.rule.statistic == "variance" and phase != "baseline":
             mu = self.base.mean
@@ -113,8 +123,25 @@ class RiskSignal(Detector):
 
     def add_isolated(self, x: float, k: int, *, phase: str) -> RiskSignal:
         """A closed isolated run of `phase`: k contact actions, x outcomes of the metric."""
-        (self.iso_base if phase == "baseline" else self.iso_post).update(x, k)
+        self._made("iso_base" if phase == "baseline" else "iso_post").update(x, k)
         return self
+
+    def _made(self, name: str) -> Any:
+        """The statistic `name`, made now if it was not yet."""
+        stat = getattr(self, name)
+        if stat is None:
+            stat = MeanStat() if name == "post" else RatioStat()
+            setattr(self, name, stat)
+        return stat
+
+    @property
+    def _post(self) -> MeanStat:
+        return self.post if self.post is not None else _NO_MEAN
+
+    def _units(self, name: str) -> RatioStat:
+        """A ratio statistic to read (`base_units`, `post_units`, `iso_base`, `iso_post`)."""
+        stat: RatioStat | None = getattr(self, name)
+        return stat if stat is not None else _NO_RATIO
 
     @property
     def basis(self) -> Literal["contacts", "isolated_contacts", "none"]:
@@ -128,13 +155,13 @@ class RiskSignal(Detector):
     def _pair(self) -> tuple[MeanStat, MeanStat]:
         """(baseline, since) of the comparison's basis."""
         if self.basis == "isolated_contacts":
-            return self.iso_base.as_mean(), self.iso_post.as_mean()
-        return self.base, self.post
+            return self._units("iso_base").as_mean(), self._units("iso_post").as_mean()
+        return self.base, self._post
 
     def _intervals_pair(self) -> tuple[MeanStat, MeanStat]:
         """What the interval reads: `_pair`, by subject where the observations name theirs."""
         if self.basis == "contacts" and self.clustered:
-            return self.base_units.as_mean(), self.post_units.as_mean()
+            return self._units("base_units").as_mean(), self._units("post_units").as_mean()
         return self._pair()
 
     def unplace(self) -> RiskSignal:
@@ -196,7 +223,7 @@ class RiskSignal(Detector):
             out["unplaced"] = self.unplaced
         if self.basis == "isolated_contacts":
             out["basis"] = "isolated_contacts"
-            out["contacts"], out["baseline_contacts"] = int(self.iso_post.k), int(self.iso_base.k)
+            out["contacts"], out["baseline_contacts"] = int(self._units("iso_post").k), int(self._units("iso_base").k)
         if self.verdict == "unavailable":
             out["reason"] = (f"{self.unplaced:,} of the {self.unplaced + self.events:,} outcomes counted could not "
                              "be placed before or after the baseline: they name no known contact action "

@@ -61,9 +61,10 @@ class NoveltyWatch(Detector):
         self._reset()
 
     def _reset(self) -> None:
-        self.known: set[str] = set()
+        self.known: frozenset[str] = frozenset()
+        """The values seen: one frozenset shared by every watch that saw the same (`_shared`)."""
         self.frozen = False
-        self.new: list[str] = []
+        self.new: list[str] = _NO_NEW  # shared while empty: never appended to, replaced by a longer list
         self._event: ShiftEvent | None = None
 
     @property
@@ -76,10 +77,10 @@ class NoveltyWatch(Detector):
         if value in self.known:
             return self
         value = sys.intern(value)  # one copy of each value, whatever the missions
-        self.known.add(value)
+        self.known = _shared(self.known | {value})
         if not self.frozen:
             return self
-        self.new.append(value)
+        self.new = [*self.new, value]  # a new list (new values are rare): the shared empty one never changes
         self._event = ShiftEvent(self.code, f"novelty:{self.dimension}", value,
                                  {"dimension": self.dimension, "baseline_values": sorted(self.known - {value})})
         return self
@@ -91,6 +92,23 @@ class NoveltyWatch(Detector):
     def status(self) -> dict[str, Any]:
         return {"detector": f"novelty:{self.dimension}", "known": sorted(self.known), "new": list(self.new),
                 "verdict": "watching" if self.frozen else "baseline"}
+
+
+_NO_NEW: list[str] = []
+"""`NoveltyWatch.new` while it is empty (never changed)."""
+_NO_COUNTS: Counter[str] = Counter()
+"""`MixShift.recent` before the mix is frozen (never changed)."""
+_KNOWN: dict[frozenset[str], frozenset[str]] = {}
+"""One copy of each set of values novelty watches know: the missions of a spec mostly see the same."""
+
+
+def _shared(known: frozenset[str]) -> frozenset[str]:
+    found = _KNOWN.get(known)
+    if found is None:
+        if len(_KNOWN) >= 4096:  # bounded, whatever the traffic names
+            _KNOWN.clear()
+        found = _KNOWN[known] = known
+    return found
 
 
 class MixShift(Detector):
@@ -119,7 +137,7 @@ class MixShift(Detector):
         self.detectors: dict[str, BernoulliECusum] | None = None
         self.latched: Counter[str] | None = None
         self._event: ShiftEvent | None = None
-        self.recent: Counter[str] = Counter()
+        self.recent: Counter[str] = _NO_COUNTS  # until frozen (`freeze` makes its own): shared, never counted in
         self.recent_n = 0
         self.dispersion = Dispersion(self.lags)
 
@@ -233,8 +251,11 @@ class FollowupPressure(Detector):
         self.phi0 = 1.0
         self.detector: BernoulliECusum | None = None
         self.latched: list[int] | None = None
-        self.recent = [0, 0]  # actions, follow-ups since the detector last armed
-        self.marks = Marks()
+        # actions, follow-ups since the detector last armed, and their marks: until it arms
+        # (`freeze`, which makes its own), one pair and one Marks shared by every unarmed detector,
+        # only ever read (`_observe` counts into them only once armed)
+        self.recent = _UNARMED
+        self.marks = _NO_MARKS
         self.rise_t: float | None = None
         """When the statistic last stood below 1: about where a rise began (None: it stands
         below 1 now)."""
@@ -372,6 +393,10 @@ class FollowupPressure(Detector):
         }
 
 
+_UNARMED = [0, 0]
+"""`FollowupPressure.recent` of the detectors not armed yet (never changed)."""
+
+
 class Marks:
     """Cumulative (actions, follow-ups) noted every `every` updates with their event time,
     the latest `kept`: counts since a past time, in bounded memory."""
@@ -405,3 +430,7 @@ class Marks:
             full = len(self._marks) == self.kept
             return (self._marks[0][1], self._marks[0][2]) if full else (0, 0)
         return found
+
+
+_NO_MARKS = Marks()
+"""`FollowupPressure.marks` of the detectors not armed yet (never noted in)."""

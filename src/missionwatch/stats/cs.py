@@ -48,14 +48,16 @@ class MeanStat:
 
     def update(self, x: float) -> MeanStat:
         self.n += 1
-        self.total += x
-        self.sumsq += x * x
+        if x:  # adding 0 keeps the float object: no new one (most observations are 0)
+            self.total += x
+            self.sumsq += x * x
         return self
 
     def revise(self, old: float, new: float) -> MeanStat:
         """Replace one earlier observation `old` by `new` (a per-subject count that grew)."""
-        self.total += new - old
-        self.sumsq += new * new - old * old
+        if new != old:
+            self.total += new - old
+            self.sumsq += new * new - old * old
         return self
 
     def merge(self, other: MeanStat) -> MeanStat:
@@ -125,13 +127,16 @@ class RatioStat:
         return self._move(*before, *after)
 
     def _move(self, s: float, k: float, s1: float, k1: float) -> RatioStat:
-        """`change` from (s, k) to (s1, k1)."""
+        """`change` from (s, k) to (s1, k1). A sum that does not change keeps its float object
+        (adding 0 would make a new one: most observations are 0)."""
         if k == 0 and s == 0 and (k1 or s1):
             self.n += 1
-        self.x += s1 - s
+        if s1 != s:
+            self.x += s1 - s
+            self.xx += s1 * s1 - s * s
+        if d := s1 * k1 - s * k:
+            self.xk += d
         self.k += k1 - k
-        self.xx += s1 * s1 - s * s
-        self.xk += s1 * k1 - s * k
         self.kk += k1 * k1 - k * k
         return self
 
