@@ -1108,7 +1108,7 @@ the publishes, on 2 CPUs shared with the producer and the broker.
 {chr(10).join(lat_rows)}
 """
     rec_text = (recovery_text(rep) if rep.restores else kept_recovery(a.results) if "recovery" in a.skip else "") \
-        + kill_text if rep.restores or rep.kill else ""
+        + kill_text
 
     return f"""## Throughput
 
