@@ -656,8 +656,9 @@ class Restore:
         return self.load_s + self.tail_s
 
 
-async def _ticking(during: Callable[[], Any]) -> tuple[Any, float]:
-    """Run `during()` while a coroutine ticks every 2 ms: its result and the longest gap between ticks."""
+async def ticking(during: Callable[[], Any]) -> tuple[Any, float]:
+    """Run `during()` while a coroutine ticks every 2 ms: its result, and the longest gap between ticks
+    (the longest the event loop went without a turn meanwhile; tests/stream/test_dumper.py uses it too)."""
     gaps, stop = [0.0], asyncio.Event()
 
     async def tick() -> None:
@@ -689,7 +690,7 @@ def forked_dump(core: StreamCore, ck: Checkpoints) -> tuple[float, float]:
             raise SystemExit("the forked checkpoint was not taken")
         return time.perf_counter() - t
 
-    child_s, stall = asyncio.run(_ticking(dump))
+    child_s, stall = asyncio.run(ticking(dump))
     return float(stall), float(child_s)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from benchmarks.throughput import ticking
 
 from missionwatch.monitor import Monitor
 from missionwatch.signing import Keyring, load_private_key
@@ -63,28 +64,6 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             seed.dump(j.partition, j.offset, j.monitor, j.history)
         in_loop = time.perf_counter() - t
     return {"jobs": jobs, "in_loop": in_loop, "make": make, "due": due}
-
-
-async def ticking(during: Any) -> tuple[Any, float]:
-    """Run `during()` while a coroutine ticks every 2 ms: its result, and the longest the loop
-    went without a turn meanwhile."""
-    gaps, stop = [0.0], asyncio.Event()
-
-    async def tick() -> None:
-        last = time.perf_counter()
-        while not stop.is_set():
-            await asyncio.sleep(0.002)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
-    task = asyncio.create_task(tick())
-    await asyncio.sleep(0.05)
-    try:
-        return await during(), max(gaps)
-    finally:
-        stop.set()
-        await task
 
 
 def test_the_loop_keeps_turning_while_a_large_dump_runs(big: dict[str, Any], tmp_path: Path) -> None:
