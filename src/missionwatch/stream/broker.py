@@ -32,7 +32,7 @@ from typing import Any
 from ..records import TOPICS
 from . import compat
 
-__all__ = ["BrokerError", "EmbeddedBroker", "bootstrap_of", "create_topics", "free_port", "interrupt_on_signals",
+__all__ = ["BrokerError", "EmbeddedBroker", "bootstrap_of", "create_topics", "die_with_parent", "free_port", "interrupt_on_signals",
            "stop_process_group", "wait_for_port"]
 
 
@@ -92,9 +92,10 @@ def interrupt_on_signals(signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGI
             signal.signal(s, handler)
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """On Linux, called in the main thread: a preexec_fn that asks the kernel to SIGKILL the child
-    when this process dies, however it dies. (The kernel ties it to the thread that starts the
+def die_with_parent() -> Callable[[], None] | None:
+    """On Linux, called in the main thread: a function for a child to call first (a preexec_fn,
+    or stream/dumper.py's forked child) that asks the kernel to SIGKILL the child when this
+    process dies, however it dies. (The kernel ties it to the thread that starts the
     child, hence the main thread only: elsewhere the child would die when that thread ends.)"""
     if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
         return None
@@ -180,13 +181,13 @@ class EmbeddedBroker:
         out = subprocess.DEVNULL if self.quiet else None
         # its own process group: a Ctrl-C meant for us reaches it through stop(), in order
         self.proc = subprocess.Popen(cmd, stdout=out, stderr=out, start_new_session=True,
-                                     preexec_fn=_die_with_parent())
+                                     preexec_fn=die_with_parent())
         try:
             wait_for_port(private, self.startup_timeout, self.proc)
             if self.compat:  # its own process: never behind this one's interpreter lock
                 self.listener = subprocess.Popen([sys.executable, compat.__file__, str(self.port), str(private)],
                                                  stdout=out, stderr=out, start_new_session=True,
-                                                 preexec_fn=_die_with_parent())
+                                                 preexec_fn=die_with_parent())
                 wait_for_port(self.port, self.startup_timeout, self.listener)
         except BaseException:  # a failed or interrupted start leaves no broker behind
             self.stop()

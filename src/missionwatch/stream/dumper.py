@@ -41,14 +41,13 @@ import importlib
 import logging
 import os
 import signal
-import sys
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .broker import die_with_parent
 from .checkpoint import Checkpoints, Due, fingerprint
 
 __all__ = ["Child", "Dumper"]
@@ -88,19 +87,6 @@ def _sha256() -> Any:
     return hashlib.sha256
 
 
-def _death_signal() -> Callable[[], object] | None:
-    """prctl(PR_SET_PDEATHSIG, SIGKILL), ready to call in the child (it then loads nothing)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    return lambda: prctl(1, int(signal.SIGKILL))  # the signal comes when the forking thread ends
-
-
 class Dumper:
     """Takes the checkpoints of `checkpoints` in forked children, one at a time."""
 
@@ -112,7 +98,7 @@ class Dumper:
         """Seconds between two looks at a running child."""
         self.child: Child | None = None
         self._sha256 = _sha256()
-        self._death = _death_signal()
+        self._death = die_with_parent()  # made here: the child then loads nothing
         for tmp in checkpoints.directory.glob(".tmp-p*.ckpt.*"):  # a dump cut short by a kill
             if not _alive(tmp.suffix[1:]):
                 tmp.unlink(missing_ok=True)
