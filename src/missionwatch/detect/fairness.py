@@ -289,13 +289,7 @@ class _Cohort(MeanStat):
         self.touches = 0
 
     def by_unit(self) -> RatioStat:
-        return self.units if self.units is not None else _singles(self)
-
-
-def _singles(stat: MeanStat) -> RatioStat:
-    """The ratio over units of observations that were each their own unit, as adding them one
-    by one makes it (`RatioStat.add` with no `before`; counts stay ints)."""
-    return RatioStat(stat.n, stat.total, stat.n, stat.sumsq, stat.total, stat.n)
+        return self.units if self.units is not None else RatioStat.singletons(self)
 
 
 class _Units:
@@ -315,7 +309,7 @@ class _Units:
     @property
     def total(self) -> RatioStat:
         fd = self._fd
-        return fd.unit_total if fd.unit_total is not None else _singles(fd.total)
+        return fd.unit_total if fd.unit_total is not None else RatioStat.singletons(fd.total)
 
     def pair(self, cohort: str, reference: str | None) -> tuple[MeanStat, MeanStat, float]:
         """The cohort's and its reference's statistics by unit (`reference` None: the rest of
@@ -335,12 +329,12 @@ def _add_units(fd: FairnessDelta, stat: _Cohort, x: float, prev: float | None,
     """x for the cohort `stat` of `fd`, or a revision from `prev` to x, of a unit that held
     `before` (None: a unit of its own), by unit. At the first update that names its unit, every
     cohort's ratio over units is made from its statistic (all observations until then were each
-    their own unit: `_singles`, equal to adding them one by one)."""
+    their own unit: `RatioStat.singletons`, equal to adding them one by one)."""
     total = fd.unit_total
     if total is None:
-        total = fd.unit_total = _singles(fd.total)
+        total = fd.unit_total = RatioStat.singletons(fd.total)
         for c in fd.cohorts.values():
-            c.units = _singles(c)
+            c.units = RatioStat.singletons(c)
     units = stat.units
     assert units is not None
     units.add(x, prev, before)

@@ -157,8 +157,9 @@ class RatioStat:
 
     @classmethod
     def singletons(cls, stat: MeanStat) -> RatioStat:
-        """Observations that are each their own cluster."""
-        return cls(stat.n, stat.total, float(stat.n), stat.sumsq, stat.total, float(stat.n))
+        """Observations that are each their own cluster, as adding them one by one makes it (`add`
+        with no `before`: the cluster counts stay ints)."""
+        return cls(stat.n, stat.total, stat.n, stat.sumsq, stat.total, stat.n)
 
     def as_mean(self) -> MeanStat:
         if self.n == 0 or self.k <= 0:
