@@ -116,3 +116,32 @@ def test_tansu_dies_with_the_command_even_on_kill_9(tmp_path: Path) -> None:
         os.kill(proc.pid, signal.SIGKILL)  # no handler runs: the kernel's parent-death signal does it
         proc.wait(10)
         assert_nothing_left(tansu, port, timeout=5)
+
+
+HANDLED_IN_EXEC = """
+import sys
+from missionwatch.stream.broker import interrupt_on_signals
+try:
+    with interrupt_on_signals():
+        # the signal lands while code made from source text runs, as it does when it lands
+        # while a module's dataclasses are being made (the broker's first import of aiokafka)
+        exec("import os, signal\\nos.kill(os.getpid(), signal.SIG{sig})\\nfor _ in range(10**7): pass")
+    print("not interrupted")
+except KeyboardInterrupt:
+    print("handled")
+"""
+
+
+@pytest.mark.parametrize("sig", ["INT", "TERM"])
+@pytest.mark.parametrize("how", [["-c"], ["-m", "runpy_target"]], ids=["-c", "-m"])
+def test_a_handled_interrupt_exits_as_the_command_says(sig: str, how: list[str], tmp_path: Path) -> None:
+    """The flake this file once had: `broker` caught the interrupt, stopped Tansu, returned 0,
+    and yet died by SIGINT, because CPython 3.11 remembered the interrupt as unhandled."""
+    code = HANDLED_IN_EXEC.format(sig=sig)
+    if how[0] == "-m":
+        (tmp_path / "runpy_target.py").write_text(code)
+        argv = [sys.executable, *how]
+    else:
+        argv = [sys.executable, "-c", code]
+    done = subprocess.run(argv, capture_output=True, timeout=60, cwd=tmp_path)
+    assert (done.returncode, done.stdout.decode()) == (0, "handled\n"), done.stderr.decode()

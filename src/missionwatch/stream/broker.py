@@ -32,7 +32,7 @@ from typing import Any
 from ..records import TOPICS
 from . import compat
 
-__all__ = ["BrokerError", "EmbeddedBroker", "bootstrap_of", "create_topics", "die_with_parent", "free_port", "interrupt_on_signals",
+__all__ = ["BrokerError", "EmbeddedBroker", "bootstrap_of", "create_topics", "die_with_parent", "forget_interrupt", "free_port", "interrupt_on_signals",
            "stop_process_group", "wait_for_port"]
 
 
@@ -90,6 +90,17 @@ def interrupt_on_signals(signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGI
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        if fired:
+            forget_interrupt()
+
+
+def forget_interrupt() -> None:
+    """Tell CPython that a KeyboardInterrupt was handled. CPython 3.11 marks one as unhandled
+    whenever it leaves code that exec() or eval() ran from source text (the methods dataclasses
+    and namedtuple make while a module is imported, say), even when an outer `except` catches
+    it, and then kills itself with SIGINT at exit (status -2 instead of 0) under `python -m`.
+    Running source text again clears the mark (Python/pythonrun.c, run_eval_code_obj)."""
+    exec("pass", {})  # a constant: its only effect is the one above
 
 
 def die_with_parent() -> Callable[[], None] | None:
