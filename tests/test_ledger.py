@@ -70,3 +70,22 @@ def test_ledger_equals_polars_recompute(registry, rows) -> None:
                                                              schema={"t": pl.Utf8})])
         hourly = times.with_columns(pl.col("t").str.to_datetime(time_zone="UTC").dt.truncate("1h").alias("b"))
         assert len({b for (b, d, _) in ms.ledger.cells if d == "*"}) == hourly["b"].n_unique()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.sampled_from(["actions", "type:a", "type:b", "attr:x:sum", "outcome:o"]),
+                                   st.one_of(st.integers(0, 3), st.floats(-1e300, 1e300))),
+                         max_size=6), max_size=12))
+def test_measures_add_as_a_dict_does(batches) -> None:
+    """A cell's `Measures` (names in a shared tuple, values in a list) hold what a dict adding
+    `get(k, 0) + x` would, value for value and type for type, however the names arrive."""
+    from missionwatch.ledger import Measures
+
+    cell, want = Measures(), {}
+    for pairs in batches:
+        cell.add(pairs)
+        for k, x in pairs:
+            want[k] = want.get(k, 0) + x
+    assert dict(cell) == want and sorted(want) == list(cell) == [k for k, _ in cell.pairs()]
+    assert [type(cell[k]) for k in want] == [type(x) for x in want.values()]
+    assert len(cell) == len(want) and ("nowhere" in cell) is False

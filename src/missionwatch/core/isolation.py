@@ -52,7 +52,14 @@ class Run:
     _counts: dict[str, int] | None = None
     """Per metric, its outcomes in the run (None: none yet, the case of most runs)."""
     due: float = 0.0
-    """The time its one live entry in the closing queue is due."""
+    """The time its entry in the closing queue is due."""
+    subject: str = ""
+
+    def __lt__(self, other: Run) -> bool:
+        """The closing queue's order: by due time, then by subject."""
+        if self.due != other.due:
+            return self.due < other.due
+        return self.subject < other.subject
 
     @property
     def counts(self) -> dict[str, int]:
@@ -69,8 +76,9 @@ class Isolation:
         """Per subject, the latest action time of its closed runs."""
         self.open: dict[str, Run] = {}
         """Per subject, its run not yet closed."""
-        self._due: list[tuple[float, str]] = []
-        """(last + within, subject) of the open runs: closed in that order."""
+        self._due: list[Run] = []
+        """The open runs by their due time (last + within when pushed; see `_advance`): closed
+        in that order. The runs themselves, not (due, subject) pairs: one object less each."""
         self._recent: list[float] = []
         """The latest CLOCK_ACTIONS action times (a list: a deque is most of a kilobyte)."""
         self.clock = float("-inf")
@@ -86,8 +94,8 @@ class Isolation:
         if run is None:
             prev = self.latest.get(subject)
             tainted = prev is not None and t - prev < self.within
-            run = self.open[subject] = Run(t, t, None if tainted else phase, due=t + self.within)
-            heapq.heappush(self._due, (run.due, subject))
+            run = self.open[subject] = Run(t, t, None if tainted else phase, due=t + self.within, subject=subject)
+            heapq.heappush(self._due, run)
         elif t - run.first <= -self.within:  # back-dated before the run by `within`: unknown ground
             run.phase = None
         run.first, run.last = min(run.first, t), max(run.last, t)
@@ -118,14 +126,13 @@ class Isolation:
             del self._recent[0]
         self.clock = max(self.clock, sorted(self._recent)[CLOCK_ACTIONS // 2])
         closed = []
-        while self._due and self._due[0][0] <= self.clock:
-            due, subject = heapq.heappop(self._due)
-            run = self.open.get(subject)
-            if run is None or run.due != due:  # the entry of a run closed by a pause
+        while self._due and self._due[0].due <= self.clock:
+            run = heapq.heappop(self._due)
+            if self.open.get(run.subject) is not run:  # a run closed by a pause: no longer open
                 continue
             if run.last + self.within > self.clock:  # it grew since: due later
                 run.due = run.last + self.within
-                heapq.heappush(self._due, (run.due, subject))
+                heapq.heappush(self._due, run)
             else:
-                closed.append(self._close(subject))
+                closed.append(self._close(run.subject))
         return closed

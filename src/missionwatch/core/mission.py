@@ -24,8 +24,8 @@ from .idset import IdTable, content_digest
 from .isolation import Isolation
 from .plan import Plan
 
-__all__ = ["BASELINE", "CONTACT", "OTHER", "UNDECLARED", "EscalationEntry", "MissionState", "StateName",
-           "Subject", "transition"]
+__all__ = ["BASELINE", "CONTACT", "OTHER", "UNDECLARED", "EscalationEntry", "MissionState", "Registration",
+           "StateName", "Subject", "transition"]
 
 StateName = Literal["running", "paused", "terminated"]
 SHIFT_EVENTS_KEPT = 50
@@ -47,6 +47,30 @@ def transition(decision: str, state: StateName) -> StateName | None:
     if decision == "terminate":
         return "terminated"
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """What a mission's registration says that the monitor reads later (views, the owner, the
+    start), not the decoded record: a pydantic model with its set of fields, extras and
+    signature costs over a kilobyte more a mission. Its text is shared by the missions that
+    say the same (sys.intern: one owner, objective and constraints for a team's missions)."""
+
+    objective: str
+    proxy_metric: str
+    constraints: tuple[str, ...]
+    owner: str | None
+    human_delegate: str | None
+    started_at: float
+
+    @classmethod
+    def of(cls, m: MissionRecord) -> Registration:
+        return cls(sys.intern(m.objective), sys.intern(m.proxy_metric), tuple(map(sys.intern, m.constraints)),
+                   _interned(m.owner), _interned(m.human_delegate), m.started_at)
+
+
+def _interned(text: str | None) -> str | None:
+    return None if text is None else sys.intern(text)
 
 
 @dataclass(slots=True)
@@ -188,7 +212,8 @@ class MissionState:
     def __init__(self, mission_id: str, spec: Spec, plan: Plan, registration: MissionRecord | None,
                  registration_hash: str | None, anchor: float | None = None) -> None:
         self.mission_id, self.spec, self.plan = mission_id, spec, plan
-        self.registration, self.registration_hash = registration, registration_hash
+        self.registration = Registration.of(registration) if registration is not None else None
+        self.registration_hash = registration_hash
         self.ledger = Ledger(spec.bucket_seconds, plan.dims, spec.open_seconds)
         self.seq = 0
         self.last_hash: str | None = None
