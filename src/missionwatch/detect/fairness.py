@@ -278,14 +278,25 @@ class _Cohort(MeanStat):
     by unit (`units`, None while no update of the detector named its unit: they are then each
     their own, `RatioStat.singletons` of the statistic), its latest settled verdict and its
     count of updates. One object per cohort, not one entry in each of four dicts per detector
-    (most detectors have a few cohorts, and a small dict costs more than the entries it holds)."""
+    (most detectors have a few cohorts, and a small dict costs more than the entries it holds).
 
-    __slots__ = ("touches", "units", "verdict")
+    A settled verdict that judged nothing (too_small, not_judged, reference: most cohorts of
+    most missions hold one) is kept as its kind in `verdict` and the numbers that tell it from
+    another such verdict of the detector in `v_n` to `v_ref_total` (`FairnessDelta._kept` makes
+    it whole): 40 bytes, where a CohortVerdict of its own is 128."""
+
+    __slots__ = ("touches", "units", "v_n", "v_ref", "v_ref_n", "v_ref_total", "v_total", "verdict")
+    v_n: int
+    v_total: float
+    v_ref: str
+    v_ref_n: int
+    v_ref_total: float
 
     def __init__(self) -> None:
         super().__init__()
         self.units: RatioStat | None = None
-        self.verdict: CohortVerdict | None = None
+        self.verdict: CohortVerdict | Verdict | None = None
+        """The latest settled verdict, or its kind when it judged nothing (see above)."""
         self.touches = 0
 
     def by_unit(self) -> RatioStat:
@@ -479,7 +490,13 @@ class FairnessDelta(Detector):
     def settle(self, cohort: str, verdict: CohortVerdict) -> FairnessDelta:
         """Keep `verdict` as the cohort's verdict (`verdict(cohort)` returns it until the
         next); `beyond` opens an escalation episode, which `within` closes."""
-        self.cohorts[cohort].verdict = verdict
+        stat = self.cohorts[cohort]
+        if verdict.verdict in ("within", "beyond", "insufficient"):
+            stat.verdict = verdict
+        else:
+            stat.verdict = verdict.verdict
+            stat.v_n, stat.v_total, stat.v_ref = verdict.n, verdict.total, verdict.reference
+            stat.v_ref_n, stat.v_ref_total = verdict.reference_n, verdict.reference_total
         if verdict.verdict == "within":
             if self.escalated is not None:
                 self.escalated.discard(cohort)
@@ -492,11 +509,21 @@ class FairnessDelta(Detector):
     def verdict(self, cohort: str) -> CohortVerdict | None:
         """The verdict as of the last `evaluate` of this cohort."""
         stat = self.cohorts.get(cohort)
-        return stat.verdict if stat is not None else None
+        return self._kept(cohort, stat) if stat is not None else None
 
     @property
     def verdicts(self) -> dict[str, CohortVerdict]:
-        return {c: stat.verdict for c, stat in self.cohorts.items() if stat.verdict is not None}
+        return {c: v for c, stat in self.cohorts.items() if (v := self._kept(c, stat)) is not None}
+
+    def _kept(self, cohort: str, stat: _Cohort) -> CohortVerdict | None:
+        """The cohort's settled verdict as `assess` made it (one that judged nothing made whole)."""
+        kind = stat.verdict
+        if not isinstance(kind, str):
+            return kind
+        label = sys.intern(f"{self.proxy}={cohort}")
+        interval, mdg = (_NONE, math.nan) if kind == "reference" else (_UNBOUNDED, math.inf)
+        return CohortVerdict(label, kind, stat.v_n, stat.v_total, stat.v_ref, stat.v_ref_n, stat.v_ref_total, interval,
+                             None, mdg, self.alpha)
 
     def _reference_cohort(self, cohort: str) -> str | None:
         """The cohort `cohort` is compared with (None: it is its own reference); with
