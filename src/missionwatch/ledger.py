@@ -67,7 +67,9 @@ class Ledger:
         for k in keys:
             c = cells.get(k)
             if c is None:
-                c = cells[k] = Measures()
+                c = cells[_KEYS.setdefault(k, k)] = Measures()  # missions at work at once share their keys
+                if len(_KEYS) > 4096:  # bounded, whatever the traffic names
+                    _KEYS.clear()
             out.append(c)
         return out
 
@@ -182,6 +184,8 @@ def _add_into(acc: dict[str, float], items: Iterable[tuple[str, float]]) -> None
         acc[k] = acc.get(k, 0) + x
 
 
+_KEYS: dict[Key, Key] = {}
+"""One copy of each open cell's key (bucket, dimension, value), whatever the missions."""
 _DV: dict[tuple[str, str], tuple[str, str]] = {}
 """One copy of each (dimension, value) key of the sealed totals."""
 _NAMES: dict[tuple[str, ...], tuple[tuple[str, ...], dict[str, int]]] = {}
