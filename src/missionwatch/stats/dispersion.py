@@ -67,6 +67,7 @@ MAX_CATEGORIES = 64
 """Categories counted apart; later new ones share one code (an agent that names a fresh
 template in every action must not make the counts grow with the stream)."""
 _OTHER = "\x00(other)"
+assert MAX_CATEGORIES <= 256, "Dispersion keeps codes in bytes"
 BLOCK = 256
 """Actions per block of the batch-means estimate (dependence longer than LAGS)."""
 MIN_BLOCKS = 4
@@ -100,8 +101,10 @@ class Dispersion:
         self.repeats = _NO_REPEATS[lags]
         """repeats[j - 1, c]: times an observation of c followed one of c j observations earlier."""
         self.total = 0
-        self._tail: list[int] = []
-        self._pending: list[int] = []
+        self._tail = bytearray()
+        self._pending = bytearray()
+        """The codes since the last `_absorb` (and before them its last `lags`): a byte each,
+        codes being below MAX_CATEGORIES (a list would hold a pointer each)."""
         self._at = 0
         self._factor = 1.0
         self._phi = 1.0
@@ -139,7 +142,7 @@ class Dispersion:
         if self.counts.size < c:
             self.counts = np.pad(self.counts, (0, c - self.counts.size))
             self.repeats = np.pad(self.repeats, ((0, 0), (0, c - self.repeats.shape[1])))
-        seq = np.asarray(self._tail + self._pending, dtype=np.int64)
+        seq = np.frombuffer(self._tail + self._pending, dtype=np.uint8).astype(np.int64)
         new = len(self._pending)
         start = len(seq) - new
         self.counts += np.bincount(seq[start:], minlength=c)
@@ -148,8 +151,8 @@ class Dispersion:
             same = seq[lo:][seq[lo:] == seq[lo - j:len(seq) - j]]
             if same.size:
                 self.repeats[j - 1] += np.bincount(same, minlength=c)
-        self._tail = seq[-self.lags:].tolist()
-        self._pending = []
+        self._tail = bytearray(seq[-self.lags:].astype(np.uint8).tobytes())
+        self._pending = bytearray()
 
     def _close_block(self) -> None:
         c = len(self.codes)
