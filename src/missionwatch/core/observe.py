@@ -117,7 +117,8 @@ def observe_action(ms: MissionState, a: ActionRecord, cohort: dict[str, str]) ->
     phase = "baseline" if ms.n_actions < ms.spec.baseline.actions else "post"
     ms.n_actions += 1
     obs = Observation(a.receipt_id, t, cohort)
-    subj = _subject(ms, a.subject.id, cohort)
+    sid = sys.intern(a.subject.id)  # one copy of a customer's id, whatever the missions that act on it
+    subj = _subject(ms, sid, cohort)
     is_contact = plan.is_contact(a.action_type)
     new_contact = not subj.contacted and is_contact
     template, numbers = _template(ms, a), _numbers(a)
@@ -146,7 +147,7 @@ def observe_action(ms: MissionState, a: ActionRecord, cohort: dict[str, str]) ->
     for m in plan.count_actions.get(a.action_type, ()):
         obs.risk(ms, m, 1.0, phase, 0.0, subj)
     if ms.isolation is not None:
-        for run in ms.isolation.action(a.subject.id, t, phase, is_contact):
+        for run in ms.isolation.action(sid, t, phase, is_contact):
             if run.phase is not None and run.contacts:
                 obs.isolated(ms, run, run.phase)
     _shift(ms, a, template, obs)
@@ -192,9 +193,9 @@ def observe_outcome(ms: MissionState, o: OutcomeRecord, own: dict[str, str] | No
     elif subj is not None and (subj.cohort or subj.contacted):
         ms.ledger.add_outcome(t, subj.cohort, o.outcome_type, o.value)
     else:
-        ms.pending_outcomes.setdefault(o.subject.id, []).append((t, o.outcome_type, o.value))
+        ms.pending_outcomes.setdefault(sys.intern(o.subject.id), []).append((t, o.outcome_type, o.value))
     if subj is None:
-        subj = ms.subjects[o.subject.id] = Subject(ms.intern(own or {}))
+        subj = ms.subjects[sys.intern(o.subject.id)] = Subject(ms.intern(own or {}))
     obs = Observation(o.outcome_id, t, subj.cohort)
     # only an outcome that names its action (`follows`) has a phase to compare: the outcome of an
     # action in the baseline can come after the subject's next action, so no guess is unbiased
