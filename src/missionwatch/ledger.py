@@ -224,17 +224,22 @@ class Measures(Mapping[str, float]):
     def add(self, pairs: Iterable[tuple[str, float]]) -> None:
         """Add each (name, value); a name not held yet starts at 0 (as `dict.get(k, 0) + x`)."""
         pairs = pairs if isinstance(pairs, list) else list(pairs)
-        index = self._index
-        if any(k not in index for k, _ in pairs):  # a list of just the size needed (most never grow again)
-            old = dict(zip(self.names, self._values, strict=True))
-            names, index = _names(tuple(sorted({*self.names, *(k for k, _ in pairs)})))
-            grown: list[float] = [0] * len(names)
-            for k, x in old.items():
-                grown[index[k]] = x
-            self.names, self._index, self._values = names, index, grown
-        values = self._values
+        values, index = self._values, self._index
         for k, x in pairs:
-            values[index[k]] += x
+            at = index.get(k)
+            if at is None:  # names not held yet: held from now on, with all those of `pairs`
+                self._grow(pairs)
+                values, index = self._values, self._index
+                at = index[k]
+            values[at] += x
+
+    def _grow(self, pairs: list[tuple[str, float]]) -> None:
+        """Hold every name of `pairs` too: a list of just the size needed (most never grow again)."""
+        names, index = _names(tuple(sorted({*self.names, *(k for k, _ in pairs)})))
+        grown: list[float] = [0] * len(names)
+        for k, x in zip(self.names, self._values, strict=True):
+            grown[index[k]] = x
+        self.names, self._index, self._values = names, index, grown
 
     def pairs(self) -> list[tuple[str, float]]:
         """(name, value) of each measure, by name."""
