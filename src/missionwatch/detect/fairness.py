@@ -299,6 +299,24 @@ class _Cohort(MeanStat):
         """The latest settled verdict, or its kind when it judged nothing (see above)."""
         self.touches = 0
 
+    def keep(self, verdict: CohortVerdict) -> None:
+        """Keep `verdict` as the settled one (see above)."""
+        if verdict.verdict in ("within", "beyond", "insufficient"):
+            self.verdict = verdict
+            return
+        self.verdict = verdict.verdict
+        self.v_n, self.v_total, self.v_ref = verdict.n, verdict.total, verdict.reference
+        self.v_ref_n, self.v_ref_total = verdict.reference_n, verdict.reference_total
+
+    def kept(self, proxy: str, cohort: str, alpha: float) -> CohortVerdict | None:
+        """The settled verdict as `FairnessDelta.assess` made it (one that judged nothing made whole)."""
+        kind = self.verdict
+        if not isinstance(kind, str):
+            return kind
+        interval, mdg = (_NONE, math.nan) if kind == "reference" else (_UNBOUNDED, math.inf)
+        return CohortVerdict(sys.intern(f"{proxy}={cohort}"), kind, self.v_n, self.v_total, self.v_ref, self.v_ref_n,
+                             self.v_ref_total, interval, None, mdg, alpha)
+
     def by_unit(self) -> RatioStat:
         return self.units if self.units is not None else RatioStat.singletons(self)
 
@@ -490,13 +508,7 @@ class FairnessDelta(Detector):
     def settle(self, cohort: str, verdict: CohortVerdict) -> FairnessDelta:
         """Keep `verdict` as the cohort's verdict (`verdict(cohort)` returns it until the
         next); `beyond` opens an escalation episode, which `within` closes."""
-        stat = self.cohorts[cohort]
-        if verdict.verdict in ("within", "beyond", "insufficient"):
-            stat.verdict = verdict
-        else:
-            stat.verdict = verdict.verdict
-            stat.v_n, stat.v_total, stat.v_ref = verdict.n, verdict.total, verdict.reference
-            stat.v_ref_n, stat.v_ref_total = verdict.reference_n, verdict.reference_total
+        self.cohorts[cohort].keep(verdict)
         if verdict.verdict == "within":
             if self.escalated is not None:
                 self.escalated.discard(cohort)
@@ -509,21 +521,11 @@ class FairnessDelta(Detector):
     def verdict(self, cohort: str) -> CohortVerdict | None:
         """The verdict as of the last `evaluate` of this cohort."""
         stat = self.cohorts.get(cohort)
-        return self._kept(cohort, stat) if stat is not None else None
+        return stat.kept(self.proxy, cohort, self.alpha) if stat is not None else None
 
     @property
     def verdicts(self) -> dict[str, CohortVerdict]:
-        return {c: v for c, stat in self.cohorts.items() if (v := self._kept(c, stat)) is not None}
-
-    def _kept(self, cohort: str, stat: _Cohort) -> CohortVerdict | None:
-        """The cohort's settled verdict as `assess` made it (one that judged nothing made whole)."""
-        kind = stat.verdict
-        if not isinstance(kind, str):
-            return kind
-        label = sys.intern(f"{self.proxy}={cohort}")
-        interval, mdg = (_NONE, math.nan) if kind == "reference" else (_UNBOUNDED, math.inf)
-        return CohortVerdict(label, kind, stat.v_n, stat.v_total, stat.v_ref, stat.v_ref_n, stat.v_ref_total, interval,
-                             None, mdg, self.alpha)
+        return {c: v for c, stat in self.cohorts.items() if (v := stat.kept(self.proxy, c, self.alpha)) is not None}
 
     def _reference_cohort(self, cohort: str) -> str | None:
         """The cohort `cohort` is compared with (None: it is its own reference); with
