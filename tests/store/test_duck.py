@@ -1,10 +1,14 @@
 """The streaming ledger writer: the same ledger.duckdb whatever its batch size (attributes
 first seen late, a mission with no actions, outcomes attributed late, rejections,
-duplicates, batch envelopes), never more than a batch of rows in memory, and nothing
-left behind by a failed replay."""
+duplicates, batch envelopes), never more than a batch of rows in memory, nothing
+left behind by a failed replay, and a build whose memory stops growing with the ledger."""
 
 from __future__ import annotations
 
+import hashlib
+import multiprocessing
+import resource
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +16,12 @@ import duckdb
 import pytest
 
 from missionwatch.monitor import Monitor
+from missionwatch.records import SCHEMA_STRATEGY
 from missionwatch.replay import replay_file, replay_lines
 from missionwatch.signing import Signer
 from missionwatch.spec import SpecRegistry
 from missionwatch.store import LedgerWriter, write_ledger
-from tests.conftest import action, line, stamp
+from tests.conftest import SPECS, action, line, stamp
 
 
 def mission(mid: str) -> dict[str, Any]:
@@ -217,3 +222,76 @@ def test_a_table_too_big_for_the_memory_limit_gets_more(tmp_path: Path, registry
         write("tight.duckdb", ("1MB",))
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing left of it
     assert dump(write("retried.duckdb", ("1MB", None))) == dump(write("default.duckdb", (None,)))
+
+
+def test_a_misspelt_memory_limit_is_refused_at_once(tmp_path: Path, registry: SpecRegistry) -> None:
+    monitor = Monitor(registry, signer=Signer.generate("monitor-1"), allow_unsigned=True)
+    for limit in ("48 megs", "MB", "-"):
+        with pytest.raises(ValueError, match="not a memory limit"):
+            LedgerWriter(tmp_path / "ledger.duckdb", monitor, memory_limits=(limit, None))
+    assert list(tmp_path.iterdir()) == []
+    LedgerWriter(tmp_path / "ledger.duckdb", monitor, memory_limits=("48MB", "1.5GiB", "512 KB", None)).discard()
+
+
+def big_receipts(n: int, size: int) -> Iterator[dict[str, Any]]:
+    """`n` strategy receipts of about `size` characters each (text that compresses badly)."""
+    for i in range(n):
+        yield {"schema": SCHEMA_STRATEGY, "receipt_id": f"sr-{i}", "mission_id": "m-1", "seq": i,
+               "issued_at": stamp(i), "review_status": "none", "state": "running", "current_tactic_cluster": "c-1",
+               "cohorts_affected": [], "window": {"actions": i}, "hash": f"sha256:{i}", "prev_hash": None,
+               "notes": "".join(hashlib.sha256(f"{i}:{j}".encode()).hexdigest() for j in range(size // 64))}
+
+
+def test_a_commit_has_the_memory_a_checkpoint_needs(tmp_path: Path, registry: SpecRegistry) -> None:
+    """20 MB of strategy receipts go to DuckDB's write-ahead log; the next commit checkpoints
+    them. Under the 8MB the next table was built in, that checkpoint failed, and a failed
+    checkpoint is no OutOfMemoryException to retry: it invalidated the database
+    (FatalException). A commit runs under at least COMMIT_MEMORY_LIMIT, whatever the ladder."""
+    monitor = Monitor(registry, signer=Signer.generate("monitor-1"), allow_unsigned=True)
+
+    def write(name: str, limits: tuple[str | None, ...]) -> Path:
+        write_ledger(tmp_path / name, monitor, [], big_receipts(1_000, 20_000), [], [], memory_limits=limits)
+        return tmp_path / name
+
+    tight = dump(write("tight.duckdb", ("8MB", None)))
+    assert len(tight["strategy_receipts"][1]) == 1_000
+    assert tight == dump(write("default.duckdb", (None,)))
+
+
+LEDGER_MEASURES = ("actions", "subjects", "outcome:renewal", "outcome:complaint", "outcome:churn",
+                   "attr:offer.discount:discount_pct:n", "attr:offer.discount:discount_pct:sum",
+                   "attr:offer.discount:discount_pct:sumsq")
+LEDGER_CELLS = (("*", "*"), *(("age_band", v) for v in ("18-34", "35-49", "50-64", "65+")),
+                *(("region", v) for v in ("north", "south", "east", "west")))
+
+
+def build_growth(path: Path, rows: int) -> int:
+    """In a child process: stage a ledger table of about `rows` rows (sealed cells of hourly
+    buckets, nine cohorts of a mission, eight measures each) and write the database; the peak
+    RSS while building it above the RSS before, in KiB."""
+    monitor = Monitor(SpecRegistry.load_dir(SPECS), signer=Signer.generate("monitor-1"), allow_unsigned=True)
+    with LedgerWriter(path, monitor) as writer:
+        for i in range(rows // (len(LEDGER_MEASURES) * len(LEDGER_CELLS)) + 1):
+            for dimension, cohort in LEDGER_CELLS:
+                writer.add_sealed("m-1", (1.7e9 + 3600 * i, dimension, cohort),
+                                  {m: float(i % 97 + k) for k, m in enumerate(LEDGER_MEASURES)})
+        before = next(int(x.split()[1]) for x in Path("/proc/self/status").read_text().splitlines()
+                      if x.startswith("VmRSS:"))
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+
+
+@pytest.mark.slow
+def test_the_build_takes_no_more_memory_for_a_ten_times_bigger_ledger(tmp_path: Path) -> None:
+    """The ledger table's GROUP BY and ORDER BY take what DuckDB allows them: on two threads
+    under 128MB, building 600,000 rows took 80 to 98 MiB more than 60,000 (issue 10's ratio of
+    200,000 receipts to 20,000 rose to 1.64x); on one thread under 48MB, 39 MiB more."""
+    if not Path("/proc/self/status").exists():
+        pytest.skip("reads VmRSS from /proc")
+    ctx = multiprocessing.get_context("spawn")  # a fresh process for each: peak RSS is per process
+    with ctx.Pool(1, maxtasksperchild=1) as pool:
+        small = pool.apply(build_growth, (tmp_path / "small.duckdb", 60_000))
+        big = pool.apply(build_growth, (tmp_path / "big.duckdb", 600_000))
+    with duckdb.connect(str(tmp_path / "big.duckdb"), read_only=True) as con:
+        per_bucket = len(LEDGER_MEASURES) * len(LEDGER_CELLS)
+        assert con.execute("SELECT count(*) FROM ledger").fetchone() == ((600_000 // per_bucket + 1) * per_bucket,)
+    assert (big - small) / 1024 <= 60, f"the build grew by {(big - small) / 1024:.0f} MiB"

@@ -11,8 +11,8 @@ tens of kB): a full buffer goes to disk as one Parquet part per table, in a
 staging directory beside the database. `close()` adds what only the end knows
 (the `missions` and `ledger` tables, from the monitor) the same way, then builds
 the database in one go, each table one `CREATE TABLE ... AS SELECT` over its
-parts, under a memory limit (`MEMORY_LIMITS`): DuckDB streams the rows from
-Parquet into its own storage, Python never holds a table. The file is built
+parts, on one thread under a memory limit (`MEMORY_LIMITS`): DuckDB streams the
+rows from Parquet into its own storage, Python never holds a table. The file is built
 inside the staging directory and moved into place when whole, so a failed replay
 leaves no half-written ledger (as before, when it was written at the end from
 memory).
@@ -69,22 +69,37 @@ from .rows import (
     select_list,
 )
 
-__all__ = ["DEFAULT_BATCH_BYTES", "DEFAULT_BATCH_ROWS", "MEMORY_LIMITS", "LedgerWriter",
-           "write_ledger"]
+__all__ = ["BUILD_THREADS", "COMMIT_MEMORY_LIMIT", "DEFAULT_BATCH_BYTES", "DEFAULT_BATCH_ROWS", "MEMORY_LIMITS",
+           "LedgerWriter", "write_ledger"]
 
 DEFAULT_BATCH_ROWS = 10_000
 """Rows a `LedgerWriter` holds before it writes them out (all tables together)."""
 DEFAULT_BATCH_BYTES = 16 * 2**20
 """Text (characters of its string values) a `LedgerWriter` holds before it writes it out."""
 
-MEMORY_LIMITS: tuple[str | None, ...] = ("128MB", "1GB", None)
+MEMORY_LIMITS: tuple[str | None, ...] = ("48MB", "128MB", "1GB", None)
 """DuckDB's memory limits while it builds a table, tried in turn until one is enough. The
-first does for tables of any length with about a hundred attribute columns, and for
-strategy receipts of tens of kB (the JSON cast holds 2,048 of them at a time). Measured
-(benchmarks/memory.py inputs, peak RSS while building): 200,000 receipts in one mission,
-+119 MiB at 128MB against +150 MiB at DuckDB's default (None: 80% of the RAM); 5,000
-missions, +210 MiB against +500 MiB. A table of hundreds of attribute columns needs more,
-and gets it."""
+build runs on one thread (`BUILD_THREADS`): each thread has its own buffers and hash tables,
+and the limit bounds their sum. What a table takes grows with it up to the limit: the
+`ledger` table's GROUP BY and ORDER BY over its cells, the `actions` table. Measured
+(benchmarks/memory.py inputs; peak RSS of a build from the staged parts above the process
+before it): one mission of 20,000 receipts, +56 MiB (+66 at 128MB on two threads, the
+limits before); 200,000 receipts to 50,000 customers (558,651 ledger rows), +89 MiB against
++164, which took issue 10's ratio of the two replays' peak RSS from 1.64x to 1.31x; 5,000
+missions of 40 receipts, +225 MiB as before: their 8,700 strategy receipts of 13.6 kB (the
+JSON cast holds 2,048 at a time) fit at 48MB, not at 40MB, and their 1.3 million ledger rows
+at 48MB on one thread, not on two; so do 30,000 actions of a hundred cohort attributes. A
+table that needs more (hundreds of attribute columns) gets it."""
+COMMIT_MEMORY_LIMIT = "128MB"
+"""The least memory limit a table's commit runs under. DuckDB may checkpoint on a commit (every
+table written since the last checkpoint, not only the one committed: a table that went to the
+write-ahead log is checkpointed by the next commit), and a checkpoint out of memory is no
+OutOfMemoryException to retry: it invalidates the database (FatalException). So the build's
+commits keep the memory the whole build had before its first limit was lowered."""
+BUILD_THREADS = 1
+"""DuckDB's threads while it builds the database (its default: one per core)."""
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
 
 class _Stage:
@@ -122,6 +137,9 @@ class LedgerWriter:
                  memory_limits: Sequence[str | None] = MEMORY_LIMITS) -> None:
         if batch_rows < 1 or batch_bytes < 1:
             raise ValueError(f"batch_rows and batch_bytes must be at least 1, not {batch_rows}, {batch_bytes}")
+        for limit in memory_limits:  # a misspelt one would fail only once the whole input is in
+            if limit is not None:
+                _memory_bytes(limit)
         self.path = Path(path)
         self.monitor = monitor
         self.batch_rows = batch_rows
@@ -243,6 +261,7 @@ class LedgerWriter:
         try:
             con.execute("SET TimeZone = 'UTC'")
             con.execute("SET preserve_insertion_order = true")
+            con.execute("SET threads = $n", {"n": BUILD_THREADS})
             for table in TABLE_DEFS:
                 _run(con, self.memory_limits, f"CREATE TABLE {table.name} AS SELECT "
                      f"{select_list(table, attributes.get(table.name, []))} FROM {table.source()}",
@@ -263,16 +282,42 @@ class LedgerWriter:
 def _run(con: duckdb.DuckDBPyConnection, limits: Sequence[str | None], sql: str,
          params: dict[str, Any] | None = None) -> None:
     """Run one statement under the first memory limit it fits in (a failed attempt changes
-    nothing); the last one's failure stands."""
+    nothing); the last one's failure stands. It commits under at least `COMMIT_MEMORY_LIMIT`."""
     for i, limit in enumerate(limits):
-        con.execute("SET memory_limit = $limit" if limit else "RESET memory_limit",
-                    {"limit": limit} if limit else None)
+        _memory_limit(con, limit)
+        con.execute("BEGIN TRANSACTION")
         try:
             con.execute(sql, params)
-            return
         except duckdb.OutOfMemoryException:
+            con.execute("ROLLBACK")
             if i == len(limits) - 1:
                 raise
+            continue
+        _memory_limit(con, _at_least(limit, COMMIT_MEMORY_LIMIT))
+        con.execute("COMMIT")
+        return
+
+
+def _memory_limit(con: duckdb.DuckDBPyConnection, limit: str | None) -> None:
+    con.execute("SET memory_limit = $limit" if limit else "RESET memory_limit", {"limit": limit} if limit else None)
+
+
+def _memory_bytes(limit: str) -> float:
+    """A memory limit as DuckDB reads it (`128MB`, `1.5GiB`: KB and the like in 1000s, KiB in
+    1024s), in bytes."""
+    number = limit.strip().rstrip("BbIiKkMmGgTt ")
+    unit = limit.strip()[len(number):].strip().lower()
+    if unit not in _UNITS:
+        raise ValueError(f"not a memory limit: {limit!r}")
+    try:
+        return float(number) * _UNITS[unit]
+    except ValueError:
+        raise ValueError(f"not a memory limit: {limit!r}") from None
+
+
+def _at_least(limit: str | None, floor: str) -> str | None:
+    """The larger of two memory limits (None: DuckDB's default, larger than any)."""
+    return None if limit is None else max(limit, floor, key=_memory_bytes)
 
 
 def write_ledger(path: str | Path, monitor: Monitor, accepted: Iterable[tuple[int, Accepted]],
