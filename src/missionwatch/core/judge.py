@@ -259,10 +259,10 @@ def log_events(ms: MissionState, obs: Observation, d: Decisions, issued: dict[st
         name, _, evidence = _limit_evidence(ms, obs, i)
         ms.shift_events.append({"code": "hard_limit", "detector": f"limit:{name}", **evidence})
         if b.scope != "mission":
-            ms.shift_affected.add(b.scope)
+            ms.shift_affected |= {b.scope}  # a frozenset: the empty one is shared
     for i, e in enumerate(obs.events):
         if e.code == "followup_pressure":
-            ms.shift_affected.update(str(c) for c in [e.value, *e.evidence.get("alarmed", ())] if c != "*")
+            ms.shift_affected |= {str(c) for c in [e.value, *e.evidence.get("alarmed", ())] if c != "*"}
         logged: dict[str, Any] = {"code": e.code, "detector": e.detector, "value": e.value, "issued_at": format_time(obs.t),
                   "triggered_by": obs.trigger}
         if i in d.joined:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..detect import FairnessDelta, FollowupPressure, HardLimit, MixShift, NoveltyWatch, RiskSignal
+from ..detect.limits import NO_SCOPES
 from ..intake import Reject
 from ..ledger import Ledger
 from ..records import MissionRecord
@@ -253,7 +254,7 @@ class MissionState:
         _detectors(self, spec, plan)
         self.shift_events = Latest(SHIFT_EVENTS_KEPT)
         """The latest shift events, as receipts show them."""
-        self.shift_affected: set[str] = set()
+        self.shift_affected = NO_SCOPES
         """Cohorts named by any shift event so far (follow-up pressure, hard limits)."""
         self.window_from: float | None = None
         self.window_to: float | None = None

@@ -17,7 +17,7 @@ from ..spec import LimitRule
 from ..stats.base import Detector
 from ..stats.cs import MeanStat
 
-__all__ = ["HardLimit", "LimitBreach"]
+__all__ = ["NO_SCOPES", "HardLimit", "LimitBreach"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,10 @@ class LimitBreach:
     scope: str
     value: float
     n: int
+
+
+NO_SCOPES: frozenset[str] = frozenset()
+"""The one empty set of scopes, shared (`frozenset()` makes a new one each time)."""
 
 
 class HardLimit(Detector):
@@ -38,7 +42,9 @@ class HardLimit(Detector):
 
     def _reset(self) -> None:
         self.stats: dict[str, MeanStat] = {}
-        self.breached: set[str] = set()
+        self.breached = NO_SCOPES
+        """Scopes past the limit (a frozenset, made anew at each breach: an empty set is 216 bytes,
+        and most limits of most missions are never breached)."""
         self._breaches: tuple[LimitBreach, ...] = ()
 
     @property
@@ -64,7 +70,7 @@ class HardLimit(Detector):
                 continue
             m = self.value(stat)
             if (rule.above is not None and m > rule.above) or (rule.below is not None and m < rule.below):
-                self.breached.add(scope)
+                self.breached = self.breached | {scope}
                 out.append(LimitBreach(scope, m, stat.n))
         self._breaches = tuple(out)
         return self

@@ -61,7 +61,7 @@ class NoveltyWatch(Detector):
         self._reset()
 
     def _reset(self) -> None:
-        self.known: frozenset[str] = frozenset()
+        self.known: frozenset[str] = _NOTHING
         """The values seen: one frozenset shared by every watch that saw the same (`_shared`)."""
         self.frozen = False
         self.new: list[str] = _NO_NEW  # shared while empty: never appended to, replaced by a longer list
@@ -94,6 +94,8 @@ class NoveltyWatch(Detector):
                 "verdict": "watching" if self.frozen else "baseline"}
 
 
+_NOTHING: frozenset[str] = frozenset()
+"""The values a watch that saw none knows: one empty set for all (`frozenset()` makes a new one)."""
 _NO_NEW: list[str] = []
 """`NoveltyWatch.new` while it is empty (never changed)."""
 _NO_COUNTS: Counter[str] = Counter()
