@@ -14,7 +14,7 @@ Writes the "Memory" section of benchmarks/RESULTS.md.
 
     python benchmarks/memory.py [--cases NAME ...] [--signed] [--keep DIR]
 
-Cases: floor, 1x20k, 1x200k, 1x200k-subjects, 10000x1, 10000x12 (replays with `--no-ledger`:
+Cases: floor, 1x20k, 1x200k, 1x200k-subjects, 10000x1, 10000x12, 10000x12-own (replays with `--no-ledger`:
 the monitor's own memory, as a streaming worker holds it), 1x20k-ledger, 1x200k-ledger
 (ledger.duckdb written too).
 
@@ -60,6 +60,10 @@ class Case:
     draw over segment, tenure, age and region."""
     ledger: bool = False
     """Write ledger.duckdb too (without: `--no-ledger`, the memory of the monitor itself)."""
+    own_customers: bool = False
+    """Each mission acts on customers of its own (ids prefixed with its own), not on the same
+    `subjects` customers as every other mission (as a company's campaigns share its customers;
+    the monitor then holds one copy of each id)."""
 
     @property
     def receipts(self) -> int:
@@ -68,6 +72,7 @@ class Case:
     def describe(self) -> str:
         to = f"{self.subjects:,} customers" + (f" in {self.cohorts} cohorts" if self.cohorts else "")
         to += ", with ledger.duckdb" if self.ledger else ""
+        to += ", each mission's own" if self.own_customers else ""
         if self.missions == 1:
             return f"1 mission, {self.actions:,} receipts to {to}"
         return f"{self.missions:,} missions x {self.actions:,} receipts to {to}"
@@ -90,6 +95,7 @@ CASES = (
     Case("1x200k-subjects", 1, 200_000, 50_000),
     Case("10000x1", 10_000, 24, 24, cohorts=1),
     Case("10000x12", 10_000, 24, 24, cohorts=12),
+    Case("10000x12-own", 10_000, 24, 24, cohorts=12, own_customers=True),
     Case("1x20k-ledger", 1, 20_000, 5_000, ledger=True),
     Case("1x200k-ledger", 1, 200_000, 50_000, ledger=True),
 )
@@ -133,6 +139,8 @@ COSTS = (
     Cost("10000x1", "floor", "mission (24 receipts, one cohort)", lambda o, u: o.case.missions),
     Cost("10000x12", "10000x1", "cohort of a mission (11 more cohorts in each of 10,000 missions)",
          lambda o, u: o.case.missions * (o.case.cohorts - u.case.cohorts)),
+    Cost("10000x12-own", "10000x12", "customer of a mission whose id no other mission shares",
+         lambda o, u: o.case.missions * o.case.subjects),
 )
 
 
@@ -143,6 +151,14 @@ class Run:
     input_bytes: int
     seconds: float
     peak_rss_kib: int
+
+
+def own_customer(rec: dict[str, Any]) -> dict[str, Any]:
+    """The record with its subject's id made its mission's own."""
+    subject = rec.get("subject")
+    if subject is None:
+        return rec
+    return {**rec, "subject": {**subject, "id": f"{rec['mission_id']}/{subject['id']}"}}
 
 
 def records(case: Case) -> Iterator[dict[str, Any]]:
@@ -156,7 +172,8 @@ def records(case: Case) -> Iterator[dict[str, Any]]:
         for s in streams:
             rec = next(s, None)
             if rec is not None:
-                yield recohort(rec, case.cohorts) if case.cohorts else rec
+                rec = recohort(rec, case.cohorts) if case.cohorts else rec
+                yield own_customer(rec) if case.own_customers else rec
                 alive.append(s)
         streams = alive
 
