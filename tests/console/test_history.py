@@ -108,3 +108,17 @@ def test_a_mission_history_is_bounded() -> None:
     kept = hist.get("m")
     assert kept is not None and len(kept.reviews) == REVIEWS_KEPT and kept.reviews[0]["review_id"] == "r-5"
     assert len(hist.outcomes) == REVIEWS_KEPT + 5  # outcomes are bounded apart (OUTCOMES_KEPT)
+
+
+def test_the_last_receipt_comes_back_as_it_was_given() -> None:
+    """Kept compressed, read whole: tuples, floats to the last bit, key order and Unicode."""
+    rec = {"schema": SCHEMA_STRATEGY, "mission_id": "m", "receipt_id": "sr-1", "issued_at": "2026-05-01T00:00:00Z",
+           "fairness": {"d": {"age_band=65+": {"interval": (-0.1, 0.30000000000000004), "n": 3}}},
+           "cohorts_affected": ("age_band=65+",), "note": "ünïcode ✓", "totals": {"actions": 10}}
+    h = MissionHistory()
+    assert h.last_receipt is None and h.receipts == () and not h.escalations and h.controls == ()
+    h.take(rec)
+    again = h.last_receipt
+    assert again == rec and list(again) == list(rec) and again is not rec
+    assert again["fairness"]["d"]["age_band=65+"]["interval"] == (-0.1, 0.30000000000000004)
+    assert h == h and h != MissionHistory()

@@ -11,8 +11,11 @@ as the monitor's state is. Bounded per mission: the latest `RECEIPTS_KEPT` recei
 from __future__ import annotations
 
 import json
+import pickle
+import zlib
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from ..core.step import Step
@@ -20,6 +23,7 @@ from ..records import SCHEMA_CONTROL, SCHEMA_ESCALATION, SCHEMA_REVIEW, SCHEMA_S
 
 __all__ = ["FEED_KEPT", "Feed", "History", "MissionHistory", "digest", "review_outcomes"]
 
+_NONE: Mapping[str, dict[str, Any]] = MappingProxyType({})
 RECEIPTS_KEPT = 500
 CONTROLS_KEPT = 200
 ESCALATIONS_KEPT = 1000
@@ -63,40 +67,87 @@ def digest(receipt: dict[str, Any]) -> dict[str, Any]:
             "window": receipt.get("window"), "fairness": fairness, "risk": risk}
 
 
-@dataclass
 class MissionHistory:
-    receipts: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECEIPTS_KEPT))
-    last_receipt: dict[str, Any] | None = None
-    escalations: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
-    controls: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=CONTROLS_KEPT))
-    reviews: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=REVIEWS_KEPT))
+    """One mission's history. What a mission has none of yet costs nothing (its deques are made
+    at the first item: three empty ones are ~1.9 kB), and its last strategy receipt is kept
+    pickled and compressed (~2 kB where the dicts of a receipt of 12 cohorts are ~25 kB): a
+    worker holds one history per mission, and the console reads a receipt only when asked."""
+
+    __slots__ = ("_controls", "_escalations", "_last", "_receipts", "_reviews")
+
+    def __init__(self) -> None:
+        self._receipts: deque[dict[str, Any]] | None = None
+        self._last: bytes | None = None
+        self._escalations: OrderedDict[str, dict[str, Any]] | None = None
+        self._controls: deque[dict[str, Any]] | None = None
+        self._reviews: deque[dict[str, Any]] | None = None
+
+    def _parts(self) -> tuple[object, ...]:
+        return (list(self.receipts), self.last_receipt, dict(self.escalations), list(self.controls),
+                list(self.reviews))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MissionHistory) and self._parts() == other._parts()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def receipts(self) -> Sequence[dict[str, Any]]:
+        """Digests of the latest `RECEIPTS_KEPT` strategy receipts, oldest first."""
+        return self._receipts if self._receipts is not None else ()
+
+    @property
+    def last_receipt(self) -> dict[str, Any] | None:
+        """The latest strategy receipt, whole."""
+        return pickle.loads(zlib.decompress(self._last)) if self._last is not None else None
+
+    @property
+    def escalations(self) -> Mapping[str, dict[str, Any]]:
+        """The latest `ESCALATIONS_KEPT` escalations by id, oldest first."""
+        return self._escalations if self._escalations is not None else _NONE
+
+    @property
+    def controls(self) -> Sequence[dict[str, Any]]:
+        return self._controls if self._controls is not None else ()
+
+    @property
+    def reviews(self) -> Sequence[dict[str, Any]]:
+        return self._reviews if self._reviews is not None else ()
 
     def take(self, rec: dict[str, Any]) -> dict[str, Any] | None:
         """Keep one out record; the event it makes for a live feed (None for none)."""
         schema, mid = rec.get("schema"), rec.get("mission_id")
         if schema == SCHEMA_STRATEGY:
-            self.last_receipt = rec
+            self._last = zlib.compress(pickle.dumps(rec, protocol=pickle.HIGHEST_PROTOCOL), 1)
             d = digest(rec)
-            self.receipts.append(d)
+            if self._receipts is None:
+                self._receipts = deque(maxlen=RECEIPTS_KEPT)
+            self._receipts.append(d)
             return {"kind": "receipt", "mission_id": mid, "id": d["receipt_id"], "issued_at": d["issued_at"],
                     "state": d["state"], "review_status": d["review_status"]}
         if schema == SCHEMA_ESCALATION:
             eid = str(rec.get("escalation_id"))
-            self.escalations[eid] = rec
-            while len(self.escalations) > ESCALATIONS_KEPT:
-                self.escalations.popitem(last=False)
+            if self._escalations is None:
+                self._escalations = OrderedDict()
+            self._escalations[eid] = rec
+            while len(self._escalations) > ESCALATIONS_KEPT:
+                self._escalations.popitem(last=False)
             return {"kind": "escalation", "mission_id": mid, "id": eid, "issued_at": rec.get("issued_at"),
                     "severity": rec.get("severity"), "reason": rec.get("reason")}
         if schema == SCHEMA_CONTROL:
             c = {k: rec.get(k) for k in ("state", "cause", "seq", "issued_at")}
-            self.controls.append(c)
+            if self._controls is None:
+                self._controls = deque(maxlen=CONTROLS_KEPT)
+            self._controls.append(c)
             return {"kind": "control", "mission_id": mid, **c}
         return None
 
     def review(self, rec: dict[str, Any], key_id: str | None) -> dict[str, Any]:
         r = {k: rec.get(k) for k in ("review_id", "escalation_id", "reviewer", "decision", "note", "occurred_at")}
         r["key_id"] = key_id
-        self.reviews.append(r)
+        if self._reviews is None:
+            self._reviews = deque(maxlen=REVIEWS_KEPT)
+        self._reviews.append(r)
         return {"kind": "review", "mission_id": rec.get("mission_id"), "id": r["review_id"],
                 "decision": r["decision"], "reviewer": r["reviewer"]}
 
@@ -135,16 +186,20 @@ class History:
     def get(self, mission_id: str) -> MissionHistory | None:
         return self.missions.get(mission_id)
 
+    def _mission(self, mission_id: str) -> MissionHistory:
+        h = self.missions.get(mission_id)
+        if h is None:
+            h = self.missions[mission_id] = MissionHistory()
+        return h
+
     def take(self, step: Step, message: bytes) -> list[dict[str, Any]]:
         """Keep what one message caused; the events it makes for a live feed, in order."""
         events: list[dict[str, Any]] = []
         for a in step.accepted:
             if a.kind == "review" and not a.duplicate:
-                h = self.missions.setdefault(str(a.record.get("mission_id")), MissionHistory())
-                events.append(h.review(a.record, a.key_id))
+                events.append(self._mission(str(a.record.get("mission_id"))).review(a.record, a.key_id))
         for rec in step.out:
-            h = self.missions.setdefault(str(rec.get("mission_id")), MissionHistory())
-            ev = h.take(rec)
+            ev = self._mission(str(rec.get("mission_id"))).take(rec)
             if ev is not None:
                 events.append(ev)
         for mid, rid, fate in review_outcomes(step, message):
