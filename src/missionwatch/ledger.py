@@ -27,11 +27,12 @@ import math
 import sys
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["NONE", "Key", "Ledger"]
 
 NONE = "(none)"
+_T = TypeVar("_T")
 Cell = Mapping[str, float]
 """A cell's measures by name, as readers see it (`Measures`)."""
 Key = tuple[float, str, str]
@@ -67,9 +68,7 @@ class Ledger:
         for k in keys:
             c = cells.get(k)
             if c is None:
-                c = cells[_KEYS.setdefault(k, k)] = Measures()  # missions at work at once share their keys
-                if len(_KEYS) > KEYS_KEPT:  # bounded, whatever the traffic names
-                    _KEYS.clear()
+                c = cells[_one_copy(_KEYS, k, KEYS_KEPT)] = Measures()  # missions at work at once share keys
             out.append(c)
         return out
 
@@ -93,9 +92,7 @@ class Ledger:
             self.touched.discard(key)
             total = self._sealed_totals.get(key[1:])
             if total is None:
-                dv = _DV.setdefault(key[1:], key[1:])  # one copy of each (dimension, value), whatever the missions
-                if len(_DV) > 4096:  # bounded, whatever the traffic names
-                    _DV.clear()
+                dv = _one_copy(_DV, key[1:], 4096)  # one copy of each (dimension, value), whatever the missions
                 total = self._sealed_totals[dv] = Measures()
             total.add(cell.pairs())
         return out
@@ -201,6 +198,15 @@ _NAMES: dict[tuple[str, ...], tuple[tuple[str, ...], dict[str, int]]] = {}
 it, for every cell of those names."""
 
 
+def _one_copy(table: dict[_T, _T], x: _T, kept: int) -> _T:
+    """`x`, or the equal copy `table` holds: one object for every holder of that value. The
+    table is emptied once it holds more than `kept` (bounded, whatever the traffic names)."""
+    one = table.setdefault(x, x)
+    if len(table) > kept:
+        table.clear()
+    return one
+
+
 def _names(names: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, int]]:
     """The shared copy of `names`, and its index."""
     found = _NAMES.get(names)
@@ -229,9 +235,8 @@ class Measures(Mapping[str, float]):
         self._index = _NO_INDEX
         self._values: list[float] = []
 
-    def add(self, pairs: Iterable[tuple[str, float]]) -> None:
+    def add(self, pairs: list[tuple[str, float]]) -> None:
         """Add each (name, value); a name not held yet starts at 0 (as `dict.get(k, 0) + x`)."""
-        pairs = pairs if isinstance(pairs, list) else list(pairs)
         values, index = self._values, self._index
         for k, x in pairs:
             at = index.get(k)
