@@ -11,6 +11,8 @@ from missionwatch.console.history import (
     REVIEWS_KEPT,
     History,
     MissionHistory,
+    Packed,
+    digest,
     review_outcomes,
 )
 from missionwatch.console.review import make_review
@@ -122,3 +124,35 @@ def test_the_last_receipt_comes_back_as_it_was_given() -> None:
     assert again == rec and list(again) == list(rec) and again is not rec
     assert again["fairness"]["d"]["age_band=65+"]["interval"] == (-0.1, 0.30000000000000004)
     assert h == h and h != MissionHistory()
+
+
+def test_packed_digests_read_as_a_list_of_them_would() -> None:
+    """Kept packed, read as the digests a bounded list would hold: every index and slice,
+    copies that change nothing kept, and heads equal to the digests' own fields."""
+    h, kept = MissionHistory(), []
+    for i in range(RECEIPTS_KEPT + 7):
+        rec = {"schema": SCHEMA_STRATEGY, "mission_id": "m", "receipt_id": f"sr-{i}", "seq": i,
+               "issued_at": f"2026-05-01T00:{i // 60 % 60:02d}:{i % 60:02d}.5Z", "review_status": "continue",
+               "tactics": ["ä", str(i)], "totals": {"actions": i * 3 + 0.1 if i % 2 else i},
+               "fairness": {"x": {"c=1": {"estimate": i / 7, "interval": [None, 1e308 * (i % 3)]}}}}
+        h.take(rec)
+        kept = [*kept, digest(rec)][-RECEIPTS_KEPT:]
+    got = h.receipts
+    assert isinstance(got, Packed) and len(got) == RECEIPTS_KEPT and list(got) == kept
+    for i in (0, 1, -1, -2, RECEIPTS_KEPT - 1, -RECEIPTS_KEPT):
+        assert got[i] == kept[i]
+    for sl in (slice(-10, None), slice(None, 3), slice(5, 50, 7), slice(None, None, -1), slice(900, None)):
+        assert got[sl] == kept[sl]
+    for bad in (RECEIPTS_KEPT, -RECEIPTS_KEPT - 1):
+        try:
+            got[bad]
+        except IndexError:
+            pass
+        else:
+            raise AssertionError(f"index {bad} read something")
+    got[-1]["tactics"].append("changed")
+    assert got[-1] == kept[-1]
+    fields = ("receipt_id", "seq", "issued_at", "review_status", "tactics", "actions")
+    for n in (1, 10, RECEIPTS_KEPT + 1):
+        assert h.latest(n) == [{k: d[k] for k in fields} for d in kept[-n:]]
+    assert MissionHistory().latest(10) == []

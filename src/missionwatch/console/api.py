@@ -34,9 +34,9 @@ def console_state(view: MissionView) -> str:
 
 def _rate(h: MissionHistory | None) -> float | None:
     """Actions per minute of event time over the latest receipts that span some time."""
-    if h is None or len(h.receipts) < 2:
+    recent = h.latest(10) if h is not None else []
+    if len(recent) < 2:
         return None
-    recent = list(h.receipts)[-10:]
     first, last = recent[0], recent[-1]
     try:
         span = parse_time(str(last["issued_at"])) - parse_time(str(first["issued_at"]))
@@ -47,10 +47,8 @@ def _rate(h: MissionHistory | None) -> float | None:
 
 
 def _last_receipt(h: MissionHistory | None) -> dict[str, Any] | None:
-    if h is None or not h.receipts:
-        return None
-    d = h.receipts[-1]
-    return {k: d.get(k) for k in ("receipt_id", "seq", "issued_at", "review_status", "tactics")}
+    latest = h.latest(1) if h is not None else []
+    return {k: latest[-1][k] for k in ("receipt_id", "seq", "issued_at", "review_status", "tactics")} if latest else None
 
 
 def _summary(view: MissionView, h: MissionHistory | None) -> dict[str, Any]:
