@@ -11,7 +11,7 @@ from missionwatch.console.history import (
     REVIEWS_KEPT,
     History,
     MissionHistory,
-    Packed,
+    Receipts,
     digest,
     review_outcomes,
 )
@@ -112,23 +112,25 @@ def test_a_mission_history_is_bounded() -> None:
     assert len(hist.outcomes) == REVIEWS_KEPT + 5  # outcomes are bounded apart (OUTCOMES_KEPT)
 
 
-def test_the_last_receipt_comes_back_as_it_was_given() -> None:
-    """Kept compressed, read whole: tuples, floats to the last bit, key order and Unicode."""
+def test_the_last_receipt_comes_back_as_its_json_reads() -> None:
+    """Kept packed, read whole as the console serves it: floats to the last bit, key order,
+    Unicode (a lone surrogate too), huge numbers; tuples as lists."""
     rec = {"schema": SCHEMA_STRATEGY, "mission_id": "m", "receipt_id": "sr-1", "issued_at": "2026-05-01T00:00:00Z",
            "fairness": {"d": {"age_band=65+": {"interval": (-0.1, 0.30000000000000004), "n": 3}}},
-           "cohorts_affected": ("age_band=65+",), "note": "ünïcode ✓", "totals": {"actions": 10}}
+           "cohorts_affected": ("age_band=65+",), "note": "ünïcode ✓ \ud800", "big": 10**40, "tiny": 5e-324,
+           "totals": {"actions": 10}}
     h = MissionHistory()
     assert h.last_receipt is None and h.receipts == () and not h.escalations and h.controls == ()
     h.take(rec)
     again = h.last_receipt
-    assert again == rec and list(again) == list(rec) and again is not rec
-    assert again["fairness"]["d"]["age_band=65+"]["interval"] == (-0.1, 0.30000000000000004)
+    assert again == json.loads(json.dumps(rec)) and list(again) == list(rec) and again is not rec
+    assert again["fairness"]["d"]["age_band=65+"]["interval"] == [-0.1, 0.30000000000000004]
     assert h == h and h != MissionHistory()
 
 
 def test_packed_digests_read_as_a_list_of_them_would() -> None:
-    """Kept packed, read as the digests a bounded list would hold: every index and slice,
-    copies that change nothing kept, and heads equal to the digests' own fields."""
+    """Kept packed, read as the digests a bounded list would hold (as their JSON reads): every
+    index and slice, copies that change nothing kept, and heads equal to the digests' fields."""
     h, kept = MissionHistory(), []
     for i in range(RECEIPTS_KEPT + 7):
         rec = {"schema": SCHEMA_STRATEGY, "mission_id": "m", "receipt_id": f"sr-{i}", "seq": i,
@@ -136,9 +138,9 @@ def test_packed_digests_read_as_a_list_of_them_would() -> None:
                "tactics": ["ä", str(i)], "totals": {"actions": i * 3 + 0.1 if i % 2 else i},
                "fairness": {"x": {"c=1": {"estimate": i / 7, "interval": [None, 1e308 * (i % 3)]}}}}
         h.take(rec)
-        kept = [*kept, digest(rec)][-RECEIPTS_KEPT:]
+        kept = [*kept, json.loads(json.dumps(digest(rec)))][-RECEIPTS_KEPT:]
     got = h.receipts
-    assert isinstance(got, Packed) and len(got) == RECEIPTS_KEPT and list(got) == kept
+    assert isinstance(got, Receipts) and len(got) == RECEIPTS_KEPT and list(got) == kept
     for i in (0, 1, -1, -2, RECEIPTS_KEPT - 1, -RECEIPTS_KEPT):
         assert got[i] == kept[i]
     for sl in (slice(-10, None), slice(None, 3), slice(5, 50, 7), slice(None, None, -1), slice(900, None)):
@@ -155,4 +157,21 @@ def test_packed_digests_read_as_a_list_of_them_would() -> None:
     fields = ("receipt_id", "seq", "issued_at", "review_status", "tactics", "actions")
     for n in (1, 10, RECEIPTS_KEPT + 1):
         assert h.latest(n) == [{k: d[k] for k in fields} for d in kept[-n:]]
-    assert MissionHistory().latest(10) == []
+    assert h.latest(0) == [] and MissionHistory().latest(10) == []
+    assert h.last_receipt is not None and h.last_receipt["receipt_id"] == f"sr-{RECEIPTS_KEPT + 6}"
+
+
+def test_a_history_packs_with_one_dictionary_and_survives_a_pickle() -> None:
+    """The missions of a History share its packer; a history pickled (a checkpoint) reads the same."""
+    import pickle
+
+    hist = History()
+    for mid in ("m-1", "m-2"):
+        for i in range(3):
+            hist.take(Step(out=[{"schema": SCHEMA_STRATEGY, "mission_id": mid, "receipt_id": f"{mid}-{i}", "seq": i,
+                                 "issued_at": "2026-05-01T00:00:00Z", "totals": {"actions": i}}]), b"")
+    one, two = hist.get("m-1"), hist.get("m-2")
+    assert one is not None and two is not None and one._packer is two._packer is hist.packer
+    again = pickle.loads(pickle.dumps(hist))
+    assert again.missions == hist.missions and [d["receipt_id"] for d in again.missions["m-2"].receipts] == [
+        "m-2-0", "m-2-1", "m-2-2"]

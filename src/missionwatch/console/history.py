@@ -11,7 +11,6 @@ as the monitor's state is. Bounded per mission: the latest `RECEIPTS_KEPT` recei
 from __future__ import annotations
 
 import json
-import pickle
 import zlib
 from collections import OrderedDict, deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,7 +20,7 @@ from typing import Any, overload
 from ..core.step import Step
 from ..records import SCHEMA_CONTROL, SCHEMA_ESCALATION, SCHEMA_REVIEW, SCHEMA_STRATEGY
 
-__all__ = ["FEED_KEPT", "Feed", "History", "MissionHistory", "Packed", "digest", "review_outcomes"]
+__all__ = ["FEED_KEPT", "Feed", "History", "MissionHistory", "Packer", "Receipts", "digest", "review_outcomes"]
 
 _NONE: Mapping[str, dict[str, Any]] = MappingProxyType({})
 RECEIPTS_KEPT = 500
@@ -51,37 +50,79 @@ class Feed:
         return [(n, e) for n, e in self.events if n > seq] if seq < self.seq else []
 
 
-def _pack(obj: object) -> bytes:
-    return zlib.compress(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), 1)
+class Packer:
+    """Compresses what a history keeps, as JSON with zlib and a preset dictionary: the first
+    strategy receipt it is given (receipts of one worker share their field names, metrics, cohort
+    keys and verdicts, so a receipt of 12 cohorts packs to ~0.8 kB against ~2.4 kB without).
+    One per `History`, fixed once set: everything it packed unpacks with it, and it is pickled
+    (into a checkpoint) with the history. What is read back is what the JSON of it reads (as
+    the console serves it): tuples come back as lists."""
+
+    __slots__ = ("zdict",)
+
+    def __init__(self) -> None:
+        self.zdict = b""
+
+    def pack(self, obj: object) -> bytes:
+        text = json.dumps(obj, separators=(",", ":")).encode()
+        if not self.zdict:
+            self.zdict = text[:ZDICT_BYTES]
+        z = zlib.compressobj(6, zdict=self.zdict)
+        return z.compress(text) + z.flush()
+
+    def unpack(self, data: bytes) -> Any:
+        z = zlib.decompressobj(zdict=self.zdict)
+        return json.loads(z.decompress(data) + z.flush())
 
 
-def _unpack(data: bytes) -> Any:
-    return pickle.loads(zlib.decompress(data))
+ZDICT_BYTES = 32_768
+"""zlib looks back at most 32 kB: a longer dictionary would be cut to its end."""
 
 
-class Packed(Sequence[dict[str, Any]]):
-    """The latest `maxlen` dicts, each kept pickled and compressed and made anew when read (a
-    receipt digest of 12 cohorts is ~11 kB as dicts, ~1 kB packed; unpacking one takes ~0.2 ms).
-    Indexing and slicing as a list's; what is read is a copy, so changing it changes nothing
-    kept. The fields named in `head` are also kept as they are, for `heads` to read cheaply (a
-    list of 10,000 missions reads two of each)."""
+DIGEST_HEAD = ("receipt_id", "seq", "issued_at", "review_status", "tactics", "actions")
+"""A receipt digest's fields a mission list reads (its latest receipt, its rate of actions)."""
 
-    __slots__ = ("_head", "_items")
 
-    def __init__(self, maxlen: int, head: tuple[str, ...] = ()) -> None:
-        self._head = head
-        self._items: deque[tuple[tuple[Any, ...], bytes]] = deque(maxlen=maxlen)
+class Receipts(Sequence[dict[str, Any]]):
+    """Digests (`digest`) of a mission's latest `maxlen` strategy receipts, oldest first, read as a
+    list of them would be (every index and slice; what is read is a copy). Kept small: the latest
+    receipt is kept whole and packed (`last`), its digest made from it when read; older ones as
+    packed digests (a digest of 12 cohorts is ~11 kB as dicts); the `DIGEST_HEAD` fields of each
+    as a little JSON text, for `heads` to read without unpacking (a list of 10,000 missions
+    reads two of each). A receipt costs one unpack more when the next one comes (~0.2 ms)."""
 
-    def append(self, item: dict[str, Any]) -> None:
-        self._items.append((tuple(item.get(k) for k in self._head), _pack(item)))
+    __slots__ = ("_heads", "_last", "_older", "_packer", "maxlen")
+
+    def __init__(self, packer: Packer, maxlen: int) -> None:
+        self._packer, self.maxlen = packer, maxlen
+        self._older: list[bytes] = []
+        self._heads: list[bytes] = []
+        self._last: bytes | None = None
+
+    def add(self, receipt: dict[str, Any]) -> dict[str, Any]:
+        """Keep a strategy receipt; its digest."""
+        if self._last is not None:
+            self._older.append(self._packer.pack(digest(self._packer.unpack(self._last))))
+            del self._older[:max(0, len(self._older) - (self.maxlen - 1))]
+        self._last = self._packer.pack(receipt)
+        d = digest(receipt)
+        self._heads.append(json.dumps([d.get(k) for k in DIGEST_HEAD], separators=(",", ":")).encode())
+        del self._heads[:max(0, len(self._heads) - self.maxlen)]
+        return d
+
+    @property
+    def last(self) -> dict[str, Any] | None:
+        """The latest strategy receipt, whole (as its JSON reads)."""
+        got: dict[str, Any] | None = self._packer.unpack(self._last) if self._last is not None else None
+        return got
 
     def heads(self, latest: int) -> list[dict[str, Any]]:
-        """The `head` fields of the latest `latest` items, oldest first."""
-        n = len(self._items)
-        return [dict(zip(self._head, self._items[i][0], strict=True)) for i in range(max(0, n - latest), n)]
+        """The `DIGEST_HEAD` fields of the latest `latest` digests, oldest first."""
+        kept = self._heads[len(self._heads) - min(max(latest, 0), len(self._heads)):]
+        return [dict(zip(DIGEST_HEAD, json.loads(h), strict=True)) for h in kept]
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._older) + (self._last is not None)
 
     @overload
     def __getitem__(self, index: int) -> dict[str, Any]: ...
@@ -91,21 +132,29 @@ class Packed(Sequence[dict[str, Any]]):
 
     def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
         if isinstance(index, slice):
-            return [_unpack(self._items[i][1]) for i in range(*index.indices(len(self._items)))]
-        item: dict[str, Any] = _unpack(self._items[index][1])
-        return item
+            return [self[i] for i in range(*index.indices(len(self)))]
+        i = range(len(self))[index]  # IndexError as a list's
+        if i < len(self._older):
+            older: dict[str, Any] = self._packer.unpack(self._older[i])
+            return older
+        return digest(self._packer.unpack(self._last or b""))
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        return (_unpack(b) for _, b in list(self._items))
+        return (self[i] for i in range(len(self)))
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Packed) and self._head == other._head and list(self) == list(other)
+        return isinstance(other, Receipts) and list(self) == list(other)
 
     __hash__ = None  # type: ignore[assignment]
 
 
-DIGEST_HEAD = ("receipt_id", "seq", "issued_at", "review_status", "tactics", "actions")
-"""A receipt digest's fields a mission list reads (its latest receipt, its rate of actions)."""
+def _bounded(items: list[dict[str, Any]] | None, item: dict[str, Any], kept: int) -> list[dict[str, Any]]:
+    """`items` (a new list for None) with `item` appended and only its latest `kept` left: a list,
+    not a deque (an empty deque is ~600 bytes, a list of one 64)."""
+    items = [] if items is None else items
+    items.append(item)
+    del items[:max(0, len(items) - kept)]
+    return items
 
 
 def digest(receipt: dict[str, Any]) -> dict[str, Any]:
@@ -125,20 +174,18 @@ def digest(receipt: dict[str, Any]) -> dict[str, Any]:
 
 
 class MissionHistory:
-    """One mission's history. What a mission has none of yet costs nothing (its deques are made
-    at the first item: three empty ones are ~1.9 kB), and its last strategy receipt and the
-    receipt digests are kept pickled and compressed (~2 kB where the dicts of a receipt of 12
-    cohorts are ~25 kB; a digest ~1 kB for ~11 kB): a worker holds one history per mission, and
-    the console reads them only when asked."""
+    """One mission's history. What a mission has none of yet costs nothing (made at its first
+    item), and its receipts are kept packed (`Receipts`): a worker holds one history per
+    mission, and the console reads them only when asked."""
 
-    __slots__ = ("_controls", "_escalations", "_last", "_receipts", "_reviews")
+    __slots__ = ("_controls", "_escalations", "_packer", "_receipts", "_reviews")
 
-    def __init__(self) -> None:
-        self._receipts: Packed | None = None
-        self._last: bytes | None = None
+    def __init__(self, packer: Packer | None = None) -> None:
+        self._packer = packer if packer is not None else Packer()
+        self._receipts: Receipts | None = None
         self._escalations: OrderedDict[str, dict[str, Any]] | None = None
-        self._controls: deque[dict[str, Any]] | None = None
-        self._reviews: deque[dict[str, Any]] | None = None
+        self._controls: list[dict[str, Any]] | None = None
+        self._reviews: list[dict[str, Any]] | None = None
 
     def _parts(self) -> tuple[object, ...]:
         return (list(self.receipts), self.last_receipt, dict(self.escalations), list(self.controls),
@@ -160,8 +207,8 @@ class MissionHistory:
 
     @property
     def last_receipt(self) -> dict[str, Any] | None:
-        """The latest strategy receipt, whole."""
-        return _unpack(self._last) if self._last is not None else None
+        """The latest strategy receipt, whole (as its JSON reads)."""
+        return self._receipts.last if self._receipts is not None else None
 
     @property
     def escalations(self) -> Mapping[str, dict[str, Any]]:
@@ -180,11 +227,9 @@ class MissionHistory:
         """Keep one out record; the event it makes for a live feed (None for none)."""
         schema, mid = rec.get("schema"), rec.get("mission_id")
         if schema == SCHEMA_STRATEGY:
-            self._last = _pack(rec)
-            d = digest(rec)
             if self._receipts is None:
-                self._receipts = Packed(RECEIPTS_KEPT, DIGEST_HEAD)
-            self._receipts.append(d)
+                self._receipts = Receipts(self._packer, RECEIPTS_KEPT)
+            d = self._receipts.add(rec)
             return {"kind": "receipt", "mission_id": mid, "id": d["receipt_id"], "issued_at": d["issued_at"],
                     "state": d["state"], "review_status": d["review_status"]}
         if schema == SCHEMA_ESCALATION:
@@ -198,18 +243,14 @@ class MissionHistory:
                     "severity": rec.get("severity"), "reason": rec.get("reason")}
         if schema == SCHEMA_CONTROL:
             c = {k: rec.get(k) for k in ("state", "cause", "seq", "issued_at")}
-            if self._controls is None:
-                self._controls = deque(maxlen=CONTROLS_KEPT)
-            self._controls.append(c)
+            self._controls = _bounded(self._controls, c, CONTROLS_KEPT)
             return {"kind": "control", "mission_id": mid, **c}
         return None
 
     def review(self, rec: dict[str, Any], key_id: str | None) -> dict[str, Any]:
         r = {k: rec.get(k) for k in ("review_id", "escalation_id", "reviewer", "decision", "note", "occurred_at")}
         r["key_id"] = key_id
-        if self._reviews is None:
-            self._reviews = deque(maxlen=REVIEWS_KEPT)
-        self._reviews.append(r)
+        self._reviews = _bounded(self._reviews, r, REVIEWS_KEPT)
         return {"kind": "review", "mission_id": rec.get("mission_id"), "id": r["review_id"],
                 "decision": r["decision"], "reviewer": r["reviewer"]}
 
@@ -241,6 +282,8 @@ class History:
     """The console's memory of the missions of one partition."""
 
     def __init__(self) -> None:
+        self.packer = Packer()
+        """Packs the receipts of every mission here (one dictionary for all)."""
         self.missions: dict[str, MissionHistory] = {}
         self.outcomes: OrderedDict[str, dict[str, Any]] = OrderedDict()
         """Fate of the latest reviews, by review_id (the console answers a review with it)."""
@@ -251,7 +294,7 @@ class History:
     def _mission(self, mission_id: str) -> MissionHistory:
         h = self.missions.get(mission_id)
         if h is None:
-            h = self.missions[mission_id] = MissionHistory()
+            h = self.missions[mission_id] = MissionHistory(self.packer)
         return h
 
     def take(self, step: Step, message: bytes) -> list[dict[str, Any]]:
