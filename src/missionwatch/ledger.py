@@ -29,6 +29,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
+from .stats.floats import one
+
 __all__ = ["NONE", "Key", "Ledger"]
 
 NONE = "(none)"
@@ -244,7 +246,7 @@ class Measures(Mapping[str, float]):
                 self._grow(pairs)
                 values, index = self._values, self._index
                 at = index[k]
-            values[at] += x
+            values[at] = one(values[at] + x)  # whole-numbered sums share their objects (stats/floats.py)
 
     def _grow(self, pairs: list[tuple[str, float]]) -> None:
         """Hold every name of `pairs` too: a list of just the size needed (most never grow again)."""

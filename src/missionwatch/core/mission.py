@@ -20,6 +20,7 @@ from ..ledger import Ledger
 from ..records import MissionRecord
 from ..spec import Spec, normalize_value
 from ..stats.dispersion import Dispersion
+from ..stats.floats import one
 from ..tlog import MerkleTree
 from .idset import IdTable, content_digest
 from .isolation import Isolation
@@ -117,7 +118,7 @@ class Subject:
         s, k = vals[slot], vals[slot + 1]
         # adding 0 keeps the sum's float object (most observations are 0: no new float for them)
         if x:
-            vals[slot] = s + x
+            vals[slot] = one(s + x)  # whole-numbered sums share their objects (stats/floats.py)
         vals[slot + 1] = k + new
         return s, k
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .base import Detector
+from .floats import one
 
 __all__ = [
     "MSPRT",
@@ -49,15 +50,15 @@ class MeanStat:
     def update(self, x: float) -> MeanStat:
         self.n += 1
         if x:  # adding 0 keeps the float object: no new one (most observations are 0)
-            self.total += x
-            self.sumsq += x * x
+            self.total = one(self.total + x)  # whole-numbered sums share their objects (stats/floats.py)
+            self.sumsq = one(self.sumsq + x * x)
         return self
 
     def revise(self, old: float, new: float) -> MeanStat:
         """Replace one earlier observation `old` by `new` (a per-subject count that grew)."""
         if new != old:
-            self.total += new - old
-            self.sumsq += new * new - old * old
+            self.total = one(self.total + (new - old))
+            self.sumsq = one(self.sumsq + (new * new - old * old))
         return self
 
     def merge(self, other: MeanStat) -> MeanStat:
@@ -132,10 +133,10 @@ class RatioStat:
         if k == 0 and s == 0 and (k1 or s1):
             self.n += 1
         if s1 != s:
-            self.x += s1 - s
-            self.xx += s1 * s1 - s * s
+            self.x = one(self.x + (s1 - s))
+            self.xx = one(self.xx + (s1 * s1 - s * s))
         if d := s1 * k1 - s * k:
-            self.xk += d
+            self.xk = one(self.xk + d)
         self.k += k1 - k
         self.kk += k1 * k1 - k * k
         return self
