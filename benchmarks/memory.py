@@ -15,8 +15,9 @@ Writes the "Memory" section of benchmarks/RESULTS.md.
     python benchmarks/memory.py [--cases NAME ...] [--signed] [--keep DIR]
 
 Cases: floor, 1x20k, 1x200k, 1x200k-subjects, 10000x1, 10000x12, 10000x12-own (replays with `--no-ledger`:
-the monitor's own memory, as a streaming worker holds it), 1x20k-ledger, 1x200k-ledger
-(ledger.duckdb written too).
+the monitor's own memory), floor-worker, 10000x12-worker (a streaming worker's state: the monitor and
+each mission's console history, fed by `StreamCore.process` in a process that imported the worker's
+modules), 1x20k-ledger, 1x200k-ledger (ledger.duckdb written too).
 
 A new case is one more `Case` in CASES, a new target one more `Ratio` in RATIOS.
 """
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +62,10 @@ class Case:
     draw over segment, tenure, age and region."""
     ledger: bool = False
     """Write ledger.duckdb too (without: `--no-ledger`, the memory of the monitor itself)."""
+    worker: bool = False
+    """Fed to a streaming worker's state instead of a replay: `StreamCore.process` of every line
+    (one partition), so each mission's console history is held beside its monitor, in a process
+    that imported what `missionwatch run` imports (Faust, aiokafka); only Kafka itself is absent."""
     own_customers: bool = False
     """Each mission acts on customers of its own (ids prefixed with its own), not on the same
     `subjects` customers as every other mission (as a company's campaigns share its customers;
@@ -73,6 +79,7 @@ class Case:
         to = f"{self.subjects:,} customers" + (f" in {self.cohorts} cohorts" if self.cohorts else "")
         to += ", with ledger.duckdb" if self.ledger else ""
         to += ", each mission's own" if self.own_customers else ""
+        to += ", in a streaming worker's state" if self.worker else ""
         if self.missions == 1:
             return f"1 mission, {self.actions:,} receipts to {to}"
         return f"{self.missions:,} missions x {self.actions:,} receipts to {to}"
@@ -96,6 +103,8 @@ CASES = (
     Case("10000x1", 10_000, 24, 24, cohorts=1),
     Case("10000x12", 10_000, 24, 24, cohorts=12),
     Case("10000x12-own", 10_000, 24, 24, cohorts=12, own_customers=True),
+    Case("floor-worker", 1, 200, 50, worker=True),
+    Case("10000x12-worker", 10_000, 24, 24, cohorts=12, worker=True),
     Case("1x20k-ledger", 1, 20_000, 5_000, ledger=True),
     Case("1x200k-ledger", 1, 200_000, 50_000, ledger=True),
 )
@@ -141,6 +150,8 @@ COSTS = (
          lambda o, u: o.case.missions * (o.case.cohorts - u.case.cohorts)),
     Cost("10000x12-own", "10000x12", "customer of a mission whose id no other mission shares",
          lambda o, u: o.case.missions * o.case.subjects),
+    Cost("10000x12-worker", "floor-worker", "mission of 12 cohorts in a streaming worker (its monitor, its "
+         "console history)", lambda o, u: o.case.missions),
 )
 
 
@@ -179,24 +190,42 @@ def records(case: Case) -> Iterator[dict[str, Any]]:
 
 
 def write_input(case: Case, path: Path, gate: Signer | None) -> int:
-    n = 0
-    with path.open("w", encoding="utf-8") as f:
-        for rec in records(case):
-            f.write(json.dumps(gate.sign(rec) if gate else rec, separators=(",", ":")) + "\n")
-            n += 1
-    return n
+    """Write the case's records, one JSON line each (signed by `gate`, if any); how many.
+
+    Done in a forked child: generating 10,000 missions at once grows this process by ~90 MiB, and
+    a process started by one that large inherits its size as the floor of its own `ru_maxrss`
+    (Linux counts the pages it was forked with), which would lift a small case's peak."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            with path.open("w", encoding="utf-8") as f:
+                for rec in records(case):
+                    f.write(json.dumps(gate.sign(rec) if gate else rec, separators=(",", ":")) + "\n")
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0:
+        raise SystemExit(f"generating the input of {case.name} failed")
+    with path.open("rb") as f:
+        return sum(1 for _ in f)
 
 
 def replay(case: Case, input_path: Path, lines: int, out: Path, keys: Path | None) -> Run:
-    """One `missionwatch replay` in a child process; its peak RSS from the kernel."""
+    """One `missionwatch replay` (or, for a worker case, `worker_child`) in a child process; its
+    peak RSS from the kernel."""
     args = ["--keys", str(keys)] if keys else ["--allow-unsigned"]
     args += [] if case.ledger else ["--no-ledger"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT / "src"),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), str(ROOT / "src"),
                                                                       os.environ.get("PYTHONPATH"))))}
+    command = ([sys.executable, str(Path(__file__).resolve()), "--worker-child", str(input_path), str(out),
+                *(["--keys", str(keys)] if keys else [])] if case.worker else
+               [sys.executable, "-m", "missionwatch.cli", "replay", str(input_path), "--out", str(out), *args])
     with (out.parent / f"{out.name}.stderr").open("wb") as stderr:
         t = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "missionwatch.cli", "replay", str(input_path),
-                                 "--out", str(out), *args], stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - t
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -206,6 +235,28 @@ def replay(case: Case, input_path: Path, lines: int, out: Path, keys: Path | Non
     if (out / "rejected.jsonl").stat().st_size:
         raise SystemExit(f"replay of {case.name} rejected records: see {out / 'rejected.jsonl'}")
     return Run(case, lines, input_path.stat().st_size, seconds, usage.ru_maxrss)  # KiB on Linux
+
+
+def worker_child(input_path: Path, out: Path, keys: Path | None) -> None:
+    """In a child process: a streaming worker's state fed the input as `missionwatch run` feeds it
+    (stream/app.py's monitor and StreamCore, no ledger, no out log, one partition holding every
+    mission), what it would publish dropped; rejections go to `out`/rejected.jsonl as a replay's."""
+    from missionwatch.monitor import Monitor
+    from missionwatch.spec import SpecRegistry
+    from missionwatch.stream import app  # noqa: F401  (what a worker imports: Faust, aiokafka)
+    from missionwatch.stream.core import REJECTED, StreamCore
+
+    registry = SpecRegistry.load_dir(ROOT / "detectors")
+    signer, keyring = Signer.generate("monitor"), Keyring.load(keys) if keys else Keyring()
+    core = StreamCore(lambda: Monitor(registry, signer=signer, keyring=keyring, allow_unsigned=keys is None))
+    core.assign([0])
+    core.activate(0)
+    out.mkdir(parents=True, exist_ok=True)
+    with input_path.open("rb") as f, (out / "rejected.jsonl").open("wb") as rejected:
+        for offset, line in enumerate(f):
+            for pub in core.process(0, offset, line.rstrip(b"\n")):
+                if pub.topic == REJECTED:
+                    rejected.write(pub.value + b"\n")
 
 
 CHECKPOINTS = (20_000, 50_000, 100_000, 150_000, 200_000)
@@ -269,9 +320,8 @@ def mib(kib: float) -> str:
 
 
 def section(runs: dict[str, Run], args: argparse.Namespace) -> str:
-    floor = runs.get("floor")
-
     def above(r: Run) -> str:
+        floor = runs.get("floor-worker" if r.case.worker else "floor")
         if floor is None or r is floor:
             return "| - | - |"
         extra = r.peak_rss_kib - floor.peak_rss_kib
@@ -305,7 +355,11 @@ record), each in its own child process, peak RSS from the kernel (`ru_maxrss` of
 verify workers, the largest process of its tree). Receipts are action receipts; the input also
 holds each mission's registration and the outcomes that follow its actions. Above the floor:
 peak RSS minus that of the 200-receipt case (the interpreter, the imports). Cases without
-ledger.duckdb replay with `--no-ledger`: what the monitor itself holds, as a streaming worker does.
+ledger.duckdb replay with `--no-ledger`: what the monitor itself holds. Cases "in a streaming
+worker's state" are no replay: a child feeds every line to `StreamCore.process` as `missionwatch run`
+does (one partition, no ledger, no out log, the records it would publish dropped), so each mission's
+console history is held beside its monitor, in a process that imported the worker's modules (Faust,
+aiokafka; above their own floor, the 200-receipt case fed the same way); only Kafka is absent.
 
 | input | lines | input MiB | seconds | peak RSS MiB | above the floor, MiB | above the floor, bytes per receipt |
 | --- | ---: | ---: | ---: | ---: | ---: | ---: |
@@ -322,9 +376,14 @@ def main() -> None:
     ap.add_argument("--signed", action="store_true", help="sign the inputs (replay checks them)")
     ap.add_argument("--keep", type=Path, default=None, help="generate into this directory and keep it")
     ap.add_argument("--curve-child", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--worker-child", type=Path, nargs=2, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--keys", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.curve_child:
         return curve_child(args.curve_child)
+    if args.worker_child:
+        source, out = args.worker_child
+        return worker_child(source, out, args.keys)
     gate = Signer.generate("gate-1") if args.signed else None
     with tempfile.TemporaryDirectory(prefix="mw-memory-") as tmp:
         work = args.keep or Path(tmp)

@@ -31,7 +31,8 @@ round measures every figure once, on the same records):
    stall while the checkpoint is taken: pickled on the loop (as before) and by a forked child
    (stream/dumper.py, the worker's way); and through Kafka: a worker with
    `--checkpoint-every` killed with -9 and restarted, with and without its checkpoints;
-9. peak RSS of one core over 10,000 missions x 12 cohorts (benchmarks/memory.py's case).
+9. peak RSS of a worker's state over 10,000 missions x 12 cohorts (benchmarks/memory.py's case:
+   each mission's monitor and console history, fed through `StreamCore.process`).
 
 The broker is Tansu without the compatibility listener (aiokafka and Faust speak to it
 directly, as to a real Kafka): the listener pumps every byte through a Python thread of the
@@ -126,11 +127,13 @@ class Sizes:
 
 
 FULL = Sizes(actions=4_000, repeats=3, latency_missions=20, latency_actions=900, warm=500, recovery=(10_000, 100_000),
-             recovery_repeats=3, tail=1_000, kill_records=10_000, rss=memory.Case("10000x12", 10_000, 24, 24, cohorts=12))
+             recovery_repeats=3, tail=1_000, kill_records=10_000,
+             rss=memory.Case("10000x12", 10_000, 24, 24, cohorts=12, worker=True))
 QUICK = Sizes(actions=250, repeats=1, latency_missions=1, latency_actions=900, warm=50, recovery=(1_000,),
-              recovery_repeats=1, tail=100, kill_records=300, rss=memory.Case("100x12", 100, 24, 24, cohorts=12))
-FLOOR = memory.Case("floor", 1, 200, 50)
-"""benchmarks/memory.py's floor: the interpreter and the imports."""
+              recovery_repeats=1, tail=100, kill_records=300,
+              rss=memory.Case("100x12", 100, 24, 24, cohorts=12, worker=True))
+FLOOR = memory.Case("floor", 1, 200, 50, worker=True)
+"""benchmarks/memory.py's worker floor: the interpreter and a worker's imports."""
 
 
 _T0 = time.perf_counter()
@@ -1074,12 +1077,14 @@ committed offsets, and the new records are processed live.
         mem_text = f"""
 ### Memory: {case.describe()}, one core
 
-benchmarks/memory.py's case, replayed by `missionwatch replay --allow-unsigned --no-ledger` (one
-process, one core: what a worker's monitor holds) in a child process; peak RSS from the kernel.
+benchmarks/memory.py's case, unsigned, fed to a streaming worker's state as `missionwatch run` feeds
+it (`StreamCore.process` of every line, one partition, no ledger, no out log: each mission's monitor
+and console history) in a child process that imported the worker's modules (Faust, aiokafka); only
+Kafka is absent. Peak RSS from the kernel.
 
 | measure | MiB | beside | MiB | ratio |
 | --- | ---: | --- | ---: | ---: |
-| peak RSS, {case.missions:,} missions x {case.cohorts} cohorts ({mem[case.name + '_seconds']:.0f} s) | {mem[case.name] / 2**20:,.0f} | the floor: a 200-receipt replay (interpreter, imports) | {mem[FLOOR.name] / 2**20:,.0f} | **{mem[case.name] / mem[FLOOR.name]:.1f}x** |
+| peak RSS, {case.missions:,} missions x {case.cohorts} cohorts ({mem[case.name + '_seconds']:.0f} s) | {mem[case.name] / 2**20:,.0f} | the floor: 200 receipts fed the same way (interpreter, imports) | {mem[FLOOR.name] / 2**20:,.0f} | **{mem[case.name] / mem[FLOOR.name]:.1f}x** |
 
 Above the floor: {above / 2**20:,.0f} MiB, **{above / case.missions:,.0f} bytes per mission**
 ({above / case.missions / (case.cohorts or 1):,.0f} per mission and cohort).

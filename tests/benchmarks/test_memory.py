@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from benchmarks.memory import Case, records
+from pathlib import Path
+
+import pytest
+from benchmarks.memory import Case, records, replay, write_input
 
 
 def _subjects(case: Case) -> dict[str, set[str]]:
@@ -27,3 +30,18 @@ def test_own_customers_keep_their_cohorts() -> None:
                 strict=True)
     for a, b in pairs:
         assert a.get("subject", {}).get("cohort") == b.get("subject", {}).get("cohort")
+
+
+def test_a_worker_case_feeds_a_streaming_workers_state(tmp_path: Path) -> None:
+    """The worker case runs `missionwatch run`'s StreamCore in a child: every line accepted, its
+    missions' histories kept, a peak RSS measured; a line it rejects stops the benchmark."""
+    case = Case("x", 3, 30, 6, cohorts=12, worker=True)
+    path = tmp_path / "in.jsonl"
+    lines = write_input(case, path, None)
+    assert lines == sum(1 for _ in records(case)) == len(path.read_bytes().splitlines())
+    run = replay(case, path, lines, tmp_path / "out", None)
+    assert run.peak_rss_kib > 20_000 and (tmp_path / "out" / "rejected.jsonl").read_bytes() == b""
+    with path.open("a") as f:
+        f.write('{"schema": "nonsense"}\n')
+    with pytest.raises(SystemExit, match="rejected records"):
+        replay(case, path, lines + 1, tmp_path / "out2", None)
