@@ -21,6 +21,7 @@ from missionwatch.replay import replay_file
 from missionwatch.signing import Keyring, Signer, load_private_key
 from missionwatch.sim import Campaign, write_campaign
 from missionwatch.spec import SpecRegistry
+from missionwatch.store import live as live_module
 from missionwatch.store.live import LiveLedger, read_commits
 from missionwatch.store.query import open_ledger
 from missionwatch.stream.core import StreamCore
@@ -106,17 +107,19 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"root": root, "lines": mixed, "make": make, "ledger": root / "replay" / "ledger.duckdb"}
 
 
-def test_the_live_ledger_equals_the_replays_however_it_is_committed(campaign: dict[str, Any],
-                                                                    tmp_path: Path) -> None:
+def test_the_live_ledger_equals_the_replays_however_it_is_committed(campaign: dict[str, Any], tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """However committed, and however many missions a commit unpacks at a time for its snapshots."""
     replayed = tables(duckdb.connect(str(campaign["ledger"]), read_only=True))
     assert len(replayed["actions"][1]) > 4000 and replayed["escalations"][1]
-    for partitions, every in ((1, 97), (3, 1000), (2, 0)):
-        data = tmp_path / f"d{partitions}-{every}"
+    for partitions, every, chunk in ((1, 97, 1), (3, 1000, 1000), (2, 0, 1), (1, 500, 2)):
+        monkeypatch.setattr(live_module, "SNAPSHOT_CHUNK", chunk)
+        data = tmp_path / f"d{partitions}-{every}-{chunk}"
         svc = Service(data, campaign["make"], partitions)
         svc.feed(campaign["lines"], every)
         svc.close()  # a revocation commits what is left
-        live = tables(open_ledger(data=data))
-        assert live == replayed, (partitions, every, [t for t in live if live[t] != replayed.get(t)])
+        got = tables(open_ledger(data=data))
+        assert got == replayed, (partitions, every, chunk, [t for t in got if got[t] != replayed.get(t)])
 
 
 def test_hostile_input_lands_as_in_a_replay(tmp_path: Path, registry: SpecRegistry, keys: dict[str, Signer]) -> None:

@@ -39,7 +39,9 @@ import fcntl
 import json
 import logging
 import os
+import pickle
 import re
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,10 +164,14 @@ class Job:
     last: int
     rows: dict[str, list[dict[str, Any]]]
     schemas: dict[str, Any]
-    missions: list[dict[str, Any]]
-    cells: list[dict[str, Any]]
+    fresh: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]
+    """The missions changed since the last job: each one's row and open ledger cells as of `last`."""
     attributes: dict[str, list[str]]
     columns: dict[str, list[str]] = field(default_factory=dict)
+
+
+SNAPSHOT_CHUNK = 1_000
+"""Missions unpacked at a time when a commit writes the snapshots of them all."""
 
 
 class LiveLedger:
@@ -192,8 +198,10 @@ class LiveLedger:
         self.last = self.seen = self.committed
         """The last offset taken into the ledger; the last one fed to the monitor."""
         self.pending: list[Job] = []
-        self._missions: dict[str, dict[str, Any]] = {}
-        self._cells: dict[str, list[dict[str, Any]]] = {}
+        self._snapshot: dict[str, bytes] = {}
+        """Per mission, its row and open ledger cells as of the last job written, pickled and
+        compressed (~1 kB a mission of 12 cohorts, where its dicts are ~25 kB: a worker holds
+        every mission's). Touched only by the writer (`_write`)."""
         self._dirty: set[str] = set(monitor.mission_ids())
         self._snapshots: list[str] = [commit.snapshot] if commit and commit.snapshot else []
 
@@ -270,22 +278,32 @@ class LiveLedger:
             return None
         first = self.first if self.first is not None else self.last + 1
         rows, self.buffer = self.buffer, {t: [] for t in STREAMED}
+        fresh = {}
         for mid in self._dirty:
             view = self.monitor.view(mid)
             if view is not None:
-                self._missions[mid] = mission_row(view)
-                self._cells[mid] = list(self.monitor.iter_ledger_rows(mid))
+                fresh[mid] = (mission_row(view), list(self.monitor.iter_ledger_rows(mid)))
         self._dirty = set()
         for table in ("actions", "outcomes"):
             self.columns.setdefault(table, set()).update(
                 c for row in rows[table] for c in row if STAGED.match(c))
         job = Job(self.partition, first, self.last, rows, {t: dict(s) for t, s in self.rows.schemas.items()},
-                  list(self._missions.values()), [r for cells in self._cells.values() for r in cells],
-                  self.rows.attributes(), {t: sorted(c) for t, c in self.columns.items()})
+                  fresh, self.rows.attributes(), {t: sorted(c) for t, c in self.columns.items()})
         self.first = None
         self.committed = self.last
         self.pending.append(job)
         return job
+
+    def _snapshot_frames(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Every mission's row and open cells as two frames, unpacked `SNAPSHOT_CHUNK` missions at a
+        time (the rows of them all at once as dicts would be ~25 kB a mission)."""
+        packed, chunk = list(self._snapshot.values()), SNAPSHOT_CHUNK
+        missions, cells = [frame([], TABLE_DEFS[0].schema)], [frame([], _LEDGER.schema)]
+        for at in range(0, len(packed), chunk):
+            made = [pickle.loads(zlib.decompress(b)) for b in packed[at:at + chunk]]
+            missions.append(frame([m for m, _ in made], TABLE_DEFS[0].schema))
+            cells.append(frame([r for _, rows in made for r in rows], _LEDGER.schema))
+        return pl.concat(missions), pl.concat(cells)
 
     def write(self) -> bool:
         """Write the pending jobs in order; False when one failed (it stays pending, and is tried
@@ -308,9 +326,13 @@ class LiveLedger:
                     t = next(t for t in TABLE_DEFS if t.name == table)
                     path = self.root / table / f"p{p:04d}-{job.first:012d}-{job.last:012d}.parquet"
                     _replace(path, write=frame(rows, part_schema(t, job.schemas[table], rows)).write_parquet)
+        for mid, made in job.fresh.items():  # again after a failed write: the same rows
+            self._snapshot[mid] = zlib.compress(pickle.dumps(made, protocol=pickle.HIGHEST_PROTOCOL), 1)
+        job.fresh = {}
+        missions, cells = self._snapshot_frames()
         snap = f"p{p:04d}-{max(job.last, 0):012d}.parquet"
-        _replace(self.root / "missions" / snap, write=frame(job.missions, TABLE_DEFS[0].schema).write_parquet)
-        _replace(self.root / "ledger_open" / snap, write=frame(job.cells, _LEDGER.schema).write_parquet)
+        _replace(self.root / "missions" / snap, write=missions.write_parquet)
+        _replace(self.root / "ledger_open" / snap, write=cells.write_parquet)
         commit = Commit(p, job.last, job.attributes, job.columns, snap)
         _replace(commit_path(self.root, p), json.dumps(commit.to_json()).encode())
         if snap not in self._snapshots:
