@@ -65,3 +65,25 @@ def test_the_status_answer_follows_the_chain(monitor: Monitor, keys) -> None:
     assert view.state == "paused"  # a view taken earlier is a snapshot: it does not follow the mission
     with pytest.raises(dataclasses.FrozenInstanceError):
         after.state = "paused"  # type: ignore[misc]
+
+
+def test_a_summary_shows_what_the_view_shows(registry, keys, keyring) -> None:
+    """The `missions` row's fields, taken cheaply, equal the view's after every record of a
+    campaign that escalates, pauses and is resumed; `any_beyond` says what the verdicts say."""
+    gate = keys["gate"]
+    m = Monitor(registry, signer=keys["monitor"], keyring=keyring)
+    lines = [line(gate.sign(registration())), *gap_campaign(gate, 2600)]
+    statuses, beyond = set(), 0
+    for i, x in enumerate(lines):
+        for esc in [o for o in m.feed(x).out if o["schema"] == "missionwatch/escalation@1"]:
+            feed(m, keys["reviewer"], review("resume", esc["escalation_id"], rid=f"rv-{i}", t=10_000 + i))
+        view, summary = m.view("m-1"), m.summary("m-1")
+        assert view is not None and summary is not None
+        assert dataclasses.asdict(summary) == {f.name: getattr(view, f.name) for f in dataclasses.fields(summary)}
+        statuses.add(summary.review_status)
+        for fd in (fd for fds in m.missions["m-1"].fairness.values() for fd in fds):
+            said = any(v.verdict == "beyond" for v in fd.verdicts.values())
+            assert fd.any_beyond() == said
+            beyond += said
+    assert m.summary("nobody") is None and beyond > 0
+    assert {"continue", "needs_review"} <= statuses, statuses

@@ -46,7 +46,7 @@ from .mission import BASELINE, CONTACT, MissionState, transition
 from .observe import Observation, observe_action, observe_outcome
 from .plan import Plan
 from .step import Accepted, Rejection, Step, internal_error, item_excerpt, rejection_row
-from .views import MissionView, view_of
+from .views import MissionSummary, MissionView, summary_of, view_of
 
 __all__ = ["Monitor"]
 
@@ -74,6 +74,11 @@ class Monitor:
     def view(self, mission_id: str) -> MissionView | None:
         ms = self.missions.get(mission_id)
         return view_of(ms) if ms is not None else None
+
+    def summary(self, mission_id: str) -> MissionSummary | None:
+        """What the `missions` table shows of the mission (`view`'s fields of those names, cheaply)."""
+        ms = self.missions.get(mission_id)
+        return summary_of(ms) if ms is not None else None
 
     def mission_ids(self) -> list[str]:
         return sorted(self.missions)

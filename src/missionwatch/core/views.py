@@ -16,7 +16,7 @@ from ..stats.cs import e_bh
 from .admission import resume_quorum
 from .mission import MissionState, StateName
 
-__all__ = ["MissionView", "review_status", "view_of"]
+__all__ = ["MissionSummary", "MissionView", "review_status", "summary_of", "view_of"]
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def review_status(ms: MissionState) -> str:
     if any(e.open for e in ms.escalations.values()):
         return "needs_review"
     flagged = (
-        any(v.verdict == "beyond" for fds in ms.fairness.values() for fd in fds for v in fd.verdicts.values())
+        any(fd.any_beyond() for fds in ms.fairness.values() for fd in fds)
         or any(mx.shifted for mx in ms.mix.values())
         or any(fp.latched is not None for fp in ms.followups.values())
         or any(rs.verdict == "elevated" for rss in ms.risk.values() for rs in rss)
@@ -207,13 +207,50 @@ def view_of(ms: MissionState, status: str | None = None) -> MissionView:
         window={"from": format_time(ms.window_from) if ms.window_from is not None else None,
                 "to": format_time(ms.window_to) if ms.window_to is not None else None,
                 "actions": ms.window_actions},
-        totals={"actions": ms.n_actions, "outcomes": ms.n_outcomes, "subjects": len(ms.subjects),
-                "duplicates": ms.duplicates,
-                "unattributed_outcomes": sum(len(v) for v in ms.pending_outcomes.values())},
+        totals=_totals(ms),
         integrity={d: {"problems": list(e["problems"]), "records": e["records"],
                        "values": dict(sorted(e["values"].items()))} for d, e in sorted(ms.integrity.items())},
         last_review=dict(ms.last_review) if ms.last_review else None, resume_approvals=_approvals(ms),
     )
+
+
+@dataclass(frozen=True)
+class MissionSummary:
+    """What a `missions` row shows of a mission: `MissionView`'s fields of those names, without
+    the fairness frames, shifts and risk signals that make a view cost ~1-2 ms (a live ledger
+    takes one of each mission a commit changed: thousands)."""
+
+    mission_id: str
+    registered: bool
+    objective: str | None
+    proxy_metric: str | None
+    constraints: tuple[str, ...]
+    owner: str | None
+    human_delegate: str | None
+    started_at: float | None
+    spec: str
+    spec_version: str
+    state: StateName
+    cause: str | None
+    review_status: str
+    totals: dict[str, int]
+
+
+def summary_of(ms: MissionState) -> MissionSummary:
+    """`view_of(ms)`'s fields that `MissionSummary` names, equal to them."""
+    reg = ms.registration
+    return MissionSummary(
+        mission_id=ms.mission_id, registered=ms.registered,
+        objective=reg.objective if reg else None, proxy_metric=reg.proxy_metric if reg else None,
+        constraints=tuple(reg.constraints) if reg else (), owner=reg.owner if reg else None,
+        human_delegate=reg.human_delegate if reg else None, started_at=reg.started_at if reg else None,
+        spec=ms.spec.name, spec_version=ms.spec.version, state=ms.state, cause=ms.cause,
+        review_status=review_status(ms), totals=_totals(ms))
+
+
+def _totals(ms: MissionState) -> dict[str, int]:
+    return {"actions": ms.n_actions, "outcomes": ms.n_outcomes, "subjects": len(ms.subjects),
+            "duplicates": ms.duplicates, "unattributed_outcomes": sum(len(v) for v in ms.pending_outcomes.values())}
 
 
 def _approvals(ms: MissionState) -> dict[str, Any] | None:

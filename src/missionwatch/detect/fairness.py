@@ -523,6 +523,11 @@ class FairnessDelta(Detector):
         stat = self.cohorts.get(cohort)
         return stat.kept(self.proxy, cohort, self.alpha) if stat is not None else None
 
+    def any_beyond(self) -> bool:
+        """Whether a cohort's settled verdict is "beyond" (`verdicts`' without making them)."""
+        return any(isinstance(v := stat.verdict, CohortVerdict) and v.verdict == "beyond"
+                   for stat in self.cohorts.values())
+
     @property
     def verdicts(self) -> dict[str, CohortVerdict]:
         return {c: v for c, stat in self.cohorts.items() if (v := stat.kept(self.proxy, c, self.alpha)) is not None}

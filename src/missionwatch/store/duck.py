@@ -220,9 +220,9 @@ class LedgerWriter:
         the staging directory."""
         try:
             for mid in self.monitor.mission_ids():
-                view = self.monitor.view(mid)
-                assert view is not None
-                self._add("missions", mission_row(view))
+                summary = self.monitor.summary(mid)
+                assert summary is not None
+                self._add("missions", mission_row(summary))
             for mid in self.monitor.mission_ids():
                 for row in self.monitor.iter_ledger_rows(mid):
                     self._add("ledger", row)

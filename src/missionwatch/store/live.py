@@ -164,14 +164,24 @@ class Job:
     last: int
     rows: dict[str, list[dict[str, Any]]]
     schemas: dict[str, Any]
-    fresh: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]
-    """The missions changed since the last job: each one's row and open ledger cells as of `last`."""
+    fresh: dict[str, bytes]
+    """The missions changed since the last job: each one's row and open ledger cells as of `last`,
+    packed (`_pack`)."""
     attributes: dict[str, list[str]]
     columns: dict[str, list[str]] = field(default_factory=dict)
 
 
-SNAPSHOT_CHUNK = 1_000
+SNAPSHOT_CHUNK = 500
 """Missions unpacked at a time when a commit writes the snapshots of them all."""
+
+
+def _pack(made: tuple[dict[str, Any], list[dict[str, Any]]]) -> bytes:
+    return zlib.compress(pickle.dumps(made, protocol=pickle.HIGHEST_PROTOCOL), 1)
+
+
+def _unpack(data: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    made: tuple[dict[str, Any], list[dict[str, Any]]] = pickle.loads(zlib.decompress(data))
+    return made
 
 
 class LiveLedger:
@@ -199,9 +209,9 @@ class LiveLedger:
         """The last offset taken into the ledger; the last one fed to the monitor."""
         self.pending: list[Job] = []
         self._snapshot: dict[str, bytes] = {}
-        """Per mission, its row and open ledger cells as of the last job written, pickled and
-        compressed (~1 kB a mission of 12 cohorts, where its dicts are ~25 kB: a worker holds
-        every mission's). Touched only by the writer (`_write`)."""
+        """Per mission, its row and open ledger cells as of the last job written, packed (`_pack`:
+        ~1 kB a mission of 12 cohorts, where its dicts are ~25 kB: a worker holds every mission's).
+        Touched only by the writer (`_write`)."""
         self._dirty: set[str] = set(monitor.mission_ids())
         self._snapshots: list[str] = [commit.snapshot] if commit and commit.snapshot else []
 
@@ -279,10 +289,10 @@ class LiveLedger:
         first = self.first if self.first is not None else self.last + 1
         rows, self.buffer = self.buffer, {t: [] for t in STREAMED}
         fresh = {}
-        for mid in self._dirty:
-            view = self.monitor.view(mid)
-            if view is not None:
-                fresh[mid] = (mission_row(view), list(self.monitor.iter_ledger_rows(mid)))
+        for mid in self._dirty:  # packed at once: a commit may change thousands of missions
+            summary = self.monitor.summary(mid)
+            if summary is not None:
+                fresh[mid] = _pack((mission_row(summary), list(self.monitor.iter_ledger_rows(mid))))
         self._dirty = set()
         for table in ("actions", "outcomes"):
             self.columns.setdefault(table, set()).update(
@@ -300,7 +310,7 @@ class LiveLedger:
         packed, chunk = list(self._snapshot.values()), SNAPSHOT_CHUNK
         missions, cells = [frame([], TABLE_DEFS[0].schema)], [frame([], _LEDGER.schema)]
         for at in range(0, len(packed), chunk):
-            made = [pickle.loads(zlib.decompress(b)) for b in packed[at:at + chunk]]
+            made = [_unpack(b) for b in packed[at:at + chunk]]
             missions.append(frame([m for m, _ in made], TABLE_DEFS[0].schema))
             cells.append(frame([r for _, rows in made for r in rows], _LEDGER.schema))
         return pl.concat(missions), pl.concat(cells)
@@ -326,9 +336,7 @@ class LiveLedger:
                     t = next(t for t in TABLE_DEFS if t.name == table)
                     path = self.root / table / f"p{p:04d}-{job.first:012d}-{job.last:012d}.parquet"
                     _replace(path, write=frame(rows, part_schema(t, job.schemas[table], rows)).write_parquet)
-        for mid, made in job.fresh.items():  # again after a failed write: the same rows
-            self._snapshot[mid] = zlib.compress(pickle.dumps(made, protocol=pickle.HIGHEST_PROTOCOL), 1)
-        job.fresh = {}
+        self._snapshot.update(job.fresh)  # again after a failed write: the same rows
         missions, cells = self._snapshot_frames()
         snap = f"p{p:04d}-{max(job.last, 0):012d}.parquet"
         _replace(self.root / "missions" / snap, write=missions.write_parquet)

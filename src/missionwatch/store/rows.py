@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import duckdb
 import polars as pl
 
+from ..core.views import MissionSummary
 from ..ledger import Cell, Key, cell_rows
 from ..monitor import Accepted, MissionView, Monitor
 from ..records import (
@@ -178,7 +179,7 @@ def select(table: Table, column: str) -> str:
     return q
 
 
-def mission_row(v: MissionView) -> dict[str, Any]:
+def mission_row(v: MissionView | MissionSummary) -> dict[str, Any]:
     """A mission's row of the `missions` table."""
     return {
         "mission_id": v.mission_id, "registered": v.registered, "spec": v.spec,
