@@ -249,9 +249,12 @@ def test_a_second_worker_on_the_same_directory_keeps_out(campaign: dict[str, Any
     assert 0 in second.core.ledgers
 
 
-def test_readers_see_whole_commits_that_never_go_back(campaign: dict[str, Any], tmp_path: Path) -> None:
+def test_readers_see_whole_commits_that_never_go_back(campaign: dict[str, Any], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A writer commits every 50 messages while a reader opens the ledger again and again: every
-    count is one a commit made (never more than was fed), and never less than the last."""
+    count is one a commit made (never more than was fed), and never less than the last. Each
+    snapshot is in pieces of one mission."""
+    monkeypatch.setattr(live_module, "SNAPSHOT_CHUNK", 1)
     data = tmp_path / "d"
     svc = Service(data, campaign["make"], 2)
     lines = campaign["lines"]
@@ -289,3 +292,35 @@ def test_readers_see_whole_commits_that_never_go_back(campaign: dict[str, Any], 
     assert final == duckdb.connect(str(campaign["ledger"]), read_only=True).execute(
         "SELECT count(*) FROM actions").fetchone()
     assert sorted(read_commits(data / "ledger")) == [0, 1]
+
+
+def test_snapshot_pieces_are_kept_with_their_commit_and_a_version_1_commit_still_reads(
+        campaign: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Snapshots in pieces (one mission each here): a commit names how many, old commits' pieces
+    all go once `KEEP_SNAPSHOTS` newer ones are written, and a commit as version 1 wrote it (one
+    file a snapshot, no `snapshot_parts`) reads as before."""
+    monkeypatch.setattr(live_module, "SNAPSHOT_CHUNK", 1)
+    data = tmp_path / "d"
+    svc = Service(data, campaign["make"])
+    svc.feed(campaign["lines"], commit_every=300)
+    svc.close()
+    commit = read_commits(data / "ledger")[0]
+    assert commit.snapshot_parts == 2 and len(commit.snapshot_files()) == 2
+    for d in ("missions", "ledger_open"):
+        files = sorted(f.name for f in (data / "ledger" / d).iterdir())
+        assert len(files) <= live_module.KEEP_SNAPSHOTS * 2 and set(commit.snapshot_files()) <= set(files), files
+    whole = tables(open_ledger(data=data))
+    assert whole == tables(duckdb.connect(str(campaign["ledger"]), read_only=True))
+    # the same snapshot as one file per table, under a version 1 commit
+    root = data / "ledger"
+    for d in ("missions", "ledger_open"):
+        merged = duckdb.sql(f"SELECT * FROM read_parquet({[str(root / d / f) for f in commit.snapshot_files()]})")
+        merged.write_parquet(str(root / d / "p0000-999999999999.parquet"))
+    old = {**commit.to_json(), "version": 1, "snapshot": "p0000-999999999999.parquet"}
+    del old["snapshot_parts"]
+    (root / "commits" / "p0000.json").write_text(json.dumps(old))
+    assert read_commits(root)[0].snapshot_parts == 1
+    assert tables(open_ledger(data=data)) == whole
+    for bad in (0, -1, "2", 2.0, True):
+        (root / "commits" / "p0000.json").write_text(json.dumps({**commit.to_json(), "snapshot_parts": bad}))
+        assert read_commits(root) == {}, bad

@@ -5,7 +5,9 @@ Layout (each partition of missionwatch.in is written by the one worker that hold
 
     ledger/<table>/pPPPP-FIRST-LAST.parquet   rows caused by the messages at offsets FIRST..LAST
     ledger/missions/pPPPP-LAST.parquet        snapshot: the partition's missions as of LAST
+    ledger/missions/pPPPP-LAST.KKKK.parquet   ... its further pieces (`SNAPSHOT_CHUNK` missions each)
     ledger/ledger_open/pPPPP-LAST.parquet     snapshot: its open ledger cells as of LAST
+    ledger/ledger_open/pPPPP-LAST.KKKK.parquet  ... and theirs
     ledger/commits/pPPPP.json                 the commit: LAST, the attributes and columns seen
     ledger/locks/pPPPP.lock                   held (flock) by the worker writing the partition
 
@@ -42,6 +44,7 @@ import os
 import pickle
 import re
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,11 +75,14 @@ __all__ = ["COMMIT_VERSION", "KEEP_SNAPSHOTS", "Commit", "Job", "Ledgers", "Live
 
 log = logging.getLogger("missionwatch.stream")
 
-COMMIT_VERSION = 1
+COMMIT_VERSION = 2
+"""Version 2 added `snapshot_parts`; a version 1 commit (one file a snapshot) still reads."""
 KEEP_SNAPSHOTS = 3
 """Snapshots kept per partition: the latest commit's and those of the two before it."""
 PART = re.compile(r"^p(\d{4,})-(\d{12,})-(\d{12,})\.parquet$")
 SNAPSHOT = re.compile(r"^p(\d{4,})-(\d{12,})\.parquet$")
+SNAPSHOT_PIECE = re.compile(r"^p(\d{4,})-(\d{12,})(?:\.\d{4,})?\.parquet$")
+"""A snapshot's file: its first piece (named as the snapshot) or a further one."""
 STREAMED = tuple(t.name for t in TABLE_DEFS if t.name != "missions")
 """The tables made of parts (the `ledger` table's parts are its sealed cells)."""
 SNAPSHOTS = ("missions", "ledger_open")
@@ -97,16 +103,23 @@ class Commit:
     """Per table, the staged attribute columns some part of it has."""
     snapshot: str | None
     """The file name of the snapshots (`missions/`, `ledger_open/`) as of `offset`."""
+    snapshot_parts: int = 1
+    """The files each snapshot is in: `snapshot`, then `snapshot_files` names the others."""
+
+    def snapshot_files(self) -> list[str]:
+        """The file names of each snapshot of this commit, in order."""
+        return [] if self.snapshot is None else [piece(self.snapshot, k) for k in range(self.snapshot_parts)]
 
     def to_json(self) -> dict[str, Any]:
         return {"version": COMMIT_VERSION, "partition": self.partition, "offset": self.offset,
-                "attributes": self.attributes, "columns": self.columns, "snapshot": self.snapshot}
+                "attributes": self.attributes, "columns": self.columns, "snapshot": self.snapshot,
+                "snapshot_parts": self.snapshot_parts}
 
     @classmethod
     def from_json(cls, data: Any, partition: int) -> Commit:
         """A commit file's contents; ValueError naming what is wrong with it."""
-        if not isinstance(data, dict) or data.get("version") != COMMIT_VERSION:
-            raise ValueError(f"not a version {COMMIT_VERSION} commit")
+        if not isinstance(data, dict) or data.get("version") not in (1, COMMIT_VERSION):
+            raise ValueError(f"not a version 1 or {COMMIT_VERSION} commit")
         if data.get("partition") != partition or not isinstance(data.get("offset"), int):
             raise ValueError("its partition or offset is wrong")
         attrs, cols, snap = data.get("attributes"), data.get("columns"), data.get("snapshot")
@@ -114,7 +127,15 @@ class Commit:
                 and isinstance(cols, dict) and all(isinstance(v, list) for v in cols.values())
                 and (snap is None or (isinstance(snap, str) and SNAPSHOT.match(snap)))):
             raise ValueError("its attributes, columns or snapshot are malformed")
-        return cls(partition, data["offset"], attrs, cols, snap)
+        parts = data.get("snapshot_parts", 1)
+        if type(parts) is not int or not 1 <= parts <= 10**6:
+            raise ValueError(f"its snapshot_parts is not a count of files: {parts!r}")
+        return cls(partition, data["offset"], attrs, cols, snap, parts)
+
+
+def piece(snapshot: str, k: int) -> str:
+    """The file name of piece `k` (from 0) of a snapshot named `snapshot`."""
+    return snapshot if k == 0 else f"{snapshot.removesuffix('.parquet')}.{k:04d}.parquet"
 
 
 def commit_path(root: Path, partition: int) -> Path:
@@ -213,7 +234,7 @@ class LiveLedger:
         ~1 kB a mission of 12 cohorts, where its dicts are ~25 kB: a worker holds every mission's).
         Touched only by the writer (`_write`)."""
         self._dirty: set[str] = set(monitor.mission_ids())
-        self._snapshots: list[str] = [commit.snapshot] if commit and commit.snapshot else []
+        self._snapshots: list[Commit] = [commit] if commit and commit.snapshot else []
 
     def _recover(self) -> Commit | None:
         """The partition's commit; what lies past it (a write cut by a crash) is deleted. A
@@ -228,7 +249,7 @@ class LiveLedger:
         offset = commit.offset if commit else -1
         for d in (*STREAMED, *SNAPSHOTS):
             for f in (self.root / d).iterdir():
-                m = PART.match(f.name) or SNAPSHOT.match(f.name)
+                m = PART.match(f.name) or SNAPSHOT_PIECE.match(f.name)
                 if f.name.startswith(f".tmp-p{self.partition:04d}-") or (
                         m and int(m[1]) == self.partition and int(m[m.re.groups]) > offset):
                     f.unlink()
@@ -304,16 +325,15 @@ class LiveLedger:
         self.pending.append(job)
         return job
 
-    def _snapshot_frames(self) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """Every mission's row and open cells as two frames, unpacked `SNAPSHOT_CHUNK` missions at a
-        time (the rows of them all at once as dicts would be ~25 kB a mission)."""
+    def _snapshot_pieces(self) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
+        """Every mission's row and open cells, `SNAPSHOT_CHUNK` missions a piece (one piece, empty,
+        for none): unpacked, framed and written a piece at a time, a commit's memory does not grow
+        with the missions (all their rows at once as dicts would be ~25 kB a mission)."""
         packed, chunk = list(self._snapshot.values()), SNAPSHOT_CHUNK
-        missions, cells = [frame([], TABLE_DEFS[0].schema)], [frame([], _LEDGER.schema)]
-        for at in range(0, len(packed), chunk):
+        for at in range(0, max(len(packed), 1), chunk):
             made = [_unpack(b) for b in packed[at:at + chunk]]
-            missions.append(frame([m for m, _ in made], TABLE_DEFS[0].schema))
-            cells.append(frame([r for _, rows in made for r in rows], _LEDGER.schema))
-        return pl.concat(missions), pl.concat(cells)
+            yield (frame([m for m, _ in made], TABLE_DEFS[0].schema),
+                   frame([r for _, rows in made for r in rows], _LEDGER.schema))
 
     def write(self) -> bool:
         """Write the pending jobs in order; False when one failed (it stays pending, and is tried
@@ -337,18 +357,20 @@ class LiveLedger:
                     path = self.root / table / f"p{p:04d}-{job.first:012d}-{job.last:012d}.parquet"
                     _replace(path, write=frame(rows, part_schema(t, job.schemas[table], rows)).write_parquet)
         self._snapshot.update(job.fresh)  # again after a failed write: the same rows
-        missions, cells = self._snapshot_frames()
         snap = f"p{p:04d}-{max(job.last, 0):012d}.parquet"
-        _replace(self.root / "missions" / snap, write=missions.write_parquet)
-        _replace(self.root / "ledger_open" / snap, write=cells.write_parquet)
-        commit = Commit(p, job.last, job.attributes, job.columns, snap)
+        parts = 0
+        for parts, (missions, cells) in enumerate(self._snapshot_pieces(), 1):
+            _replace(self.root / "missions" / piece(snap, parts - 1), write=missions.write_parquet)
+            _replace(self.root / "ledger_open" / piece(snap, parts - 1), write=cells.write_parquet)
+        commit = Commit(p, job.last, job.attributes, job.columns, snap, parts)
         _replace(commit_path(self.root, p), json.dumps(commit.to_json()).encode())
-        if snap not in self._snapshots:
-            self._snapshots.append(snap)
+        self._snapshots = [c for c in self._snapshots if c.snapshot != snap] + [commit]
         while len(self._snapshots) > KEEP_SNAPSHOTS:
-            old = self._snapshots.pop(0)
-            for d in SNAPSHOTS:
-                (self.root / d / old).unlink(missing_ok=True)
+            stem = (self._snapshots.pop(0).snapshot or "").removesuffix(".parquet")
+            for d in SNAPSHOTS:  # every piece, also those of an earlier write under the same name
+                for f in (self.root / d).glob(f"{stem}.*"):
+                    if SNAPSHOT_PIECE.match(f.name):
+                        f.unlink(missing_ok=True)
 
 
 
@@ -418,7 +440,7 @@ def _attach(con: duckdb.DuckDBPyConnection, root: Path) -> dict[int, int]:
         for kind in ("VIEW", "TABLE"):
             with contextlib.suppress(duckdb.CatalogException):  # it is of the other kind
                 con.execute(f"DROP {kind} IF EXISTS {name}")
-    snaps = {d: [str(root / d / c.snapshot) for c in commits.values() if c.snapshot] for d in SNAPSHOTS}
+    snaps = {d: [str(root / d / f) for c in commits.values() for f in c.snapshot_files()] for d in SNAPSHOTS}
     for name, d, table in (("_missions", "missions", TABLE_DEFS[0]), ("_ledger_open", "ledger_open", _LEDGER)):
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM {_files(snaps[d], table.schema)}")
     merged: dict[str, list[str]] = {}
