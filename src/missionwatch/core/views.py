@@ -8,7 +8,7 @@ rule about what a mission shows is written once, here.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from ..records import format_time
@@ -20,8 +20,10 @@ __all__ = ["MissionSummary", "MissionView", "review_status", "summary_of", "view
 
 
 @dataclass(frozen=True)
-class MissionView:
-    """An immutable snapshot of one mission. JSON-ready values throughout."""
+class MissionSummary:
+    """What a `missions` row shows of a mission: `MissionView`'s fields of those names, without
+    the fairness frames, shifts and risk signals that make a view cost ~1-2 ms (a live ledger
+    takes one of each mission a commit changed: thousands)."""
 
     mission_id: str
     registered: bool
@@ -36,9 +38,18 @@ class MissionView:
     spec_version: str
     state: StateName
     cause: str | None
+    review_status: str
+    totals: dict[str, int]
+    """actions, outcomes, subjects, duplicates, unattributed_outcomes."""
+
+
+@dataclass(frozen=True)
+class MissionView(MissionSummary):
+    """An immutable snapshot of one mission (its summary's fields, then these). JSON-ready
+    values throughout."""
+
     last_seq: int | None
     """The seq of the mission's latest out record (None before its first)."""
-    review_status: str
     current_tactic_cluster: str | None
     tactic_mix: dict[str, float]
     tactics: tuple[str, ...]
@@ -55,7 +66,6 @@ class MissionView:
     shifts: dict[str, Any]
     open_escalations: tuple[str, ...]
     window: dict[str, Any]
-    totals: dict[str, int]
     integrity: dict[str, dict[str, Any]]
     last_review: dict[str, Any] | None = None
     """The latest accepted review: review_id, reviewer, decision, escalation_id, note, occurred_at."""
@@ -176,7 +186,6 @@ def view_of(ms: MissionState, status: str | None = None) -> MissionView:
     """The mission as it stands. Reads only: a view taken at any time (an HTTP request, a
     dashboard refresh) changes nothing the monitor later decides. `status`: the review status
     to show, when the caller settled it first (a receipt does)."""
-    reg = ms.registration
     status = status or review_status(ms)
     fairness, affected, e_values = _fairness(ms)
     risk = {f"{rs.rule.metric}" + ("" if rs.rule.statistic == "mean" else f"_{rs.rule.statistic}"):
@@ -190,13 +199,10 @@ def view_of(ms: MissionState, status: str | None = None) -> MissionView:
         "detectors": [mx.status() for mx in ms.mix.values()] + [fp.status() for _, fp in sorted(ms.followups.items())],
         "baseline": {"actions": ms.spec.baseline.actions, "frozen": ms.frozen},
     }
+    summary = summary_of(ms, status)
     return MissionView(
-        mission_id=ms.mission_id, registered=ms.registered,
-        objective=reg.objective if reg else None, proxy_metric=reg.proxy_metric if reg else None,
-        constraints=tuple(reg.constraints) if reg else (), owner=reg.owner if reg else None,
-        human_delegate=reg.human_delegate if reg else None, started_at=reg.started_at if reg else None,
-        spec=ms.spec.name, spec_version=ms.spec.version, state=ms.state, cause=ms.cause,
-        last_seq=ms.seq - 1 if ms.seq else None, review_status=status,
+        **{f.name: getattr(summary, f.name) for f in fields(MissionSummary)},
+        last_seq=ms.seq - 1 if ms.seq else None,
         current_tactic_cluster=top[0][0] if top else None,
         tactic_mix={k: round(v / mix_total, 6) for k, v in sorted(ms.window_mix.items())},
         tactics=_tactics(ms, recent), cohorts_affected=tuple(sorted(affected | ms.shift_affected)),
@@ -207,37 +213,14 @@ def view_of(ms: MissionState, status: str | None = None) -> MissionView:
         window={"from": format_time(ms.window_from) if ms.window_from is not None else None,
                 "to": format_time(ms.window_to) if ms.window_to is not None else None,
                 "actions": ms.window_actions},
-        totals=_totals(ms),
         integrity={d: {"problems": list(e["problems"]), "records": e["records"],
                        "values": dict(sorted(e["values"].items()))} for d, e in sorted(ms.integrity.items())},
         last_review=dict(ms.last_review) if ms.last_review else None, resume_approvals=_approvals(ms),
     )
 
 
-@dataclass(frozen=True)
-class MissionSummary:
-    """What a `missions` row shows of a mission: `MissionView`'s fields of those names, without
-    the fairness frames, shifts and risk signals that make a view cost ~1-2 ms (a live ledger
-    takes one of each mission a commit changed: thousands)."""
-
-    mission_id: str
-    registered: bool
-    objective: str | None
-    proxy_metric: str | None
-    constraints: tuple[str, ...]
-    owner: str | None
-    human_delegate: str | None
-    started_at: float | None
-    spec: str
-    spec_version: str
-    state: StateName
-    cause: str | None
-    review_status: str
-    totals: dict[str, int]
-
-
-def summary_of(ms: MissionState) -> MissionSummary:
-    """`view_of(ms)`'s fields that `MissionSummary` names, equal to them."""
+def summary_of(ms: MissionState, status: str | None = None) -> MissionSummary:
+    """`view_of(ms)`'s fields that `MissionSummary` names (its part of a view)."""
     reg = ms.registration
     return MissionSummary(
         mission_id=ms.mission_id, registered=ms.registered,
@@ -245,7 +228,7 @@ def summary_of(ms: MissionState) -> MissionSummary:
         constraints=tuple(reg.constraints) if reg else (), owner=reg.owner if reg else None,
         human_delegate=reg.human_delegate if reg else None, started_at=reg.started_at if reg else None,
         spec=ms.spec.name, spec_version=ms.spec.version, state=ms.state, cause=ms.cause,
-        review_status=review_status(ms), totals=_totals(ms))
+        review_status=status or review_status(ms), totals=_totals(ms))
 
 
 def _totals(ms: MissionState) -> dict[str, int]:

@@ -21,7 +21,7 @@ import polars as pl
 
 from ..core.views import MissionSummary
 from ..ledger import Cell, Key, cell_rows
-from ..monitor import Accepted, MissionView, Monitor
+from ..monitor import Accepted, Monitor
 from ..records import (
     SCHEMA_CHECKPOINT,
     SCHEMA_CONTROL,
@@ -179,7 +179,7 @@ def select(table: Table, column: str) -> str:
     return q
 
 
-def mission_row(v: MissionView | MissionSummary) -> dict[str, Any]:
+def mission_row(v: MissionSummary) -> dict[str, Any]:
     """A mission's row of the `missions` table."""
     return {
         "mission_id": v.mission_id, "registered": v.registered, "spec": v.spec,
