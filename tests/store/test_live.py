@@ -109,17 +109,22 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_the_live_ledger_equals_the_replays_however_it_is_committed(campaign: dict[str, Any], tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """However committed, and however many missions a commit unpacks at a time for its snapshots."""
+    """However committed, however many missions a commit unpacks at a time for its snapshots, and
+    however many rows it puts aside as a segment (parts of their own)."""
     replayed = tables(duckdb.connect(str(campaign["ledger"]), read_only=True))
     assert len(replayed["actions"][1]) > 4000 and replayed["escalations"][1]
-    for partitions, every, chunk in ((1, 97, 1), (3, 1000, 1000), (2, 0, 1), (1, 500, 2)):
+    for partitions, every, chunk, segment in ((1, 97, 1, 20_000), (3, 1000, 1000, 7), (2, 0, 1, 1), (1, 500, 2, 333)):
         monkeypatch.setattr(live_module, "SNAPSHOT_CHUNK", chunk)
-        data = tmp_path / f"d{partitions}-{every}-{chunk}"
+        monkeypatch.setattr(live_module, "SEGMENT_ROWS", segment)
+        data = tmp_path / f"d{partitions}-{every}-{chunk}-{segment}"
         svc = Service(data, campaign["make"], partitions)
         svc.feed(campaign["lines"], every)
         svc.close()  # a revocation commits what is left
         got = tables(open_ledger(data=data))
-        assert got == replayed, (partitions, every, chunk, [t for t in got if got[t] != replayed.get(t)])
+        assert got == replayed, (partitions, every, chunk, segment, [t for t in got if got[t] != replayed.get(t)])
+        if segment < 100:  # commits of several parts each
+            assert len(list((data / "ledger" / "actions").iterdir())) > 20 * max(1, len(campaign["lines"]) // every
+                                                                                  if every else 1)
 
 
 def test_hostile_input_lands_as_in_a_replay(tmp_path: Path, registry: SpecRegistry, keys: dict[str, Signer]) -> None:
@@ -157,14 +162,17 @@ def test_hostile_input_lands_as_in_a_replay(tmp_path: Path, registry: SpecRegist
 
 def test_a_crash_anywhere_in_a_write_loses_and_repeats_nothing(campaign: dict[str, Any], tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each write of a commit fails in turn (a part, a snapshot, the commit itself), as a crash
-    there would leave it; the worker restarts from the log: the ledger equals the replay's."""
+    """Each write of a commit fails in turn (a part, a segment's part, a snapshot piece, the commit
+    itself), as a crash there would leave it; the worker restarts from the log: the ledger equals
+    the replay's."""
     from missionwatch.store import live
 
+    monkeypatch.setattr(live, "SEGMENT_ROWS", 400)  # commits of several segments
+    monkeypatch.setattr(live, "SNAPSHOT_CHUNK", 1)  # and of snapshots in pieces
     replayed = tables(duckdb.connect(str(campaign["ledger"]), read_only=True))
     lines = campaign["lines"]
     real = live._replace
-    for failing in range(0, 12, 3):
+    for failing in (0, 3, 6, 9, 12, 15, 18):
         data = tmp_path / f"crash{failing}"
         svc = Service(data, campaign["make"], 2)
         svc.feed(lines[:1500], commit_every=300)

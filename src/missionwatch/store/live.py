@@ -47,7 +47,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 import polars as pl
@@ -176,6 +176,21 @@ def _replace(path: Path, data: bytes | None = None, write: Any = None) -> None:
     os.replace(tmp, path)
 
 
+class Segment(NamedTuple):
+    """Rows caused by the messages at offsets first..last, by table, pickled (`SEGMENT_ROWS` rows
+    as dicts are ~10-15 MB; pickled ~4x less)."""
+
+    first: int
+    last: int
+    rows: bytes
+
+
+SEGMENT_ROWS = 20_000
+"""Rows gathered before they are put aside in a `Segment` of their own (written as parts of
+their own): ending missions seal ledger cells by the thousand, and a commit's rows as dicts all
+at once could take hundreds of MiB."""
+
+
 @dataclass
 class Job:
     """One commit's writes: the rows caused by messages first..last, and the snapshots as of last."""
@@ -183,7 +198,8 @@ class Job:
     partition: int
     first: int
     last: int
-    rows: dict[str, list[dict[str, Any]]]
+    segments: list[Segment]
+    """The rows, in the offset ranges they were gathered in (each its parts)."""
     schemas: dict[str, Any]
     fresh: dict[str, bytes]
     """The missions changed since the last job: each one's row and open ledger cells as of `last`,
@@ -192,7 +208,7 @@ class Job:
     columns: dict[str, list[str]] = field(default_factory=dict)
 
 
-SNAPSHOT_CHUNK = 500
+SNAPSHOT_CHUNK = 200
 """Missions unpacked at a time when a commit writes the snapshots of them all."""
 
 
@@ -225,7 +241,11 @@ class LiveLedger:
         self.rows = RowMaker(monitor, attributes=commit.attributes if commit else None)
         self.columns: dict[str, set[str]] = {t: set(c) for t, c in (commit.columns if commit else {}).items()}
         self.buffer: dict[str, list[dict[str, Any]]] = {t: [] for t in STREAMED}
+        self.segments: list[Segment] = []
+        """Rows put aside since the last job (`SEGMENT_ROWS`), before those in `buffer`."""
         self.first: int | None = None
+        """The first offset taken since the last job; `_open` the first since the last segment."""
+        self._open: int | None = None
         self.last = self.seen = self.committed
         """The last offset taken into the ledger; the last one fed to the monitor."""
         self.pending: list[Job] = []
@@ -284,6 +304,19 @@ class LiveLedger:
             self.buffer["rejected"].append(self.rejection(offset, self.monitor.rejection_row(r, message)))
         for mid, key, cell in step.sealed:
             self.buffer["ledger"] += self.rows.sealed(mid, key, cell)
+        if sum(map(len, self.buffer.values())) >= SEGMENT_ROWS:
+            self._segment(offset)
+
+    def _segment(self, last: int) -> None:
+        """Put the rows gathered since the last segment aside, as caused by offsets up to `last`."""
+        if self._open is None:
+            return
+        rows, self.buffer = self.buffer, {t: [] for t in STREAMED}
+        for table in ("actions", "outcomes"):
+            self.columns.setdefault(table, set()).update(
+                c for row in rows[table] for c in row if STAGED.match(c))
+        self.segments.append(Segment(self._open, last, pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)))
+        self._open = None
 
     def reject(self, offset: int, row: dict[str, Any]) -> None:
         """A rejection the shell made of the message at `offset` (the monitor failed on it)."""
@@ -298,6 +331,8 @@ class LiveLedger:
     def _mark(self, offset: int) -> None:
         if self.first is None:
             self.first = offset
+        if self._open is None:
+            self._open = offset
         self.last = self.seen = max(self.seen, offset)
 
     # ------------------------------------------------------------------ commits
@@ -308,17 +343,15 @@ class LiveLedger:
         if (self.first is None and not self._dirty) or self.seen < self.last:
             return None
         first = self.first if self.first is not None else self.last + 1
-        rows, self.buffer = self.buffer, {t: [] for t in STREAMED}
+        self._segment(self.last)
+        segments, self.segments = self.segments, []
         fresh = {}
         for mid in self._dirty:  # packed at once: a commit may change thousands of missions
             summary = self.monitor.summary(mid)
             if summary is not None:
                 fresh[mid] = _pack((mission_row(summary), list(self.monitor.iter_ledger_rows(mid))))
         self._dirty = set()
-        for table in ("actions", "outcomes"):
-            self.columns.setdefault(table, set()).update(
-                c for row in rows[table] for c in row if STAGED.match(c))
-        job = Job(self.partition, first, self.last, rows, {t: dict(s) for t, s in self.rows.schemas.items()},
+        job = Job(self.partition, first, self.last, segments, {t: dict(s) for t, s in self.rows.schemas.items()},
                   fresh, self.rows.attributes(), {t: sorted(c) for t, c in self.columns.items()})
         self.first = None
         self.committed = self.last
@@ -350,11 +383,11 @@ class LiveLedger:
 
     def _write(self, job: Job) -> None:
         p = job.partition
-        if job.last >= job.first:
-            for table, rows in job.rows.items():
+        for seg in job.segments:  # one segment's rows at a time
+            for table, rows in pickle.loads(seg.rows).items():
                 if rows:
                     t = next(t for t in TABLE_DEFS if t.name == table)
-                    path = self.root / table / f"p{p:04d}-{job.first:012d}-{job.last:012d}.parquet"
+                    path = self.root / table / f"p{p:04d}-{seg.first:012d}-{seg.last:012d}.parquet"
                     _replace(path, write=frame(rows, part_schema(t, job.schemas[table], rows)).write_parquet)
         self._snapshot.update(job.fresh)  # again after a failed write: the same rows
         snap = f"p{p:04d}-{max(job.last, 0):012d}.parquet"
