@@ -70,15 +70,12 @@ class Monitor:
     def keyring(self) -> Keyring:
         return self.intake.keyring
 
-    # ------------------------------------------------------------------ reading
     def view(self, mission_id: str) -> MissionView | None:
-        ms = self.missions.get(mission_id)
-        return view_of(ms) if ms is not None else None
+        return view_of(ms) if (ms := self.missions.get(mission_id)) is not None else None
 
     def summary(self, mission_id: str) -> MissionSummary | None:
         """What the `missions` table shows of the mission (`view`'s fields of those names, cheaply)."""
-        ms = self.missions.get(mission_id)
-        return summary_of(ms) if ms is not None else None
+        return summary_of(ms) if (ms := self.missions.get(mission_id)) is not None else None
 
     def mission_ids(self) -> list[str]:
         return sorted(self.missions)

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, fields
 from typing import Any
 
+from ..detect.fairness import any_beyond
 from ..records import format_time
 from ..stats.cs import e_bh
 from .admission import resume_quorum
@@ -106,7 +107,7 @@ def review_status(ms: MissionState) -> str:
     if any(e.open for e in ms.escalations.values()):
         return "needs_review"
     flagged = (
-        any(fd.any_beyond() for fds in ms.fairness.values() for fd in fds)
+        any(any_beyond(fd) for fds in ms.fairness.values() for fd in fds)
         or any(mx.shifted for mx in ms.mix.values())
         or any(fp.latched is not None for fp in ms.followups.values())
         or any(rs.verdict == "elevated" for rss in ms.risk.values() for rs in rss)

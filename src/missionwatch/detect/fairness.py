@@ -53,7 +53,7 @@ from ..stats.base import Detector
 from ..stats.betting import BettingCS, strict_linear, strict_linear_e_value
 from ..stats.cs import MeanStat, RatioStat, linear_cs, linear_e_value
 
-__all__ = ["CohortVerdict", "Disparity", "FairnessDelta", "disparity"]
+__all__ = ["CohortVerdict", "Disparity", "FairnessDelta", "any_beyond", "disparity"]
 
 Verdict = Literal["beyond", "within", "insufficient", "too_small", "reference", "not_judged"]
 PRIOR_N = 10.0
@@ -523,11 +523,6 @@ class FairnessDelta(Detector):
         stat = self.cohorts.get(cohort)
         return stat.kept(self.proxy, cohort, self.alpha) if stat is not None else None
 
-    def any_beyond(self) -> bool:
-        """Whether a cohort's settled verdict is "beyond" (`verdicts`' without making them)."""
-        return any(isinstance(v := stat.verdict, CohortVerdict) and v.verdict == "beyond"
-                   for stat in self.cohorts.values())
-
     @property
     def verdicts(self) -> dict[str, CohortVerdict]:
         return {c: v for c, stat in self.cohorts.items() if (v := stat.kept(self.proxy, c, self.alpha)) is not None}
@@ -626,3 +621,8 @@ class FairnessDelta(Detector):
         v = CohortVerdict(label, verdict, stat.n, stat.total, ref_name, ref.n, _zero(ref.total), (lo, hi), beyond, mdg,
                           self.alpha, self._evidence(cohort, cs, cr, prior))
         return v
+
+
+def any_beyond(fd: FairnessDelta) -> bool:
+    """Whether a cohort's settled verdict is "beyond" (as `fd.verdicts` says, without making them)."""
+    return any(isinstance(v := stat.verdict, CohortVerdict) and v.verdict == "beyond" for stat in fd.cohorts.values())
