@@ -64,8 +64,9 @@ class Case:
     """Write ledger.duckdb too (without: `--no-ledger`, the memory of the monitor itself)."""
     worker: bool = False
     """Fed to a streaming worker's state instead of a replay: `StreamCore.process` of every line
-    (one partition), so each mission's console history is held beside its monitor, in a process
-    that imported what `missionwatch run` imports (Faust, aiokafka); only Kafka itself is absent."""
+    (one partition), so each mission's console history and live ledger are held beside its
+    monitor, in a process that imported what `missionwatch run` imports (Faust, aiokafka); only
+    Kafka itself is absent."""
     own_customers: bool = False
     """Each mission acts on customers of its own (ids prefixed with its own), not on the same
     `subjects` customers as every other mission (as a company's campaigns share its customers;
@@ -150,8 +151,8 @@ COSTS = (
          lambda o, u: o.case.missions * (o.case.cohorts - u.case.cohorts)),
     Cost("10000x12-own", "10000x12", "customer of a mission whose id no other mission shares",
          lambda o, u: o.case.missions * o.case.subjects),
-    Cost("10000x12-worker", "floor-worker", "mission of 12 cohorts in a streaming worker (its monitor, its "
-         "console history)", lambda o, u: o.case.missions),
+    Cost("10000x12-worker", "floor-worker", "mission of 12 cohorts in a streaming worker (its monitor, console "
+         "history and live ledger)", lambda o, u: o.case.missions),
 )
 
 
@@ -237,10 +238,16 @@ def replay(case: Case, input_path: Path, lines: int, out: Path, keys: Path | Non
     return Run(case, lines, input_path.stat().st_size, seconds, usage.ru_maxrss)  # KiB on Linux
 
 
+WORKER_COMMIT_EVERY = 5_000
+"""Messages between the worker case's live-ledger commits: `missionwatch run` commits every
+`--ledger-every` 5 s, ~5,000 messages at the stream's rate of single records on this machine."""
+
+
 def worker_child(input_path: Path, out: Path, keys: Path | None) -> None:
     """In a child process: a streaming worker's state fed the input as `missionwatch run` feeds it
-    (stream/app.py's monitor and StreamCore, no ledger, no out log, one partition holding every
-    mission), what it would publish dropped; rejections go to `out`/rejected.jsonl as a replay's."""
+    with its defaults (stream/app.py's monitor and StreamCore, its live ledger under `out`/ledger
+    committed every `WORKER_COMMIT_EVERY` messages, one partition holding every mission), what
+    it would publish dropped; rejections go to `out`/rejected.jsonl as a replay's."""
     from missionwatch.monitor import Monitor
     from missionwatch.spec import SpecRegistry
     from missionwatch.stream import app  # noqa: F401  (what a worker imports: Faust, aiokafka)
@@ -248,15 +255,26 @@ def worker_child(input_path: Path, out: Path, keys: Path | None) -> None:
 
     registry = SpecRegistry.load_dir(ROOT / "detectors")
     signer, keyring = Signer.generate("monitor"), Keyring.load(keys) if keys else Keyring()
-    core = StreamCore(lambda: Monitor(registry, signer=signer, keyring=keyring, allow_unsigned=keys is None))
+    out.mkdir(parents=True, exist_ok=True)
+    core = StreamCore(lambda: Monitor(registry, signer=signer, keyring=keyring, allow_unsigned=keys is None),
+                      ledger=out / "ledger")
     core.assign([0])
     core.activate(0)
-    out.mkdir(parents=True, exist_ok=True)
+
+    def commit() -> None:
+        for led in core.ledgers.jobs():
+            if not led.write():
+                raise SystemExit(f"the live ledger's commit failed (see {out / 'ledger'})")
+
     with input_path.open("rb") as f, (out / "rejected.jsonl").open("wb") as rejected:
         for offset, line in enumerate(f):
             for pub in core.process(0, offset, line.rstrip(b"\n")):
                 if pub.topic == REJECTED:
                     rejected.write(pub.value + b"\n")
+            if offset % WORKER_COMMIT_EVERY == WORKER_COMMIT_EVERY - 1:
+                commit()
+    commit()
+    core.ledgers.close(0)
 
 
 CHECKPOINTS = (20_000, 50_000, 100_000, 150_000, 200_000)
@@ -357,9 +375,11 @@ holds each mission's registration and the outcomes that follow its actions. Abov
 peak RSS minus that of the 200-receipt case (the interpreter, the imports). Cases without
 ledger.duckdb replay with `--no-ledger`: what the monitor itself holds. Cases "in a streaming
 worker's state" are no replay: a child feeds every line to `StreamCore.process` as `missionwatch run`
-does (one partition, no ledger, no out log, the records it would publish dropped), so each mission's
-console history is held beside its monitor, in a process that imported the worker's modules (Faust,
-aiokafka; above their own floor, the 200-receipt case fed the same way); only Kafka is absent.
+does with its defaults (one partition; its live ledger committed every {WORKER_COMMIT_EVERY:,} messages, as
+every 5 s at the stream's rate; no out log; the records it would publish dropped), so each
+mission's console history and live ledger are held beside its monitor, in a process that imported the worker's
+modules (Faust, aiokafka; above their own floor, the 200-receipt case fed the same way); only
+Kafka is absent.
 
 | input | lines | input MiB | seconds | peak RSS MiB | above the floor, MiB | above the floor, bytes per receipt |
 | --- | ---: | ---: | ---: | ---: | ---: | ---: |
