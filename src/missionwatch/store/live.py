@@ -193,10 +193,10 @@ at once could take hundreds of MiB."""
 
 @dataclass
 class Job:
-    """One commit's writes: the rows caused by messages first..last, and the snapshots as of last."""
+    """One commit's writes: the rows caused by the messages up to last since the previous commit,
+    and the snapshots as of last."""
 
     partition: int
-    first: int
     last: int
     segments: list[Segment]
     """The rows, in the offset ranges they were gathered in (each its parts)."""
@@ -342,7 +342,6 @@ class LiveLedger:
         loop; written by `write` (any thread)."""
         if (self.first is None and not self._dirty) or self.seen < self.last:
             return None
-        first = self.first if self.first is not None else self.last + 1
         self._segment(self.last)
         segments, self.segments = self.segments, []
         fresh = {}
@@ -351,7 +350,7 @@ class LiveLedger:
             if summary is not None:
                 fresh[mid] = _pack((mission_row(summary), list(self.monitor.iter_ledger_rows(mid))))
         self._dirty = set()
-        job = Job(self.partition, first, self.last, segments, {t: dict(s) for t, s in self.rows.schemas.items()},
+        job = Job(self.partition, self.last, segments, {t: dict(s) for t, s in self.rows.schemas.items()},
                   fresh, self.rows.attributes(), {t: sorted(c) for t, c in self.columns.items()})
         self.first = None
         self.committed = self.last
